@@ -1,0 +1,3 @@
+module github.com/ldm-project/ldm
+
+go 1.26.8
