@@ -1,0 +1,114 @@
+package nn
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	_ "github.com/gomlx/gomlx/backends/simplego" // the pure-Go backend, always available
+	_ "github.com/gomlx/gomlx/backends/xla"      // XLA, used when a PJRT plugin is present
+)
+
+// EnvBackend overrides the backend choice ("go", "xla", or a full GoMLX
+// config such as "go:ops_parallel").
+const EnvBackend = "LDM_BACKEND"
+
+// DefaultGoConfig is the pure-Go backend configuration. The parallel op
+// executor hung once in three runs in our measurements (see
+// shared/notes/pure-go-backend.md) and costs only 10–15% when off.
+const DefaultGoConfig = "go:ops_sequential"
+
+var logOnce sync.Once
+
+// NewBackend returns the compute backend. name is "", "auto", "go", "xla" or
+// a GoMLX backend config string; "" falls back to $LDM_BACKEND, then "auto".
+// "auto" uses XLA when a PJRT plugin can be found and the pure-Go backend
+// otherwise; it never tries to download a plugin and never panics.
+func NewBackend(name string) (b backends.Backend, err error) {
+	if name == "" {
+		name = os.Getenv(EnvBackend)
+	}
+	if name == "" {
+		name = "auto"
+	}
+	switch {
+	case name == "auto":
+		b, err = newXLA("xla")
+		if err != nil {
+			reason := err.Error()
+			b, err = newConfig(DefaultGoConfig)
+			if err == nil {
+				logOnce.Do(func() {
+					slog.Info("backend: XLA unavailable, using the pure-Go backend", "reason", firstLine(reason))
+				})
+			}
+			return wrap(b), err
+		}
+	case name == "go" || strings.HasPrefix(name, "go:"):
+		if name == "go" {
+			name = DefaultGoConfig
+		}
+		b, err = newConfig(name)
+	case name == "xla" || strings.HasPrefix(name, "xla:"):
+		b, err = newXLA(name)
+		if err != nil {
+			return nil, fmt.Errorf("backend %q: %w (install a PJRT plugin and set PJRT_PLUGIN_LIBRARY_PATH, or use --backend go)", name, err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown backend %q: use \"auto\", \"go\" or \"xla\"", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	logOnce.Do(func() { slog.Info("backend selected", "backend", b.Name(), "description", b.Description()) })
+	return wrap(b), nil
+}
+
+// newXLA builds an XLA backend without letting GoMLX reach for the network.
+func newXLA(config string) (backends.Backend, error) {
+	if os.Getenv("GOMLX_NO_AUTO_INSTALL") == "" {
+		os.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
+	}
+	return newConfig(config)
+}
+
+// newConfig calls GoMLX, turning its panics (an unknown name panics) into errors.
+func newConfig(config string) (b backends.Backend, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	return backends.NewWithConfig(config)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// IsGo reports whether b is the pure-Go backend, for the few places where the
+// fastest formulation differs by backend.
+func IsGo(b backends.Backend) bool {
+	return b != nil && strings.HasPrefix(b.Name(), "go")
+}
+
+var (
+	defaultBackend    backends.Backend
+	defaultBackendErr error
+	defaultOnce       sync.Once
+)
+
+// DefaultBackend returns a process-wide backend chosen by NewBackend("").
+func DefaultBackend() (backends.Backend, error) {
+	defaultOnce.Do(func() { defaultBackend, defaultBackendErr = NewBackend("") })
+	return defaultBackend, defaultBackendErr
+}
+
+// wrap is where backend fix-ups (missing ops of the pure-Go backend) plug in.
+var wrap = func(b backends.Backend) backends.Backend { return b }

@@ -1,0 +1,149 @@
+package nn
+
+import (
+	"math"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// Param returns the graph value of variable name in ctx's scope, creating it
+// with the given shape when it does not exist (training from scratch). Loaded
+// models build with ctx.Reuse(), so a missing weight is an error naming it.
+func Param(ctx *context.Context, g *Graph, name string, dims ...int) *Node {
+	return ctx.VariableWithShape(name, shapes.Make(DType, dims...)).ValueGraph(g)
+}
+
+// Product multiplies [..., K] by [K, N]. It is the one place where the matrix
+// product is formulated, so a backend-specific version plugs in here.
+func Product(a, b *Node) *Node {
+	return matMul(a, b)
+}
+
+var matMul = func(a, b *Node) *Node {
+	return DotGeneral(a, []int{a.Rank() - 1}, nil, b, []int{0}, nil)
+}
+
+// Linear is torch.nn.Linear on the last axis: weight [out,in], optional bias [out].
+func Linear(ctx *context.Context, x *Node, out int, bias bool) *Node {
+	in := x.Shape().Dim(-1)
+	w := Param(ctx, x.Graph(), "weight", out, in)
+	y := Product(x, Transpose(w, 0, 1))
+	if bias {
+		y = Add(y, ExpandLeftToRank(Param(ctx, x.Graph(), "bias", out), y.Rank()))
+	}
+	return y
+}
+
+// Conv2DOpts describes a convolution; zero Stride means 1.
+type Conv2DOpts struct {
+	Out, Kernel, Stride, Pad int
+	NoBias                   bool
+}
+
+// Conv2D is torch.nn.Conv2d on NHWC input: weight [O,I,kh,kw], bias [O].
+// It is computed as im2col (one strided slice per kernel tap, concatenated on
+// channels) followed by one matrix product; on the pure-Go backend this is
+// ~13× faster than the native convolution and differentiable.
+func Conv2D(ctx *context.Context, x *Node, o Conv2DOpts) *Node {
+	g := x.Graph()
+	stride := max(o.Stride, 1)
+	dims := x.Shape().Dimensions
+	b, h, w, in := dims[0], dims[1], dims[2], dims[3]
+	k := o.Kernel
+	weight := Param(ctx, g, "weight", o.Out, in, k, k)
+	if o.Pad > 0 {
+		x = ZeroPad2D(x, o.Pad)
+		h, w = h+2*o.Pad, w+2*o.Pad
+	}
+	ho, wo := (h-k)/stride+1, (w-k)/stride+1
+	var cols *Node
+	if k == 1 && stride == 1 {
+		cols = x
+	} else {
+		taps := make([]*Node, 0, k*k)
+		for dy := 0; dy < k; dy++ {
+			for dx := 0; dx < k; dx++ {
+				taps = append(taps, Slice(x, AxisRange(),
+					AxisRange(dy, dy+(ho-1)*stride+1).Stride(stride),
+					AxisRange(dx, dx+(wo-1)*stride+1).Stride(stride),
+					AxisRange()))
+			}
+		}
+		cols = Concatenate(taps, -1)
+	}
+	cols = Reshape(cols, b*ho*wo, k*k*in)
+	// [O,I,kh,kw] → [kh,kw,I,O] → [kh·kw·I, O], matching the tap order above.
+	wmat := Reshape(TransposeAllDims(weight, 2, 3, 1, 0), k*k*in, o.Out)
+	y := Product(cols, wmat)
+	if !o.NoBias {
+		y = Add(y, ExpandLeftToRank(Param(ctx, g, "bias", o.Out), 2))
+	}
+	return Reshape(y, b, ho, wo, o.Out)
+}
+
+// ZeroPad2D pads the two spatial axes of NHWC x with p zeros on each side,
+// using Concatenate (the pure-Go backend has no Pad op).
+func ZeroPad2D(x *Node, p int) *Node {
+	dims := x.Shape().Dimensions
+	b, h, w, c := dims[0], dims[1], dims[2], dims[3]
+	zr := Zeros(x.Graph(), shapes.Make(x.DType(), b, p, w, c))
+	x = Concatenate([]*Node{zr, x, zr}, 1)
+	zc := Zeros(x.Graph(), shapes.Make(x.DType(), b, h+2*p, p, c))
+	return Concatenate([]*Node{zc, x, zc}, 2)
+}
+
+// GroupNorm is torch.nn.GroupNorm on channels-last x ([B, ..., C]) with
+// affine weight and bias [C].
+func GroupNorm(ctx *context.Context, x *Node, groups int, eps float64) *Node {
+	dims := x.Shape().Dimensions
+	b, c := dims[0], dims[len(dims)-1]
+	s := x.Shape().Size() / (b * c)
+	xg := Reshape(x, b, s, groups, c/groups)
+	xg = normalize(xg, eps, 1, 3)
+	y := Reshape(xg, dims...)
+	return affine(ctx, y, c)
+}
+
+// LayerNorm is torch.nn.LayerNorm over the last axis.
+func LayerNorm(ctx *context.Context, x *Node, eps float64) *Node {
+	c := x.Shape().Dim(-1)
+	return affine(ctx, normalize(x, eps, x.Rank()-1), c)
+}
+
+// normalize subtracts the mean and divides by the standard deviation over
+// axes. It uses Div(…, Sqrt) since Rsqrt has no gradient on the pure-Go
+// backend, and the two-pass variance, as PyTorch, for precision.
+func normalize(x *Node, eps float64, axes ...int) *Node {
+	mean := ReduceAndKeep(x, ReduceMean, axes...)
+	xc := Sub(x, mean)
+	v := ReduceAndKeep(Square(xc), ReduceMean, axes...)
+	return Div(xc, Sqrt(AddScalar(v, eps)))
+}
+
+func affine(ctx *context.Context, x *Node, c int) *Node {
+	g := x.Graph()
+	r := x.Rank()
+	return Add(Mul(x, ExpandLeftToRank(Param(ctx, g, "weight", c), r)), ExpandLeftToRank(Param(ctx, g, "bias", c), r))
+}
+
+// SiLU is x·σ(x).
+func SiLU(x *Node) *Node { return Mul(x, Sigmoid(x)) }
+
+// GELU is the exact (erf) GELU, torch's default.
+func GELU(x *Node) *Node {
+	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
+}
+
+// QuickGELU is x·σ(1.702x), used by OpenAI's CLIP.
+func QuickGELU(x *Node) *Node { return Mul(x, Sigmoid(MulScalar(x, 1.702))) }
+
+// Upsample2x is nearest-neighbour upsampling by 2 of NHWC x.
+func Upsample2x(x *Node) *Node {
+	dims := x.Shape().Dimensions
+	b, h, w, c := dims[0], dims[1], dims[2], dims[3]
+	x = Reshape(x, b, h, 1, w, 1, c)
+	x = BroadcastToDims(x, b, h, 2, w, 2, c)
+	return Reshape(x, b, 2*h, 2*w, c)
+}

@@ -1,0 +1,130 @@
+package nn
+
+import (
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+)
+
+// Source is what Load reads: a component's tensors under diffusers keys
+// (weights.Source satisfies it).
+type Source interface {
+	Keys() []string
+	Float32(key string) ([]float32, []int, error)
+}
+
+// KeyToScope splits a diffusers state-dict key into a GoMLX scope path and a
+// variable name: "down_blocks.0.conv1.weight" → ("/down_blocks/0/conv1", "weight").
+func KeyToScope(key string) (scope, name string) {
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 {
+		return context.RootScope, key
+	}
+	return context.RootScope + strings.ReplaceAll(key[:i], ".", context.ScopeSeparator), key[i+1:]
+}
+
+// ScopeToKey is the inverse of KeyToScope.
+func ScopeToKey(scope, name string) string {
+	s := strings.TrimPrefix(scope, context.RootScope)
+	if s == "" {
+		return name
+	}
+	return strings.ReplaceAll(s, context.ScopeSeparator, ".") + "." + name
+}
+
+// Load copies every tensor of src into variables of ctx (one tensor in memory
+// at a time besides the variables), keyed by diffusers names.
+func Load(ctx *context.Context, src Source) error {
+	for _, key := range src.Keys() {
+		data, shape, err := src.Float32(key)
+		if err != nil {
+			return err
+		}
+		scope, name := KeyToScope(key)
+		t := tensors.FromFlatDataAndDimensions(data, shape...)
+		if v := ctx.GetVariableByScopeAndName(scope, name); v != nil {
+			if err := v.SetValue(t); err != nil {
+				return fmt.Errorf("weight %s: %w", key, err)
+			}
+			continue
+		}
+		if err := Try(func() { ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, t) }); err != nil {
+			return fmt.Errorf("weight %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// Keys lists the diffusers keys of the variables in ctx, sorted.
+func Keys(ctx *context.Context) []string {
+	var keys []string
+	for v := range ctx.IterVariables() {
+		keys = append(keys, ScopeToKey(v.Scope(), v.Name()))
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// ExpectedKeys builds a model's graph on a fresh context (nothing runs) and
+// returns the weight keys and shapes the model asks for. Comparing them with a
+// file's keys names the missing and unexpected weights.
+func ExpectedKeys(backend backends.Backend, build func(ctx *context.Context, g *Graph)) (map[string][]int, error) {
+	ctx := context.New()
+	out := map[string][]int{}
+	err := Try(func() {
+		g := NewGraph(backend, "expected_keys")
+		defer g.Finalize()
+		build(ctx, g)
+		for v := range ctx.IterVariables() {
+			out[ScopeToKey(v.Scope(), v.Name())] = v.Shape().Dimensions
+		}
+	})
+	return out, err
+}
+
+// CompareKeys returns the keys expected but absent from have, and those in
+// have but not expected, both sorted.
+func CompareKeys(expected map[string][]int, have []string) (missing, unexpected []string) {
+	hs := map[string]bool{}
+	for _, k := range have {
+		hs[k] = true
+		if _, ok := expected[k]; !ok {
+			unexpected = append(unexpected, k)
+		}
+	}
+	for k := range expected {
+		if !hs[k] {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(unexpected)
+	return missing, unexpected
+}
+
+// Try runs fn and turns a panic (GoMLX reports errors by panicking) into an
+// error, so that errors, not panics, cross package boundaries.
+func Try(fn func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("%v", r)
+			}
+			if debugPanics {
+				err = fmt.Errorf("%w\n%s", err, debug.Stack())
+			}
+		}
+	}()
+	fn()
+	return nil
+}
+
+var debugPanics = false
