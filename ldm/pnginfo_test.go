@@ -1,0 +1,94 @@
+package ldm
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/png"
+	"testing"
+)
+
+func TestInfotextRoundTripsThroughPNG(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		it   Infotext
+	}{
+		{"plain", Infotext{Prompt: "a red apple", NegativePrompt: "blurry, low quality",
+			Params: []KV{{"Steps", "20"}, {"Sampler", "Euler a"}, {"CFG scale", "7.5"}, {"Seed", "42"}, {"Size", "64x64"}, {"Model", "ldm-emoji"}}}},
+		{"no negative, unicode, quoted value", Infotext{Prompt: "🍎 pomme (rouge:1.2)\nsecond line",
+			Params: []KV{{"Steps", "5"}, {"Lora hashes", "a: 1, b: 2"}, {"Seed", "1"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := image.NewRGBA(image.Rect(0, 0, 4, 3))
+			img.Set(1, 1, color.RGBA{200, 10, 10, 255})
+			var buf bytes.Buffer
+			if err := EncodePNG(&buf, img, []KV{{"parameters", tc.it.String()}}); err != nil {
+				t.Fatal(err)
+			}
+			// Still a valid PNG with the same pixels.
+			dec, err := png.Decode(bytes.NewReader(buf.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, _, _, _ := dec.At(1, 1).RGBA(); r>>8 != 200 {
+				t.Fatalf("pixel changed: %v", dec.At(1, 1))
+			}
+			text, err := ReadPNGText(bytes.NewReader(buf.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParseInfotext(text["parameters"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != tc.it.String() {
+				t.Fatalf("round trip:\n got %q\nwant %q", got.String(), tc.it.String())
+			}
+		})
+	}
+}
+
+func TestInfotextMatchesA1111Layout(t *testing.T) {
+	it := Infotext{Prompt: "cat", NegativePrompt: "dog", Params: []KV{{"Steps", "20"}, {"Sampler", "DPM++ 2M"}, {"Schedule type", "Karras"}, {"CFG scale", "7"}, {"Seed", "3"}, {"Size", "512x512"}}}
+	want := "cat\nNegative prompt: dog\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 3, Size: 512x512"
+	if it.String() != want {
+		t.Fatalf("got %q want %q", it.String(), want)
+	}
+	if v, _ := it.Get("Seed"); v != "3" {
+		t.Fatalf("Seed = %q", v)
+	}
+}
+
+func TestReadPNGTextRejectsGarbage(t *testing.T) {
+	if _, err := ReadPNGText(bytes.NewReader([]byte("GIF89a...."))); err == nil {
+		t.Fatal("want error for a non-PNG")
+	}
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		mod   func(r *Request)
+	}{
+		{"prompt", func(r *Request) { r.Prompt = " " }},
+		{"width", func(r *Request) { r.Width = 65 }},
+		{"steps", func(r *Request) { r.Steps = 1000 }},
+		{"batch_size", func(r *Request) { r.BatchSize = 99 }},
+		{"noise", func(r *Request) { r.Noise = "mt" }},
+		{"strength", func(r *Request) { r.Strength = 0.5 }},
+		{"seed", func(r *Request) { r.Seed = -5 }},
+	} {
+		r := Request{Prompt: "x"}
+		r.Defaults(64)
+		tc.mod(&r)
+		field, ok := IsFieldError(r.Validate(DefaultLimits, 8))
+		if !ok || field != tc.field {
+			t.Errorf("%s: got field %q (ok=%v)", tc.field, field, ok)
+		}
+	}
+	r := Request{Prompt: "x"}
+	r.Defaults(64)
+	if err := r.Validate(DefaultLimits, 8); err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+}

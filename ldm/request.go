@@ -1,0 +1,161 @@
+// Package ldm is the text-to-image pipeline: one Request type validated and
+// defaulted in one place, txt2img / img2img / inpainting with classifier-free
+// guidance over the unet, vae, textenc and scheduler packages, and the PNG
+// output with AUTOMATIC1111-compatible metadata.
+package ldm
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"strings"
+)
+
+// Request is everything one generation needs. The CLI flags, the native API,
+// the AUTOMATIC1111 route and the OpenAI route all translate into it; Defaults
+// and Validate are the only places defaults and limits live.
+type Request struct {
+	Prompt         string  `json:"prompt"`
+	NegativePrompt string  `json:"negative_prompt,omitempty"`
+	Width          int     `json:"width,omitempty"`
+	Height         int     `json:"height,omitempty"`
+	Steps          int     `json:"steps,omitempty"`
+	GuidanceScale  float64 `json:"guidance_scale,omitempty"`
+	// Sampler is a diffusers class name, an AUTOMATIC1111 or a ComfyUI name
+	// ("Euler a", "DPM++ 2M Karras", "dpmpp_2m"); Schedule optionally names
+	// the sigma schedule separately ("karras"), as A1111's split form.
+	Sampler  string  `json:"sampler,omitempty"`
+	Schedule string  `json:"schedule,omitempty"`
+	Seed     int64   `json:"seed"`
+	Eta      float64 `json:"eta,omitempty"`
+	// BatchSize images share one model batch; BatchCount batches run one
+	// after another. Image i gets seed Seed+i (AUTOMATIC1111 convention).
+	BatchSize  int `json:"batch_size,omitempty"`
+	BatchCount int `json:"batch_count,omitempty"`
+	// ClipSkip follows AUTOMATIC1111: 1 (or 0) uses the last layer, 2 the penultimate.
+	ClipSkip int `json:"clip_skip,omitempty"`
+	// Noise selects the generator: "philox" (default; stable across versions
+	// and backends) or "torch" (bit-exact torch.randn on CPU, as diffusers
+	// and ComfyUI draw it).
+	Noise string `json:"noise,omitempty"`
+
+	InitImage image.Image `json:"-"`
+	Strength  float64     `json:"strength,omitempty"`
+	Mask      image.Image `json:"-"`
+	MaskBlur  int         `json:"mask_blur,omitempty"`
+}
+
+// Limits bound what a request may ask for; servers set them, the CLI uses
+// the defaults.
+type Limits struct {
+	MaxSteps, MaxWidth, MaxHeight, MaxBatchSize, MaxBatchCount, MaxPromptChars int
+}
+
+// DefaultLimits are generous enough for SD1.5/2.1 at their native sizes.
+var DefaultLimits = Limits{MaxSteps: 150, MaxWidth: 2048, MaxHeight: 2048, MaxBatchSize: 16, MaxBatchCount: 100, MaxPromptChars: 10000}
+
+// Defaults fills unset fields. sampleSize is the model's native image size
+// in pixels (e.g. 512 for SD1.5, 64 for the embedded model).
+func (r *Request) Defaults(sampleSize int) {
+	if r.Width == 0 {
+		r.Width = sampleSize
+	}
+	if r.Height == 0 {
+		r.Height = sampleSize
+	}
+	if r.Steps == 0 {
+		r.Steps = 20
+	}
+	if r.GuidanceScale == 0 {
+		r.GuidanceScale = 7.5
+	}
+	if r.Sampler == "" {
+		r.Sampler = "DDIM"
+	}
+	if r.BatchSize == 0 {
+		r.BatchSize = 1
+	}
+	if r.BatchCount == 0 {
+		r.BatchCount = 1
+	}
+	if r.Noise == "" {
+		r.Noise = "philox"
+	}
+	if r.InitImage != nil && r.Strength == 0 {
+		r.Strength = 0.75
+	}
+	if r.Mask != nil && r.MaskBlur == 0 {
+		r.MaskBlur = 4
+	}
+}
+
+// FieldError names the request field that is wrong, so every front end can
+// report it the same way (the server answers 400 with the field).
+type FieldError struct {
+	Field, Msg string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks r against the limits and the model's latent factor (width
+// and height must be multiples of it). It returns a *FieldError.
+func (r *Request) Validate(l Limits, factor int) error {
+	bad := func(field, format string, a ...any) error {
+		return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
+	}
+	switch {
+	case strings.TrimSpace(r.Prompt) == "" && r.InitImage == nil:
+		return bad("prompt", "is empty: say what to draw")
+	case l.MaxPromptChars > 0 && len(r.Prompt) > l.MaxPromptChars:
+		return bad("prompt", "is %d characters, the limit is %d", len(r.Prompt), l.MaxPromptChars)
+	case l.MaxPromptChars > 0 && len(r.NegativePrompt) > l.MaxPromptChars:
+		return bad("negative_prompt", "is %d characters, the limit is %d", len(r.NegativePrompt), l.MaxPromptChars)
+	case r.Width <= 0 || r.Width%factor != 0:
+		return bad("width", "%d must be a positive multiple of %d", r.Width, factor)
+	case r.Height <= 0 || r.Height%factor != 0:
+		return bad("height", "%d must be a positive multiple of %d", r.Height, factor)
+	case l.MaxWidth > 0 && r.Width > l.MaxWidth:
+		return bad("width", "%d exceeds the limit %d", r.Width, l.MaxWidth)
+	case l.MaxHeight > 0 && r.Height > l.MaxHeight:
+		return bad("height", "%d exceeds the limit %d", r.Height, l.MaxHeight)
+	case r.Steps < 1:
+		return bad("steps", "%d must be at least 1", r.Steps)
+	case l.MaxSteps > 0 && r.Steps > l.MaxSteps:
+		return bad("steps", "%d exceeds the limit %d", r.Steps, l.MaxSteps)
+	case r.GuidanceScale < 0 || r.GuidanceScale > 100:
+		return bad("guidance_scale", "%g must be between 0 and 100", r.GuidanceScale)
+	case r.Seed < -1:
+		return bad("seed", "%d must be -1 (random) or a non-negative number", r.Seed)
+	case r.BatchSize < 1 || (l.MaxBatchSize > 0 && r.BatchSize > l.MaxBatchSize):
+		return bad("batch_size", "%d must be between 1 and %d", r.BatchSize, l.MaxBatchSize)
+	case r.BatchCount < 1 || (l.MaxBatchCount > 0 && r.BatchCount > l.MaxBatchCount):
+		return bad("batch_count", "%d must be between 1 and %d", r.BatchCount, l.MaxBatchCount)
+	case r.ClipSkip < 0 || r.ClipSkip > 12:
+		return bad("clip_skip", "%d must be between 0 and 12", r.ClipSkip)
+	case r.Eta < 0 || r.Eta > 1:
+		return bad("eta", "%g must be between 0 and 1", r.Eta)
+	case r.Noise != "philox" && r.Noise != "torch":
+		return bad("noise", "%q is not a generator: use \"philox\" or \"torch\"", r.Noise)
+	case r.InitImage != nil && (r.Strength <= 0 || r.Strength > 1):
+		return bad("strength", "%g must be in (0, 1]", r.Strength)
+	case r.InitImage == nil && r.Strength != 0:
+		return bad("strength", "is only meaningful with an init image")
+	case r.Mask != nil && r.InitImage == nil:
+		return bad("mask", "needs an init image to inpaint")
+	case r.MaskBlur < 0 || r.MaskBlur > 64:
+		return bad("mask_blur", "%d must be between 0 and 64", r.MaskBlur)
+	}
+	if r.Mask != nil && r.Mask.Bounds().Size() != r.InitImage.Bounds().Size() {
+		return bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
+	}
+	return nil
+}
+
+// IsFieldError reports whether err is a validation error, and which field.
+func IsFieldError(err error) (string, bool) {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Field, true
+	}
+	return "", false
+}
