@@ -1,0 +1,69 @@
+package rng
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+
+	"github.com/ldm-project/ldm/internal/golden"
+)
+
+type torchIndex struct {
+	Cases []struct {
+		Seed   uint64 `json:"seed"`
+		Shape  []int  `json:"shape"`
+		First  string `json:"first"`
+		Second string `json:"second"`
+	} `json:"cases"`
+}
+
+// TestGoldenTorchRandn checks torch.randn parity bit for bit: for every seed
+// and shape in the index, a fresh generator's first and second draws.
+func TestGoldenTorchRandn(t *testing.T) {
+	golden.ForKind(t, "torch_randn", func(t *testing.T, c golden.Case) {
+		raw, err := os.ReadFile(c.Path("index"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var idx torchIndex
+		if err := json.Unmarshal(raw, &idx); err != nil {
+			t.Fatalf("%s: %v", c.Path("index"), err)
+		}
+		if len(idx.Cases) == 0 {
+			t.Fatal("index lists no cases")
+		}
+		data := c.Tensors(t, "data")
+		for _, tc := range idx.Cases {
+			n := 1
+			for _, d := range tc.Shape {
+				n *= d
+			}
+			g := NewTorchCPU(tc.Seed)
+			for _, draw := range []string{tc.First, tc.Second} {
+				if draw == "" {
+					continue
+				}
+				got := g.Randn(n) // drawn even if the check below fails, so the stream stays aligned
+				want, shape := golden.Float32(t, data, draw)
+				if len(want) != n {
+					t.Errorf("%s: tensor has %d values (shape %v), index shape %v", draw, len(want), shape, tc.Shape)
+					continue
+				}
+				bad, first := 0, -1
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						if first < 0 {
+							first = i
+						}
+						bad++
+					}
+				}
+				if bad > 0 {
+					t.Errorf("seed %d shape %v %s: %d of %d values differ; first at %d: got %v (%#08x) want %v (%#08x)",
+						tc.Seed, tc.Shape, draw, bad, n, first, got[first], math.Float32bits(got[first]), want[first], math.Float32bits(want[first]))
+				}
+			}
+		}
+	})
+}
