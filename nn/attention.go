@@ -24,7 +24,7 @@ func Attention(q, k, v *Node, heads int, causal bool) *Node {
 	scores := Einsum("bqhd,bkhd->bhqk", MulScalar(q, 1/math.Sqrt(float64(d))), k)
 	if causal {
 		g := q.Graph()
-		mask := LowerTriangular(g, tq) // [tq,tq] bool, true where key <= query
+		mask := Reshape(LowerTriangular(g, tq), 1, 1, tq, tk) // true where key <= query
 		neg := Scalar(g, scores.DType(), -1e30)
 		scores = Where(BroadcastToDims(mask, b, heads, tq, tk), scores, BroadcastToDims(neg, b, heads, tq, tk))
 	}

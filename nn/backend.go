@@ -95,7 +95,16 @@ func firstLine(s string) string {
 // IsGo reports whether b is the pure-Go backend, for the few places where the
 // fastest formulation differs by backend.
 func IsGo(b backends.Backend) bool {
-	return b != nil && strings.HasPrefix(b.Name(), "go")
+	if _, ok := b.(*goBackend); ok {
+		return true
+	}
+	return isGoName(b)
+}
+
+// isGoName recognises the pure-Go backend by name: simplego's Name is
+// "SimpleGo (go)" and its String is "go".
+func isGoName(b backends.Backend) bool {
+	return b != nil && (b.String() == "go" || strings.HasPrefix(b.Name(), "go") || strings.HasSuffix(b.Name(), "(go)"))
 }
 
 var (
@@ -110,5 +119,6 @@ func DefaultBackend() (backends.Backend, error) {
 	return defaultBackend, defaultBackendErr
 }
 
-// wrap is where backend fix-ups (missing ops of the pure-Go backend) plug in.
-var wrap = func(b backends.Backend) backends.Backend { return b }
+// wrap is where backend fix-ups plug in: the pure-Go backend gets the ops it
+// lacks (see goBackend); XLA is returned as is.
+var wrap = wrapGo

@@ -48,14 +48,24 @@ type Conv2DOpts struct {
 // ~13× faster than the native convolution and differentiable.
 func Conv2D(ctx *context.Context, x *Node, o Conv2DOpts) *Node {
 	g := x.Graph()
-	stride := max(o.Stride, 1)
-	dims := x.Shape().Dimensions
-	b, h, w, in := dims[0], dims[1], dims[2], dims[3]
+	in := x.Shape().Dim(-1)
 	k := o.Kernel
 	weight := Param(ctx, g, "weight", o.Out, in, k, k)
-	if o.Pad > 0 {
-		x = ZeroPad2D(x, o.Pad)
-		h, w = h+2*o.Pad, w+2*o.Pad
+	var bias *Node
+	if !o.NoBias {
+		bias = Param(ctx, g, "bias", o.Out)
+	}
+	return conv2DWith(x, weight, bias, k, max(o.Stride, 1), o.Pad)
+}
+
+// conv2DWith is Conv2D on given weight [O,I,k,k] and bias [O] (nil: none).
+func conv2DWith(x, weight, bias *Node, k, stride, pad int) *Node {
+	dims := x.Shape().Dimensions
+	b, h, w, in := dims[0], dims[1], dims[2], dims[3]
+	out := weight.Shape().Dim(0)
+	if pad > 0 {
+		x = ZeroPad2D(x, pad)
+		h, w = h+2*pad, w+2*pad
 	}
 	ho, wo := (h-k)/stride+1, (w-k)/stride+1
 	var cols *Node
@@ -75,12 +85,12 @@ func Conv2D(ctx *context.Context, x *Node, o Conv2DOpts) *Node {
 	}
 	cols = Reshape(cols, b*ho*wo, k*k*in)
 	// [O,I,kh,kw] → [kh,kw,I,O] → [kh·kw·I, O], matching the tap order above.
-	wmat := Reshape(TransposeAllDims(weight, 2, 3, 1, 0), k*k*in, o.Out)
+	wmat := Reshape(TransposeAllDims(weight, 2, 3, 1, 0), k*k*in, out)
 	y := Product(cols, wmat)
-	if !o.NoBias {
-		y = Add(y, ExpandLeftToRank(Param(ctx, g, "bias", o.Out), 2))
+	if bias != nil {
+		y = Add(y, ExpandLeftToRank(bias, 2))
 	}
-	return Reshape(y, b, ho, wo, o.Out)
+	return Reshape(y, b, ho, wo, out)
 }
 
 // ZeroPad2D pads the two spatial axes of NHWC x with p zeros on each side,
