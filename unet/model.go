@@ -1,0 +1,241 @@
+package unet
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/pkg/core/shapes"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/ldm-project/ldm/nn"
+)
+
+// Model is a UNet2DConditionModel: its config and the context holding its
+// weights under diffusers keys.
+type Model struct {
+	Config Config
+	Ctx    *context.Context
+
+	plan *plan
+
+	mu    sync.Mutex
+	execs map[backends.Backend]*context.Exec
+}
+
+// New validates cfg and returns a model without weights: load them with
+// LoadWeights, or create random ones with InitWeights.
+func New(cfg Config) (*Model, error) {
+	p, err := cfg.plan()
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Config: cfg, Ctx: context.New(), plan: p, execs: map[backends.Backend]*context.Exec{}}, nil
+}
+
+var (
+	keysBackend     backends.Backend
+	keysBackendErr  error
+	keysBackendOnce sync.Once
+)
+
+// ExpectedKeys returns every weight key the model reads and its shape, found
+// by building the graph for a small input (nothing runs).
+func (m *Model) ExpectedKeys() (map[string][]int, error) {
+	keysBackendOnce.Do(func() { keysBackend, keysBackendErr = nn.NewBackend("go") })
+	if keysBackendErr != nil {
+		return nil, fmt.Errorf("unet: %w", keysBackendErr)
+	}
+	c := m.Config
+	f := c.DownFactor()
+	cross := m.crossDim()
+	keys, err := nn.ExpectedKeys(keysBackend, func(ctx *context.Context, g *Graph) {
+		sample := Parameter(g, "sample", shapes.Make(nn.DType, 1, c.InChannels, f, f))
+		t := Parameter(g, "timesteps", shapes.Make(nn.DType, 1))
+		ehs := Parameter(g, "encoder_hidden_states", shapes.Make(nn.DType, 1, 1, cross))
+		m.Apply(ctx, sample, t, ehs)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unet: building the graph: %w", err)
+	}
+	return keys, nil
+}
+
+// crossDim is the width of encoder_hidden_states the attention layers expect
+// (0 when the U-Net has none).
+func (m *Model) crossDim() int {
+	for _, b := range slices.Concat(m.plan.down, m.plan.up) {
+		if b.attn != nil {
+			return b.attn.crossDim
+		}
+	}
+	if m.plan.mid != nil {
+		return m.plan.mid.attn.crossDim
+	}
+	return 1
+}
+
+// LoadWeights copies src (diffusers keys) into the model's context and then
+// checks it against the config: missing, unexpected and misshapen weights are
+// named in the error.
+func (m *Model) LoadWeights(src nn.Source) error {
+	if err := nn.Load(m.Ctx, src); err != nil {
+		return fmt.Errorf("unet: loading weights: %w", err)
+	}
+	expected, err := m.ExpectedKeys()
+	if err != nil {
+		return err
+	}
+	missing, unexpected := nn.CompareKeys(expected, src.Keys())
+	var wrong []string
+	for key, want := range expected {
+		scope, name := nn.KeyToScope(key)
+		if v := m.Ctx.GetVariableByScopeAndName(scope, name); v != nil && !slices.Equal(v.Shape().Dimensions, want) {
+			wrong = append(wrong, fmt.Sprintf("%s %v (config wants %v)", key, v.Shape().Dimensions, want))
+		}
+	}
+	slices.Sort(wrong)
+	var problems []string
+	for _, l := range []struct {
+		what string
+		keys []string
+	}{{"missing", missing}, {"unexpected", unexpected}, {"with the wrong shape", wrong}} {
+		if len(l.keys) > 0 {
+			problems = append(problems, fmt.Sprintf("%d %s: %s", len(l.keys), l.what, abbreviate(l.keys, 8)))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("unet: the weights do not match the config (wrong config.json or not a UNet2DConditionModel): %s",
+			strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func abbreviate(keys []string, n int) string {
+	if len(keys) <= n {
+		return strings.Join(keys, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(keys[:n], ", "), len(keys)-n)
+}
+
+// InitWeights gives the model fresh random weights, for training from
+// scratch and benchmarks: convolution and linear weights uniform in
+// ±1/√fan_in (PyTorch's default bound), biases 0, norm scales 1. The same
+// seed gives the same weights.
+func (m *Model) InitWeights(seed uint64) error {
+	expected, err := m.ExpectedKeys()
+	if err != nil {
+		return err
+	}
+	return nn.Load(m.Ctx, randomSource{shapes: expected, seed: seed})
+}
+
+// randomSource draws each tensor when it is read, so that initialising a
+// full-size model holds one tensor at a time besides the variables.
+type randomSource struct {
+	shapes map[string][]int
+	seed   uint64
+}
+
+func (r randomSource) Keys() []string {
+	keys := make([]string, 0, len(r.shapes))
+	for k := range r.shapes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (r randomSource) Float32(key string) ([]float32, []int, error) {
+	dims := r.shapes[key]
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	data := make([]float32, n)
+	_, name := nn.KeyToScope(key)
+	switch {
+	case len(dims) >= 2:
+		bound := 1 / math.Sqrt(float64(n/dims[0]))
+		var h uint64
+		for _, ch := range key {
+			h = h*1099511628211 + uint64(ch)
+		}
+		rng := rand.New(rand.NewPCG(r.seed, h))
+		for i := range data {
+			data[i] = float32((2*rng.Float64() - 1) * bound)
+		}
+	case name == "weight": // GroupNorm / LayerNorm scale
+		for i := range data {
+			data[i] = 1
+		}
+	}
+	return data, dims, nil
+}
+
+// Run evaluates the U-Net on host data with the loaded weights: sample NCHW
+// [B,C,H,W], one timestep per sample or a single one for all, encoder hidden
+// states [B,T,D]. It returns the NCHW output [B,out_channels,H,W]. One graph
+// is compiled per backend and input shape and reused by later calls.
+func (m *Model) Run(backend backends.Backend, sample []float32, sampleShape []int, timesteps []float32,
+	ehs []float32, ehsShape []int) (out []float32, err error) {
+	c := m.Config
+	if len(sampleShape) != 4 || sampleShape[1] != c.InChannels || prod(sampleShape) != len(sample) {
+		return nil, fmt.Errorf("unet: sample must be [B,%d,H,W] with matching data, got shape %v and %d values",
+			c.InChannels, sampleShape, len(sample))
+	}
+	b := sampleShape[0]
+	if f := c.DownFactor(); sampleShape[2]%f != 0 || sampleShape[3]%f != 0 {
+		return nil, fmt.Errorf("unet: sample height and width must be multiples of %d, got %d×%d", f, sampleShape[2], sampleShape[3])
+	}
+	if len(timesteps) != 1 && len(timesteps) != b {
+		return nil, fmt.Errorf("unet: %d timesteps for a batch of %d: give one per sample or a single one", len(timesteps), b)
+	}
+	if len(ehsShape) != 3 || ehsShape[0] != b || ehsShape[2] != m.crossDim() || prod(ehsShape) != len(ehs) {
+		return nil, fmt.Errorf("unet: encoder_hidden_states must be [%d,T,%d] with matching data, got shape %v and %d values",
+			b, m.crossDim(), ehsShape, len(ehs))
+	}
+	m.mu.Lock()
+	e := m.execs[backend]
+	if e == nil {
+		err = nn.Try(func() {
+			e = context.MustNewExec(backend, m.Ctx.Reuse(), func(ctx *context.Context, x, t, h *Node) *Node {
+				return m.Apply(ctx, x, t, h)
+			})
+		})
+		if err != nil {
+			m.mu.Unlock()
+			return nil, fmt.Errorf("unet: %w", err)
+		}
+		m.execs[backend] = e
+	}
+	m.mu.Unlock()
+	err = nn.Try(func() {
+		res := e.MustExec(
+			tensors.FromFlatDataAndDimensions(sample, sampleShape...),
+			tensors.FromFlatDataAndDimensions(timesteps, len(timesteps)),
+			tensors.FromFlatDataAndDimensions(ehs, ehsShape...))
+		out = nn.Values(res[0])
+		for _, r := range res {
+			r.FinalizeAll()
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unet: %w", err)
+	}
+	return out, nil
+}
+
+func prod(dims []int) int {
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	return n
+}
