@@ -1,6 +1,7 @@
 package textenc
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -60,6 +61,9 @@ type CLIPTextNodes struct {
 // Forward builds the model on ids, an integer [B,T] node with
 // T ≤ MaxPositionEmbeddings. ctx is the model's root context (Ctx, or
 // Ctx.Reuse() for loaded weights).
+//
+// Like every GoMLX graph function it panics on bad shapes or missing
+// variables; Encode and EncodeAll check their input and return errors.
 //
 // clipSkip follows diffusers: PromptEmbeds = final_layer_norm(
 // hidden_states[-(clipSkip+1)]), so clipSkip 1 is the penultimate layer. This
@@ -363,23 +367,19 @@ func (m *CLIPTextModel) run(backend backends.Backend, clipSkip int, ids []int32,
 	if backend == nil {
 		return nil, fmt.Errorf("clip text model: nil backend")
 	}
-	err = nn.Try(func() {
-		exec, err := m.exec(backend, clipSkip)
-		if err != nil {
-			panic(err)
-		}
-		input := tensors.FromFlatDataAndDimensions(ids, batch, seqLen)
-		res, err := exec.Exec(input)
-		if err != nil {
-			panic(err)
-		}
-		for _, r := range res {
-			out = append(out, nn.Values(r))
-			_ = r.FinalizeAll()
-		}
-	})
+	exec, err := m.exec(backend, clipSkip)
 	if err != nil {
+		return nil, fmt.Errorf("clip text model: %w", err)
+	}
+	var res []*tensors.Tensor
+	var execErr error
+	err = nn.Try(func() { res, execErr = exec.Exec(tensors.FromFlatDataAndDimensions(ids, batch, seqLen)) })
+	if err = errors.Join(err, execErr); err != nil {
 		return nil, fmt.Errorf("clip text model (were the weights loaded?): %w", err)
+	}
+	for _, r := range res {
+		out = append(out, nn.Values(r))
+		_ = r.FinalizeAll()
 	}
 	return out, nil
 }

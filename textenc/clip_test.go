@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/ldm-project/ldm/nn"
 )
@@ -295,6 +298,7 @@ func TestCLIPTextBadInputReturnsError(t *testing.T) {
 			if e := nn.Try(func() { _, _, err = model.Encode(backend, tc.ids, tc.batch, tc.seqLen, tc.clipSkip) }); e != nil {
 				t.Fatalf("Encode panicked: %v", e)
 			}
+			t.Logf("Encode: %v", err)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Encode error %v, want one mentioning %q", err, tc.want)
 			}
@@ -397,5 +401,36 @@ func BenchmarkCLIPTextSD15(b *testing.B) {
 		if _, _, err := m.Encode(backend, ids, batch, seqLen, 0); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestCLIPTextForwardTakesInt64IDs(t *testing.T) {
+	cfg := tinyCLIPConfig()
+	m := newRandomCLIP(t, cfg)
+	b := goBackend(t)
+	ids32 := randomIDs(rand.New(rand.NewPCG(5, 6)), 2*7, cfg.VocabSize)
+	ids32[3] = int32(cfg.EOSTokenID)
+	want, err := m.EncodeAll(b, ids32, 2, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids64 := make([]int64, len(ids32))
+	for i, v := range ids32 {
+		ids64[i] = int64(v)
+	}
+	var hidden, pooled []float32
+	err = nn.Try(func() {
+		e := context.MustNewExec(b, m.Ctx.Reuse(), func(ctx *context.Context, ids *Node) (*Node, *Node) {
+			o := m.Forward(ctx, ids, 0)
+			return o.LastHiddenState, o.PoolerOutput
+		})
+		out := e.MustExec(tensors.FromFlatDataAndDimensions(ids64, 2, 7))
+		hidden, pooled = nn.Values(out[0]), nn.Values(out[1])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(hidden, want.LastHiddenState) || !slices.Equal(pooled, want.PoolerOutput) {
+		t.Error("int64 ids give different outputs from int32 ids")
 	}
 }
