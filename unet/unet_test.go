@@ -523,3 +523,50 @@ func BenchmarkUNetForward(b *testing.B) {
 		})
 	}
 }
+
+// TestGradientReachesEveryWeight differentiates a loss through Apply on the
+// test backend (the LDM trainer does this) and checks every weight gets a
+// finite, non-zero gradient.
+func TestGradientReachesEveryWeight(t *testing.T) {
+	backend := testBackend(t)
+	m, err := New(tinyConfig(t, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.InitWeights(3); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	var keys []string
+	var norms []float32
+	err = nn.Try(func() {
+		e := context.MustNewExec(backend, m.Ctx.Reuse(), func(ctx *context.Context, x, ts, h *Node) []*Node {
+			loss := ReduceAllMean(Square(m.Apply(ctx, x, ts, h)))
+			var vars []*Node
+			keys = keys[:0]
+			for v := range ctx.IterVariables() {
+				keys = append(keys, nn.ScopeToKey(v.Scope(), v.Name()))
+				vars = append(vars, v.ValueGraph(x.Graph()))
+			}
+			var sums []*Node
+			for _, g := range Gradient(loss, vars...) {
+				sums = append(sums, ReduceAllSum(Abs(g)))
+			}
+			return []*Node{Stack(sums, 0)}
+		})
+		norms = nn.Values(e.MustExec(tensors.FromFlatDataAndDimensions(randn(r, 2*4*8*8), 2, 4, 8, 8),
+			tensors.FromFlatDataAndDimensions([]float32{10, 900}, 2),
+			tensors.FromFlatDataAndDimensions(randn(r, 2*3*6), 2, 3, 6))[0])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(norms) != len(keys) || len(keys) == 0 {
+		t.Fatalf("%d gradients for %d weights", len(norms), len(keys))
+	}
+	for i, k := range keys {
+		if n := float64(norms[i]); n == 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+			t.Errorf("%s: sum |grad| = %g", k, n)
+		}
+	}
+}
