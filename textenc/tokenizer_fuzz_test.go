@@ -1,12 +1,14 @@
 package textenc
 
 import (
+	"slices"
 	"testing"
 	"unicode/utf8"
 )
 
 // FuzzTokenize checks that any input tokenizes without panicking, with ids in
-// the vocabulary, BOS first and EOS last, and that Encode keeps EOS last.
+// the vocabulary, BOS first and EOS last, that Encode keeps EOS last, and that
+// the two BPE merge loops agree.
 func FuzzTokenize(f *testing.F) {
 	for _, s := range []string{
 		"", "a photograph of an astronaut riding a horse", "A Cute CAT, highly detailed, 4K!",
@@ -41,6 +43,10 @@ func FuzzTokenize(f *testing.F) {
 		}
 		if d := tok.Decode(ids); !utf8.ValidString(d) {
 			t.Fatalf("Decode(Tokenize(%q)) = %q: invalid UTF-8", s, d)
+		}
+		// The heap merge for long pre-tokens equals the simple loop on any bytes.
+		if w := s[:min(len(s), 256)]; w != "" && !slices.Equal(tok.bpeLong(w), tok.bpe(w)) {
+			t.Fatalf("bpeLong(%q) = %v, bpe = %v", w, tok.bpeLong(w), tok.bpe(w))
 		}
 	})
 }

@@ -3,6 +3,7 @@ package textenc
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -202,6 +203,35 @@ func TestCLIPTokenizerBPE(t *testing.T) {
 		if got := tok.Tokens(tc.in); !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
 			t.Errorf("Tokens(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestBPELongMatchesSimple checks that the heap-based merge used for long
+// pre-tokens gives exactly the simple merge loop's result.
+func TestBPELongMatchesSimple(t *testing.T) {
+	tok := goldenTokenizer(t)
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabets := []string{"abcdefghijklmnopqrstuvwxyz", "etaoinshrdlu", "ab", "a", "!?.,-()[]", "é中ßσς🐱", "0123456789abc"}
+	for i := 0; i < 3000; i++ {
+		alpha := []rune(alphabets[i%len(alphabets)])
+		var b strings.Builder
+		for n := 1 + r.IntN(120); n > 0; n-- {
+			b.WriteRune(alpha[r.IntN(len(alpha))])
+		}
+		w := b.String()
+		if got, want := tok.bpeLong(w), tok.bpe(w); !slices.Equal(got, want) {
+			t.Fatalf("%q: bpeLong %v, bpe %v", w, got, want)
+		}
+	}
+	for _, w := range []string{"a", "ab", "supercalifragilisticexpialidocious", strings.Repeat("a", 300), "\xff\x00"} {
+		if got, want := tok.bpeLong(w), tok.bpe(w); !slices.Equal(got, want) {
+			t.Errorf("%q: bpeLong %v, bpe %v", w, got, want)
+		}
+	}
+	// Long words tokenize the same through the public API (uncached path).
+	long := strings.Repeat("photograph", 20)
+	if got := tok.Tokens(long); len(got) == 0 || got[len(got)-1] != "photograph</w>" {
+		t.Errorf("long word: %q", got)
 	}
 }
 
@@ -511,7 +541,7 @@ func BenchmarkTokenize(b *testing.B) {
 		"cinematic composition, golden hour, highly detailed fur, 8k resolution, trending on artstation, " +
 		"by greg rutkowski and alphonse mucha, volumetric fog, god rays, intricate details, sharp focus, " +
 		"award winning photograph, national geographic, wide angle lens, depth of field, bokeh, " +
-		"masterpiece, best quality, extremely detailed, 4k wallpaper"
+		"masterpiece, best quality, extremely detailed, 4k wallpaper, hdr photo"
 	if n := len(strings.Fields(prompt)); n != 60 {
 		b.Fatalf("%d words", n)
 	}

@@ -46,29 +46,35 @@ func byteOfChar(r rune) (byte, bool) {
 // cleaned, NFC-normalised, split on whitespace, lower-cased, pre-tokenized
 // and BPE-encoded.
 func (t *CLIPTokenizer) symbols(dst []int32, text string) []int32 {
-	for len(text) > 0 {
-		at, k := t.nextAdded(text)
+	// next[k] is the position of added token k at or after start (-1: none);
+	// it is searched again only once start has passed it, so many added
+	// tokens in a long text cost linear time.
+	var buf [4]int
+	next := buf[:0]
+	for _, a := range t.added {
+		next = append(next, strings.Index(text, a))
+	}
+	for start := 0; ; {
+		at, k := -1, 0
+		for i, a := range t.added { // sorted longest first: ties keep the longest
+			if next[i] >= 0 && next[i] < start {
+				if j := strings.Index(text[start:], a); j >= 0 {
+					next[i] = start + j
+				} else {
+					next[i] = -1
+				}
+			}
+			if next[i] >= 0 && (at < 0 || next[i] < at) {
+				at, k = next[i], i
+			}
+		}
 		if at < 0 {
-			return t.appendPiece(dst, text)
+			return t.appendPiece(dst, text[start:])
 		}
-		dst = t.appendPiece(dst, text[:at])
+		dst = t.appendPiece(dst, text[start:at])
 		dst = append(dst, t.addedSym[k])
-		text = text[at+len(t.added[k]):]
+		start = at + len(t.added[k])
 	}
-	return dst
-}
-
-// nextAdded finds the leftmost added token in text (the longest one at that
-// position); at is -1 when there is none.
-func (t *CLIPTokenizer) nextAdded(text string) (at, k int) {
-	at = -1
-	for i, a := range t.added { // sorted longest first
-		j := strings.Index(text, a)
-		if j >= 0 && (at < 0 || j < at) {
-			at, k = j, i
-		}
-	}
-	return at, k
 }
 
 // appendPiece tokenizes text that holds no added token.
