@@ -18,7 +18,8 @@ import (
 )
 
 // Model is a UNet2DConditionModel: its config and the context holding its
-// weights under diffusers keys.
+// weights under diffusers keys. Config is fixed by New: make a new Model for
+// another config.
 type Model struct {
 	Config Config
 	Ctx    *context.Context
