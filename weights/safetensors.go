@@ -196,6 +196,9 @@ func parseHeader(hdr []byte, dataLen int64) (*File, error) {
 		}
 		var e headerEntry
 		if err := dec.Decode(&e); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("invalid safetensors header JSON: it ends inside tensor %q", name)
+			}
 			return nil, fmt.Errorf("tensor %q: invalid header entry: %w", name, err)
 		}
 		t, err := checkEntry(name, e, dataLen)
