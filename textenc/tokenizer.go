@@ -40,6 +40,11 @@ const bpeCacheLimit = 1 << 16
 
 // CLIPTokenizer is a byte-level BPE tokenizer exact to transformers' slow
 // CLIPTokenizer without ftfy. It is safe for concurrent use.
+//
+// Character properties come from Go's Unicode tables (15.0). The reference
+// takes them from its Python's unicodedata, so characters assigned in one
+// Unicode version but not the other can differ: Python 3.11 (Unicode 14)
+// drops characters new in Unicode 15 as unassigned, and Go keeps them.
 type CLIPTokenizer struct {
 	vocab   map[string]int
 	idToTok []string // "" where no token has that id

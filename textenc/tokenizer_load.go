@@ -13,8 +13,8 @@ import (
 )
 
 // LoadCLIPTokenizer loads a CLIP tokenizer folder: vocab.json and merges.txt
-// (the files the slow tokenizer reads), or else tokenizer.json (its
-// model.vocab and model.merges). tokenizer_config.json and
+// (the files the slow tokenizer reads), or, when either is missing,
+// tokenizer.json (its model.vocab and model.merges). tokenizer_config.json and
 // special_tokens_map.json, when present, set the special tokens (bos_token,
 // eos_token, unk_token, pad_token; special_tokens_map.json wins, as in
 // transformers), model_max_length and clean_up_tokenization_spaces. Options
@@ -38,19 +38,18 @@ func LoadCLIPTokenizer(dir string, opts ...Option) (*CLIPTokenizer, error) {
 		merges [][2]string
 		err    error
 	)
-	switch {
-	case exists(vocabPath) || !exists(jsonPath):
+	if !(exists(vocabPath) && exists(mergesPath)) && exists(jsonPath) {
+		if vocab, merges, err = readTokenizerJSON(jsonPath); err != nil {
+			return nil, err
+		}
+		vocabPath = jsonPath
+	} else {
 		if vocab, err = readVocab(vocabPath); err != nil {
 			return nil, err
 		}
 		if merges, err = readMerges(mergesPath); err != nil {
 			return nil, err
 		}
-	default:
-		if vocab, merges, err = readTokenizerJSON(jsonPath); err != nil {
-			return nil, err
-		}
-		vocabPath = jsonPath
 	}
 	t, err := build(vocab, merges, o)
 	if err != nil {

@@ -470,6 +470,7 @@ func TestLoadCLIPTokenizerErrors(t *testing.T) {
 		{"empty folder", nil, []string{"vocab.json", "not found"}},
 		{"missing merges", map[string]string{"vocab.json": string(vocabJSON)}, []string{"merges.txt", "not found"}},
 		{"missing vocab", map[string]string{"merges.txt": merges}, []string{"vocab.json", "not found"}},
+		{"missing merges, bad tokenizer.json", map[string]string{"vocab.json": string(vocabJSON), "tokenizer.json": "{"}, []string{"tokenizer.json", "corrupt"}},
 		{"corrupt vocab", map[string]string{"vocab.json": `{"a": 1,`, "merges.txt": merges}, []string{"vocab.json", "corrupt"}},
 		{"vocab not an object", map[string]string{"vocab.json": `["a"]`, "merges.txt": merges}, []string{"vocab.json", "corrupt"}},
 		{"empty vocab", map[string]string{"vocab.json": `{}`, "merges.txt": merges}, []string{"vocab.json", "empty"}},
