@@ -126,21 +126,23 @@ func cephesSincosf(x float32) (sin, cos float32) {
 }
 
 // fma32 returns x*y+z rounded once to float32, as the FMA instructions that
-// GCC contracts the vector code into do. The product of two float32 values is
-// exact in float64; the sum is formed exactly as s+e (TwoSum) and rounded to
-// odd in float64, from which one rounding to float32 is correct (53 ≥ 24+2).
+// GCC contracts the vector code into do. The product p of two float32 values
+// is exact in float64; s = p+z rounded to float64 and its exact error e
+// (TwoSum) give the float64 round-to-odd of x*y+z (if e ≠ 0 and s is even,
+// step s one ulp toward the exact value), from which a single rounding to
+// float32 is correct since 53 ≥ 24+2.
 func fma32(x, y, z float32) float32 {
-	p := float64(float64(x) * float64(y)) // exact
-	c := float64(z)
+	p, c := float64(float64(x)*float64(y)), float64(z)
 	s := p + c
 	bb := s - p
 	e := (p - (s - bb)) + (c - bb)
-	if e != 0 && math.Float64bits(s)&1 == 0 {
+	b := math.Float64bits(s)
+	if e != 0 && b&1 == 0 {
 		if (e > 0) == (s > 0) {
-			s = math.Nextafter(s, math.Inf(int(math.Copysign(1, s))))
+			b++ // away from zero
 		} else {
-			s = math.Nextafter(s, 0)
+			b-- // toward zero
 		}
 	}
-	return float32(s)
+	return float32(math.Float64frombits(b))
 }

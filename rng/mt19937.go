@@ -26,18 +26,32 @@ func (m *mt19937) seed(s uint64) {
 	m.pos = mtN
 }
 
-// regenerate replaces the whole state block (the "twist").
+// regenerate replaces the whole state block (the "twist"), in place: word i
+// becomes state[i+M] ^ twist(state[i], state[i+1]) with indices mod N, where
+// words below i are already new.
 func (m *mt19937) regenerate() {
 	s := &m.state
-	for i := 0; i < mtN; i++ {
-		y := s[i]&mtUpper | s[(i+1)%mtN]&mtLower
-		v := s[(i+mtM)%mtN] ^ y>>1
-		if y&1 != 0 {
-			v ^= mtMatrixA
-		}
-		s[i] = v
+	twist := func(u, v uint32) uint32 {
+		y := u&mtUpper | v&mtLower
+		return y>>1 ^ -(v&1)&mtMatrixA
 	}
+	i := 0
+	for ; i < mtN-mtM; i++ {
+		s[i] = s[i+mtM] ^ twist(s[i], s[i+1])
+	}
+	for ; i < mtN-1; i++ {
+		s[i] = s[i+mtM-mtN] ^ twist(s[i], s[i+1])
+	}
+	s[mtN-1] = s[mtM-1] ^ twist(s[mtN-1], s[0])
 	m.pos = 0
+}
+
+// temper is MT19937's output transform.
+func temper(y uint32) uint32 {
+	y ^= y >> 11
+	y ^= y << 7 & 0x9d2c5680
+	y ^= y << 15 & 0xefc60000
+	return y ^ y>>18
 }
 
 // next returns the next tempered 32-bit output.
@@ -47,11 +61,24 @@ func (m *mt19937) next() uint32 {
 	}
 	y := m.state[m.pos]
 	m.pos++
-	y ^= y >> 11
-	y ^= y << 7 & 0x9d2c5680
-	y ^= y << 15 & 0xefc60000
-	y ^= y >> 18
-	return y
+	return temper(y)
+}
+
+// fill24 stores (x mod 2^24)/2^24 for successive outputs x into dst: the
+// float32 uniforms of PyTorch.
+func (m *mt19937) fill24(dst []float32) {
+	for len(dst) > 0 {
+		if m.pos >= mtN {
+			m.regenerate()
+		}
+		words := m.state[m.pos:]
+		k := min(len(words), len(dst))
+		for i, w := range words[:k] {
+			dst[i] = float32(temper(w)&(1<<24-1)) * (1.0 / (1 << 24))
+		}
+		m.pos += k
+		dst = dst[k:]
+	}
 }
 
 // next64 returns two outputs joined, the first in the high half (PyTorch's

@@ -14,7 +14,6 @@ type TorchCPU struct {
 	// (double precision) normal sampler; size ≥ 16 float draws bypass it.
 	cached    float64
 	hasCached bool
-	buf       []float32 // scratch for Normal/Uniform of odd shapes
 }
 
 // NewTorchCPU returns a generator in the state of
@@ -89,13 +88,11 @@ func (g *TorchCPU) Float64() float64 { return g.uniform53() }
 func (g *TorchCPU) Uint32() uint32 { return g.mt.next() }
 
 func (g *TorchCPU) fillUniform24(dst []float32) {
-	for i := range dst {
-		dst[i] = float32(g.mt.next()&(1<<24-1)) * (1.0 / (1 << 24))
-	}
+	g.mt.fill24(dst)
 }
 
 func (g *TorchCPU) uniform53() float64 {
-	return float64(g.mt.next64()&(1<<53-1)) * (1.0 / (1 << 53))
+	return float64(float64(g.mt.next64()&(1<<53-1)) * (1.0 / (1 << 53)))
 }
 
 // normal64 is PyTorch's scalar normal_distribution<double>: Box–Muller on two
@@ -107,7 +104,7 @@ func (g *TorchCPU) normal64() float64 {
 	}
 	u1 := g.uniform53()
 	u2 := g.uniform53()
-	r := math.Sqrt(-2 * math.Log1p(-u2))
+	r := math.Sqrt(-2 * math.Log(1-u2)) // 1−u2 is exact; torch 1.13 writes log(1−u2), later log1p(−u2)
 	theta := 2 * math.Pi * u1
 	s, c := math.Sincos(theta)
 	g.cached, g.hasCached = r*s, true
