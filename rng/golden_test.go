@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/ldm-project/ldm/internal/golden"
@@ -11,10 +12,10 @@ import (
 
 type torchIndex struct {
 	Cases []struct {
-		Seed   uint64 `json:"seed"`
-		Shape  []int  `json:"shape"`
-		First  string `json:"first"`
-		Second string `json:"second"`
+		Seed   json.Number `json:"seed"`
+		Shape  []int       `json:"shape"`
+		First  string      `json:"first"`
+		Second string      `json:"second"`
 	} `json:"cases"`
 }
 
@@ -39,7 +40,11 @@ func TestGoldenTorchRandn(t *testing.T) {
 			for _, d := range tc.Shape {
 				n *= d
 			}
-			g := NewTorchCPU(tc.Seed)
+			seed, err := parseSeed(tc.Seed)
+			if err != nil {
+				t.Fatalf("seed %q: %v", tc.Seed, err)
+			}
+			g := NewTorchCPU(seed)
 			for _, draw := range []string{tc.First, tc.Second} {
 				if draw == "" {
 					continue
@@ -60,10 +65,20 @@ func TestGoldenTorchRandn(t *testing.T) {
 					}
 				}
 				if bad > 0 {
-					t.Errorf("seed %d shape %v %s: %d of %d values differ; first at %d: got %v (%#08x) want %v (%#08x)",
+					t.Errorf("seed %s shape %v %s: %d of %d values differ; first at %d: got %v (%#08x) want %v (%#08x)",
 						tc.Seed, tc.Shape, draw, bad, n, first, got[first], math.Float32bits(got[first]), want[first], math.Float32bits(want[first]))
 				}
 			}
 		}
 	})
+}
+
+// parseSeed reads a torch seed: an integer in [−2^63, 2^64); negative seeds
+// wrap to uint64 as torch.Generator.manual_seed does.
+func parseSeed(n json.Number) (uint64, error) {
+	if u, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
+		return u, nil
+	}
+	i, err := strconv.ParseInt(n.String(), 10, 64)
+	return uint64(i), err
 }
