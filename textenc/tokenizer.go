@@ -93,15 +93,15 @@ type options struct {
 	cleanUp            *bool
 }
 
-// Option adjusts a tokenizer being built.
-type Option func(*options)
+// TokenizerOption adjusts a tokenizer being built.
+type TokenizerOption func(*options)
 
 // WithPadToken sets the pad token (by its text, e.g. "!" for SD2 or
 // "<|endoftext|>" for SD1), overriding the folder's configuration.
-func WithPadToken(tok string) Option { return func(o *options) { o.pad = tok } }
+func WithPadToken(tok string) TokenizerOption { return func(o *options) { o.pad = tok } }
 
 // WithMaxLength sets the default Encode length, overriding model_max_length.
-func WithMaxLength(n int) Option { return func(o *options) { o.maxLen = n } }
+func WithMaxLength(n int) TokenizerOption { return func(o *options) { o.maxLen = n } }
 
 // WithSplitPadToken makes the pad token an added token that is split out of
 // prompt text, as transformers does when it loads an SD2 folder whose
@@ -109,12 +109,12 @@ func WithMaxLength(n int) Option { return func(o *options) { o.maxLen = n } }
 // ("!!!" gives 0 0 0 rather than "!!!</w>"; see diffusers issue #4153). The
 // default (false) tokenizes "!" like open_clip, which SD2 was trained with,
 // and like the SD2 ids in the golden data.
-func WithSplitPadToken(split bool) Option { return func(o *options) { o.splitPad = split } }
+func WithSplitPadToken(split bool) TokenizerOption { return func(o *options) { o.splitPad = split } }
 
 // NewCLIPTokenizer builds a tokenizer from a vocabulary (token → id) and
 // merges (in rank order). Special tokens default to CLIP's: BOS
 // <|startoftext|>, EOS/UNK/PAD <|endoftext|>; they must be in vocab.
-func NewCLIPTokenizer(vocab map[string]int, merges [][2]string, opts ...Option) (*CLIPTokenizer, error) {
+func NewCLIPTokenizer(vocab map[string]int, merges [][2]string, opts ...TokenizerOption) (*CLIPTokenizer, error) {
 	o := options{bos: StartOfText, eos: EndOfText, unk: EndOfText, pad: EndOfText, maxLen: DefaultMaxLength}
 	for _, f := range opts {
 		f(&o)

@@ -19,7 +19,7 @@ import (
 // eos_token, unk_token, pad_token; special_tokens_map.json wins, as in
 // transformers), model_max_length and clean_up_tokenization_spaces. Options
 // are applied last.
-func LoadCLIPTokenizer(dir string, opts ...Option) (*CLIPTokenizer, error) {
+func LoadCLIPTokenizer(dir string, opts ...TokenizerOption) (*CLIPTokenizer, error) {
 	o := options{bos: StartOfText, eos: EndOfText, unk: EndOfText, pad: EndOfText, maxLen: DefaultMaxLength}
 	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
 		if err := readTokenizerConfig(filepath.Join(dir, name), &o); err != nil {

@@ -166,7 +166,7 @@ func goldenTokenizer(t testing.TB) *CLIPTokenizer {
 }
 
 // tinyTokenizer is a small CLIP-structured tokenizer that needs no files.
-func tinyTokenizer(t testing.TB, opts ...Option) *CLIPTokenizer {
+func tinyTokenizer(t testing.TB, opts ...TokenizerOption) *CLIPTokenizer {
 	t.Helper()
 	vocab := map[string]int{}
 	for b := 0; b < 256; b++ {
