@@ -181,6 +181,11 @@ func (d *dpmSolver) step(i int, out, x []float32, noise Noise) ([]float32, error
 	}
 	var prev []float32
 	switch {
+	case d.s.sigmas[i+1] == d.s.sigmas[i]:
+		// A zero-length step (Karras sigmas ending on sigma_min): the
+		// higher-order formulas divide by h = 0, which diffusers turns
+		// into NaN; the exact result is x itself.
+		prev = append([]float32(nil), x...)
 	case cfg.SolverOrder == 1 || d.lowerNums < 1 || lowerFinal:
 		prev = d.firstOrder(i, x, z)
 	case cfg.SolverOrder == 2 || d.lowerNums < 2 || lowerSecond:
@@ -383,9 +388,15 @@ func (u *uniPC) step(i int, out, x []float32, _ Noise) ([]float32, error) {
 	}
 	u.thisOrder = min(order, u.lowerNums+1)
 	u.lastSample = sample
-	prev, err := u.predict(i, sample, u.thisOrder)
-	if err != nil {
-		return nil, err
+	var prev []float32
+	if u.s.sigmas[i+1] == u.s.sigmas[i] {
+		// Zero-length step (see dpmSolver.step).
+		prev = append([]float32(nil), sample...)
+	} else {
+		var err error
+		if prev, err = u.predict(i, sample, u.thisOrder); err != nil {
+			return nil, err
+		}
 	}
 	if u.lowerNums < cfg.SolverOrder {
 		u.lowerNums++
@@ -522,6 +533,11 @@ func (u *uniPC) update(x, m0 []float32, ms [][]float32, rks []float32, rhos []fl
 		inv[k] = float64(1/rks[k]) * rhos[k]
 	}
 	fX, fM, fR := float64(cX), float64(cM), float64(cR)
+	if len(ms) == 0 && mt == nil {
+		// No residual term. diffusers multiplies B(h) by a zero residual
+		// here, which is NaN when B(h) is infinite (bh1 on the step to σ=0).
+		fR = 0
+	}
 	prev := make([]float32, len(x))
 	for k := range prev {
 		m0k := float64(m0[k])
@@ -625,6 +641,14 @@ func init() {
 			}
 			if cfg.SolverOrder < 1 {
 				return nil, fmt.Errorf("scheduler: UniPC solver_order %d must be at least 1", cfg.SolverOrder)
+			}
+			// These end on σ=0 with an infinite coefficient, which diffusers
+			// 0.29.2 turns into NaN latents; refuse them instead.
+			if cfg.FinalSigmasType == "zero" && !cfg.PredictX0 {
+				return nil, fmt.Errorf("scheduler: UniPC with predict_x0 false needs final_sigmas_type sigma_min (zero gives NaN)")
+			}
+			if cfg.FinalSigmasType == "zero" && cfg.SolverType == "bh1" && !cfg.LowerOrderFinal {
+				return nil, fmt.Errorf("scheduler: UniPC bh1 with lower_order_final false needs final_sigmas_type sigma_min (zero gives NaN)")
 			}
 			return &uniPC{vpBase: vpBase{s: s}}, nil
 		},
