@@ -47,12 +47,16 @@ func TestClassDefaultsApplyWhereTheConfigIsSilent(t *testing.T) {
 		ClassDDIM: func(c Config) bool {
 			return c.ClipSample && c.SetAlphaToOne && c.BetaSchedule == "linear" && c.BetaStart == 0.0001 && c.BetaEnd == 0.02
 		},
-		ClassDDPM:      func(c Config) bool { return c.ClipSample && c.VarianceType == "fixed_small" },
-		ClassPNDM:      func(c Config) bool { return !c.SkipPRKSteps && !c.SetAlphaToOne },
-		ClassHeun:      func(c Config) bool { return c.BetaStart == 0.00085 && c.BetaEnd == 0.012 && !c.ClipSample },
-		ClassDPMSolver: func(c Config) bool { return c.SolverOrder == 2 && c.AlgorithmType == "dpmsolver++" && c.SolverType == "midpoint" && c.LowerOrderFinal && math.IsInf(c.LambdaMinClipped, -1) },
-		ClassUniPC:     func(c Config) bool { return c.SolverOrder == 2 && c.SolverType == "bh2" && c.PredictX0 },
-		ClassEuler:     func(c Config) bool { return c.InterpolationType == "linear" && c.FinalSigmasType == "zero" && c.SigmaMin == nil },
+		ClassDDPM: func(c Config) bool { return c.ClipSample && c.VarianceType == "fixed_small" },
+		ClassPNDM: func(c Config) bool { return !c.SkipPRKSteps && !c.SetAlphaToOne },
+		ClassHeun: func(c Config) bool { return c.BetaStart == 0.00085 && c.BetaEnd == 0.012 && !c.ClipSample },
+		ClassDPMSolver: func(c Config) bool {
+			return c.SolverOrder == 2 && c.AlgorithmType == "dpmsolver++" && c.SolverType == "midpoint" && c.LowerOrderFinal && math.IsInf(c.LambdaMinClipped, -1)
+		},
+		ClassUniPC: func(c Config) bool { return c.SolverOrder == 2 && c.SolverType == "bh2" && c.PredictX0 },
+		ClassEuler: func(c Config) bool {
+			return c.InterpolationType == "linear" && c.FinalSigmasType == "zero" && c.SigmaMin == nil
+		},
 	}
 	for class, ok := range checks {
 		cfg, err := DefaultConfig(class)
