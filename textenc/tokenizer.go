@@ -57,7 +57,7 @@ type CLIPTokenizer struct {
 	symIndex map[string]int32
 	base     [256]int32 // symbol of a byte's character
 	baseEnd  [256]int32 // symbol of a byte's character + "</w>"
-	merges   map[uint64]merge
+	merges   map[uint64]bpeMerge
 
 	// Tokens that the pre-tokenizer pattern matches literally and that the
 	// BPE cache maps to themselves.
@@ -78,15 +78,15 @@ type CLIPTokenizer struct {
 	cache map[string][]int32
 }
 
-type merge struct {
+type bpeMerge struct {
 	rank   int32
 	result int32
 }
 
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
-// options for building a tokenizer.
-type options struct {
+// tokOptions for building a tokenizer.
+type tokOptions struct {
 	bos, eos, unk, pad string
 	maxLen             int
 	splitPad           bool
@@ -94,14 +94,14 @@ type options struct {
 }
 
 // TokenizerOption adjusts a tokenizer being built.
-type TokenizerOption func(*options)
+type TokenizerOption func(*tokOptions)
 
 // WithPadToken sets the pad token (by its text, e.g. "!" for SD2 or
 // "<|endoftext|>" for SD1), overriding the folder's configuration.
-func WithPadToken(tok string) TokenizerOption { return func(o *options) { o.pad = tok } }
+func WithPadToken(tok string) TokenizerOption { return func(o *tokOptions) { o.pad = tok } }
 
 // WithMaxLength sets the default Encode length, overriding model_max_length.
-func WithMaxLength(n int) TokenizerOption { return func(o *options) { o.maxLen = n } }
+func WithMaxLength(n int) TokenizerOption { return func(o *tokOptions) { o.maxLen = n } }
 
 // WithSplitPadToken makes the pad token an added token that is split out of
 // prompt text, as transformers does when it loads an SD2 folder whose
@@ -109,27 +109,27 @@ func WithMaxLength(n int) TokenizerOption { return func(o *options) { o.maxLen =
 // ("!!!" gives 0 0 0 rather than "!!!</w>"; see diffusers issue #4153). The
 // default (false) tokenizes "!" like open_clip, which SD2 was trained with,
 // and like the SD2 ids in the golden data.
-func WithSplitPadToken(split bool) TokenizerOption { return func(o *options) { o.splitPad = split } }
+func WithSplitPadToken(split bool) TokenizerOption { return func(o *tokOptions) { o.splitPad = split } }
 
 // NewCLIPTokenizer builds a tokenizer from a vocabulary (token → id) and
 // merges (in rank order). Special tokens default to CLIP's: BOS
 // <|startoftext|>, EOS/UNK/PAD <|endoftext|>; they must be in vocab.
 func NewCLIPTokenizer(vocab map[string]int, merges [][2]string, opts ...TokenizerOption) (*CLIPTokenizer, error) {
-	o := options{bos: StartOfText, eos: EndOfText, unk: EndOfText, pad: EndOfText, maxLen: DefaultMaxLength}
+	o := tokOptions{bos: StartOfText, eos: EndOfText, unk: EndOfText, pad: EndOfText, maxLen: DefaultMaxLength}
 	for _, f := range opts {
 		f(&o)
 	}
 	return build(vocab, merges, o)
 }
 
-func build(vocab map[string]int, merges [][2]string, o options) (*CLIPTokenizer, error) {
+func build(vocab map[string]int, merges [][2]string, o tokOptions) (*CLIPTokenizer, error) {
 	if len(vocab) == 0 {
 		return nil, errors.New("empty vocabulary")
 	}
 	t := &CLIPTokenizer{
 		vocab:    vocab,
 		symIndex: make(map[string]int32, len(vocab)+len(merges)),
-		merges:   make(map[uint64]merge, len(merges)),
+		merges:   make(map[uint64]bpeMerge, len(merges)),
 		cache:    make(map[string][]int32),
 		maxLen:   o.maxLen,
 		cleanUp:  true,
@@ -169,7 +169,7 @@ func build(vocab map[string]int, merges [][2]string, o options) (*CLIPTokenizer,
 		a, b := t.intern(m[0]), t.intern(m[1])
 		// A repeated pair keeps its last rank, as a Python dict built from
 		// zip(merges, range(n)) does.
-		t.merges[pairKey(a, b)] = merge{rank: int32(rank), result: t.intern(m[0] + m[1])}
+		t.merges[pairKey(a, b)] = bpeMerge{rank: int32(rank), result: t.intern(m[0] + m[1])}
 	}
 	t.patSOT = t.intern(StartOfText)
 	t.patEOT = t.intern(EndOfText)
@@ -195,7 +195,7 @@ func build(vocab map[string]int, merges [][2]string, o options) (*CLIPTokenizer,
 	}
 	sort.Slice(added, func(i, j int) bool { return len(added[i]) > len(added[j]) })
 	for _, a := range added {
-		if a == "" || contains(t.added, a) {
+		if a == "" || containsStr(t.added, a) {
 			continue
 		}
 		t.added = append(t.added, a)
@@ -204,7 +204,7 @@ func build(vocab map[string]int, merges [][2]string, o options) (*CLIPTokenizer,
 	return t, nil
 }
 
-func contains(list []string, s string) bool {
+func containsStr(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
 			return true

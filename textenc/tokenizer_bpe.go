@@ -55,7 +55,7 @@ func (t *CLIPTokenizer) bpe(pre string) []int32 {
 	}
 	word[n-1] = t.baseEnd[pre[n-1]]
 	for len(word) > 1 {
-		best := merge{rank: math.MaxInt32}
+		best := bpeMerge{rank: math.MaxInt32}
 		var first, second int32
 		for i := 0; i+1 < len(word); i++ {
 			if m, ok := t.merges[pairKey(word[i], word[i+1])]; ok && m.rank < best.rank {

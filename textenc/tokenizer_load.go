@@ -20,7 +20,7 @@ import (
 // transformers), model_max_length and clean_up_tokenization_spaces. Options
 // are applied last.
 func LoadCLIPTokenizer(dir string, opts ...TokenizerOption) (*CLIPTokenizer, error) {
-	o := options{bos: StartOfText, eos: EndOfText, unk: EndOfText, pad: EndOfText, maxLen: DefaultMaxLength}
+	o := tokOptions{bos: StartOfText, eos: EndOfText, unk: EndOfText, pad: EndOfText, maxLen: DefaultMaxLength}
 	for _, name := range []string{"tokenizer_config.json", "special_tokens_map.json"} {
 		if err := readTokenizerConfig(filepath.Join(dir, name), &o); err != nil {
 			return nil, err
@@ -38,7 +38,7 @@ func LoadCLIPTokenizer(dir string, opts ...TokenizerOption) (*CLIPTokenizer, err
 		merges [][2]string
 		err    error
 	)
-	if !(exists(vocabPath) && exists(mergesPath)) && exists(jsonPath) {
+	if !(fileExists(vocabPath) && fileExists(mergesPath)) && fileExists(jsonPath) {
 		if vocab, merges, err = readTokenizerJSON(jsonPath); err != nil {
 			return nil, err
 		}
@@ -58,7 +58,7 @@ func LoadCLIPTokenizer(dir string, opts ...TokenizerOption) (*CLIPTokenizer, err
 	return t, nil
 }
 
-func exists(path string) bool {
+func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
@@ -168,7 +168,7 @@ func readTokenizerJSON(path string) (map[string]int, [][2]string, error) {
 
 // readTokenizerConfig applies tokenizer_config.json or
 // special_tokens_map.json to o; a missing file is not an error.
-func readTokenizerConfig(path string, o *options) error {
+func readTokenizerConfig(path string, o *tokOptions) error {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -444,7 +444,7 @@ func TestCLIPTokenizerSD2Folder(t *testing.T) {
 	})
 }
 
-func writeFiles(t *testing.T, files map[string]string) string {
+func writeTokFiles(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
@@ -486,7 +486,7 @@ func TestLoadCLIPTokenizerErrors(t *testing.T) {
 		{"tokenizer.json bad merge", map[string]string{"tokenizer.json": `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a"]}}`}, []string{"tokenizer.json", "merges[0]"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadCLIPTokenizer(writeFiles(t, tc.files))
+			_, err := LoadCLIPTokenizer(writeTokFiles(t, tc.files))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -513,7 +513,7 @@ func TestLoadCLIPTokenizerFormats(t *testing.T) {
 		{"tokenizer.json pairs", map[string]string{"tokenizer.json": `{"model": {"type": "BPE", "vocab": ` + string(vocabJSON) + `, "merges": [["a", "b"], ["ab", "c</w>"], ["c", "d"], ["a", "a"]]}}`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tok, err := LoadCLIPTokenizer(writeFiles(t, tc.files))
+			tok, err := LoadCLIPTokenizer(writeTokFiles(t, tc.files))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -523,7 +523,7 @@ func TestLoadCLIPTokenizerFormats(t *testing.T) {
 		})
 	}
 	// model_max_length of inf (Python's json writes Infinity) is ignored.
-	tok, err := LoadCLIPTokenizer(writeFiles(t, map[string]string{
+	tok, err := LoadCLIPTokenizer(writeTokFiles(t, map[string]string{
 		"vocab.json": string(vocabJSON), "merges.txt": "#version: 0.2\na b\n",
 		"tokenizer_config.json": `{"model_max_length": Infinity, "clean_up_tokenization_spaces": false}`,
 	}))

@@ -287,15 +287,15 @@ func (t *CLIPTokenizer) appendWord(dst []int32, w string) []int32 {
 		r, size := utf8.DecodeRuneInString(w[i:])
 		j := i + size
 		switch {
-		case isLetter(r):
+		case isLetterRune(r):
 			for j < len(w) {
 				r, size := utf8.DecodeRuneInString(w[j:])
-				if !isLetter(r) {
+				if !isLetterRune(r) {
 					break
 				}
 				j += size
 			}
-		case isNumber(r):
+		case isNumberRune(r):
 		case !inPunctClass(r):
 			// Whitespace, or U+0345 (see inPunctClass): no alternative matches.
 			i = j
@@ -315,14 +315,14 @@ func (t *CLIPTokenizer) appendWord(dst []int32, w string) []int32 {
 	return dst
 }
 
-func isLetter(r rune) bool {
+func isLetterRune(r rune) bool {
 	if r < 0x80 {
 		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
 	}
 	return unicode.IsLetter(r)
 }
 
-func isNumber(r rune) bool {
+func isNumberRune(r rune) bool {
 	if r < 0x80 {
 		return r >= '0' && r <= '9'
 	}
@@ -336,14 +336,14 @@ func isNumber(r rune) bool {
 // YPOGEGRAMMENI folds to ι) is in neither [^\s\p{L}\p{N}] nor the
 // single-property [\p{L}], and is skipped like whitespace.
 func inPunctClass(r rune) bool {
-	if isLetter(r) || isNumber(r) || pyIsSpace(r) {
+	if isLetterRune(r) || isNumberRune(r) || pyIsSpace(r) {
 		return false
 	}
 	if r < 0x80 {
 		return true
 	}
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-		if isLetter(f) || isNumber(f) || pyIsSpace(f) {
+		if isLetterRune(f) || isNumberRune(f) || pyIsSpace(f) {
 			return false
 		}
 	}
