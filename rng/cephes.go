@@ -126,12 +126,24 @@ func cephesSincosf(x float32) (sin, cos float32) {
 }
 
 // fma32 returns x*y+z rounded once to float32, as the FMA instructions that
-// GCC contracts the vector code into do. The product p of two float32 values
-// is exact in float64; s = p+z rounded to float64 and its exact error e
-// (TwoSum) give the float64 round-to-odd of x*y+z (if e ≠ 0 and s is even,
-// step s one ulp toward the exact value), from which a single rounding to
-// float32 is correct since 53 ≥ 24+2.
+// GCC contracts the vector code into do. The product of two float32 values is
+// exact in float64, so s = x*y+z rounded to float64 carries one rounding;
+// rounding s to float32 is then already correct unless s sits exactly on a
+// float32 rounding midpoint or is below 2^-126 (a float32 subnormal), which
+// fma32Odd settles.
 func fma32(x, y, z float32) float32 {
+	s := float64(float64(x)*float64(y)) + float64(z)
+	if b := math.Float64bits(s); b&(1<<29-1) == 1<<28 || b&(1<<63-1) < 0x3810000000000000 {
+		return fma32Odd(x, y, z)
+	}
+	return float32(s)
+}
+
+// fma32Odd rounds x*y+z to float32 through round-to-odd in float64: with the
+// exact product p, s = p+z rounded and its exact error e (TwoSum), if e ≠ 0
+// and s is even, s steps one ulp toward the exact value. A single rounding
+// of that to float32 is correct since 53 ≥ 24+2.
+func fma32Odd(x, y, z float32) float32 {
 	p, c := float64(float64(x)*float64(y)), float64(z)
 	s := p + c
 	bb := s - p

@@ -71,13 +71,27 @@ func TestFMA32(t *testing.T) {
 	if got, want := fma32(-x, y, -1), float32(-1-0x1p-23); got != want {
 		t.Errorf("fma32 negative tie case = %v, want %v", got, want)
 	}
+	// The mirrored case below 1.
+	if got, want := fma32(x, -y, 1), fmaBig(x, -y, 1); got != want {
+		t.Errorf("fma32(x, −y, 1) = %v, want %v", got, want)
+	}
+	// Float32 subnormal results.
+	for _, c := range [][3]float32{{0x1p-70, 0x1p-70, 0x1p-149}, {0x1.8p-75, 0x1.000002p-65, -0x1p-140}, {3, 0x1p-150, 0x1p-149}} {
+		if got, want := fma32(c[0], c[1], c[2]), fmaBig(c[0], c[1], c[2]); got != want {
+			t.Errorf("fma32%v = %g, want %g", c, got, want)
+		}
+	}
 	g := NewTorchCPU(1)
 	for i := 0; i < 20000; i++ {
 		a := float32(g.Float64()*4 - 2)
 		b := float32(math.Ldexp(g.Float64()*4-2, -int(g.Uint32()%40)))
 		c := float32(g.Float64()*4 - 2)
-		if got, want := fma32(a, b, c), fmaBig(a, b, c); got != want {
+		want := fmaBig(a, b, c)
+		if got := fma32(a, b, c); got != want {
 			t.Fatalf("fma32(%v, %v, %v) = %v, want %v", a, b, c, got, want)
+		}
+		if got := fma32Odd(a, b, c); got != want {
+			t.Fatalf("fma32Odd(%v, %v, %v) = %v, want %v", a, b, c, got, want)
 		}
 	}
 }
