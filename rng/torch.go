@@ -50,10 +50,11 @@ func (g *TorchCPU) Randn(n int) []float32 {
 }
 
 // Normal fills dst with the values of one torch.randn call of len(dst)
-// elements (any shape with that many elements, contiguous float32). The call
-// boundary matters: PyTorch picks its algorithm from the element count of each
-// call, so filling n values in two calls of n/2 gives different numbers from
-// one call of n (except that both continue the same generator stream).
+// elements (any shape with that many elements, contiguous float32), then
+// leaves the generator where PyTorch's would be. The call boundary matters:
+// PyTorch picks its algorithm from the element count of each call, so
+// drawing n values as two calls gives the same numbers as one call only when
+// both sizes are multiples of 16 (see the package documentation).
 func (g *TorchCPU) Normal(dst []float32) {
 	n := len(dst)
 	if n == 0 {
