@@ -332,3 +332,27 @@ func maxAbsDiff(a, b []float32) float64 {
 	}
 	return d
 }
+
+// The presets are the published models: their parameter counts are known
+// (diffusers' model cards and num_parameters()).
+func TestPresetParameterCounts(t *testing.T) {
+	want := map[string]map[string]int64{
+		"sd15": {UNet: 859_520_964, VAE: 83_653_863, TextEncoder: 123_060_480},
+		"sd21": {UNet: 865_910_724, VAE: 83_653_863, TextEncoder: 340_387_840},
+	}
+	for preset, counts := range want {
+		cfgs, err := Preset(preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, n := range counts {
+			shapes, err := archShapes(name, cfgs[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := CountParameters(newSynthSource(shapes, 0)); got != n {
+				t.Errorf("%s %s: %d parameters, want %d", preset, name, got, n)
+			}
+		}
+	}
+}

@@ -315,10 +315,7 @@ func (m *Model) openWeights(component string, files []weightFiles) (Source, erro
 				continue
 			}
 			t, _ := f.Info(name)
-			key := name
-			if component == VAE {
-				key = legacyVAEKey(name)
-			}
+			key := canonicalKey(component, name)
 			if strings.HasSuffix(key, ".position_ids") {
 				m.Ignored = append(m.Ignored, component+"/"+name)
 				continue
@@ -381,6 +378,21 @@ func (m *Model) openWeights(component string, files []weightFiles) (Source, erro
 	}
 	src.finish()
 	return src, nil
+}
+
+// canonicalKey renames keys that other versions of diffusers and
+// transformers save differently to the names this package serves.
+func canonicalKey(component, key string) string {
+	switch component {
+	case VAE:
+		return legacyVAEKey(key)
+	case TextEncoder:
+		// transformers 5.6 flattened CLIPTextModel: no text_model level.
+		if !strings.HasPrefix(key, "text_model.") && clipKey.MatchString("text_model."+key) {
+			return "text_model." + key
+		}
+	}
+	return key
 }
 
 // legacyVAEKey renames the mid-attention keys of VAEs saved by diffusers
