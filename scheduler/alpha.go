@@ -53,34 +53,26 @@ func (a alphaBase) planSpaced(n int) ([]float64, []float32, error) {
 	return ts, nil, nil
 }
 
-// predictX0Eps converts a model output to (x0, ε) predictions at ᾱ_t.
-func predictX0Eps(pred string, alphaT float32, out, x []float32, x0, eps []float64) {
-	betaT := 1 - alphaT
-	sa, sb := float64(sqrt32(alphaT)), float64(sqrt32(betaT))
+// lin is a prediction that is linear in the sample and the model output:
+// cx·x + co·out. Converting between ε, v and x0 predictions is always such a
+// map, which lets each step run as one pass over the latent.
+type lin struct{ cx, co float64 }
+
+func (l lin) at(x, o float32) float64 { return l.cx*float64(x) + l.co*float64(o) }
+
+// x0Eps returns the x0 and ε predictions at ᾱ_t for a prediction type.
+func x0Eps(pred string, alphaT float32) (x0, eps lin) {
+	sa, sb := float64(sqrt32(alphaT)), float64(sqrt32(1-alphaT))
 	switch pred {
-	case "epsilon":
-		for k := range x {
-			x0[k] = (float64(x[k]) - sb*float64(out[k])) / sa
-			eps[k] = float64(out[k])
-		}
 	case "sample":
-		for k := range x {
-			x0[k] = float64(out[k])
-			eps[k] = (float64(x[k]) - sa*x0[k]) / sb
-		}
+		return lin{0, 1}, lin{1 / sb, -sa / sb}
 	case "v_prediction":
-		for k := range x {
-			x0[k] = sa*float64(x[k]) - sb*float64(out[k])
-			eps[k] = sa*float64(out[k]) + sb*float64(x[k])
-		}
+		return lin{sa, -sb}, lin{sb, sa}
 	}
+	return lin{1 / sa, -sb / sa}, lin{0, 1}
 }
 
-func clampAll(v []float64, r float64) {
-	for k := range v {
-		v[k] = math.Max(-r, math.Min(r, v[k]))
-	}
-}
+func clamp(v, r float64) float64 { return math.Max(-r, math.Min(r, v)) }
 
 // ddim is DDIM (Song et al. 2020, arXiv:2010.02502, eq. 12), with η from
 // Scheduler.Eta.
@@ -96,12 +88,7 @@ func (d *ddim) step(i int, out, x []float32, noise Noise) ([]float32, error) {
 	aPrev := d.alphaAt(prevT, d.finalAlpha())
 	bT, bPrev := 1-aT, 1-aPrev
 
-	x0 := make([]float64, len(x))
-	eps := make([]float64, len(x))
-	predictX0Eps(s.cfg.PredictionType, aT, out, x, x0, eps)
-	if s.cfg.ClipSample {
-		clampAll(x0, s.cfg.ClipSampleRange)
-	}
+	x0L, epsL := x0Eps(s.cfg.PredictionType, aT)
 	variance := (bPrev / bT) * (1 - aT/aPrev)
 	std := float32(s.Eta) * sqrt32(variance)
 	dirC := float64(sqrt32(1 - aPrev - std*std))
@@ -114,9 +101,14 @@ func (d *ddim) step(i int, out, x []float32, noise Noise) ([]float32, error) {
 			return nil, err
 		}
 	}
+	clip, r := s.cfg.ClipSample, s.cfg.ClipSampleRange
 	prev := make([]float32, len(x))
 	for k := range prev {
-		v := x0C*x0[k] + dirC*eps[k]
+		x0 := x0L.at(x[k], out[k])
+		if clip {
+			x0 = clamp(x0, r)
+		}
+		v := x0C*x0 + dirC*epsL.at(x[k], out[k])
 		if z != nil {
 			v += float64(std) * float64(z[k])
 		}
@@ -141,12 +133,7 @@ func (d *ddpm) step(i int, out, x []float32, noise Noise) ([]float32, error) {
 	curAlpha := aT / aPrev
 	curBeta := 1 - curAlpha
 
-	x0 := make([]float64, len(x))
-	eps := make([]float64, len(x))
-	predictX0Eps(s.cfg.PredictionType, aT, out, x, x0, eps)
-	if s.cfg.ClipSample {
-		clampAll(x0, s.cfg.ClipSampleRange)
-	}
+	x0L, _ := x0Eps(s.cfg.PredictionType, aT)
 	cX0 := float64((sqrt32(aPrev) * curBeta) / bT)
 	cX := float64(sqrt32(curAlpha) * bPrev / bT)
 
@@ -170,9 +157,14 @@ func (d *ddpm) step(i int, out, x []float32, noise Noise) ([]float32, error) {
 			std = float64(sqrt32(curBeta))
 		}
 	}
+	clip, r := s.cfg.ClipSample, s.cfg.ClipSampleRange
 	prev := make([]float32, len(x))
 	for k := range prev {
-		v := cX0*x0[k] + cX*float64(x[k])
+		x0 := x0L.at(x[k], out[k])
+		if clip {
+			x0 = clamp(x0, r)
+		}
+		v := cX0*x0 + cX*float64(x[k])
 		if z != nil {
 			v += std * float64(z[k])
 		}

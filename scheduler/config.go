@@ -55,15 +55,15 @@ type Config struct {
 
 // Diffusers class names.
 const (
-	ClassDDPM          = "DDPMScheduler"
-	ClassDDIM          = "DDIMScheduler"
-	ClassPNDM          = "PNDMScheduler"
-	ClassLMS           = "LMSDiscreteScheduler"
-	ClassEuler         = "EulerDiscreteScheduler"
-	ClassEulerAncestor = "EulerAncestralDiscreteScheduler"
-	ClassHeun          = "HeunDiscreteScheduler"
-	ClassDPMSolver     = "DPMSolverMultistepScheduler"
-	ClassUniPC         = "UniPCMultistepScheduler"
+	ClassDDPM           = "DDPMScheduler"
+	ClassDDIM           = "DDIMScheduler"
+	ClassPNDM           = "PNDMScheduler"
+	ClassLMS            = "LMSDiscreteScheduler"
+	ClassEuler          = "EulerDiscreteScheduler"
+	ClassEulerAncestral = "EulerAncestralDiscreteScheduler"
+	ClassHeun           = "HeunDiscreteScheduler"
+	ClassDPMSolver      = "DPMSolverMultistepScheduler"
+	ClassUniPC          = "UniPCMultistepScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.

@@ -117,56 +117,39 @@ func (b kBase) addNoise(x0, noise []float32, i int) []float32 {
 	return out
 }
 
-// denoised converts a model output at noise level sigma into the x0
-// prediction ("denoised" in k-diffusion).
-func (b kBase) denoised(sigma float32, out, x []float32) ([]float64, error) {
-	x0 := make([]float64, len(x))
+// denoised is the x0 prediction ("denoised" in k-diffusion) of a model
+// output at noise level sigma, as a linear map of (x, out).
+func (b kBase) denoised(sigma float32) (lin, error) {
 	switch b.s.cfg.PredictionType {
 	case "epsilon":
-		sg := float64(sigma)
-		for k := range x0 {
-			x0[k] = float64(x[k]) - sg*float64(out[k])
-		}
+		return lin{1, -float64(sigma)}, nil
 	case "v_prediction":
-		cOut := float64(-sigma / sqrt32(sigma*sigma+1))
-		cIn := float64(sigma*sigma + 1)
-		for k := range x0 {
-			x0[k] = float64(out[k])*cOut + float64(x[k])/cIn
-		}
+		return lin{float64(1 / (sigma*sigma + 1)), float64(-sigma / sqrt32(sigma*sigma+1))}, nil
 	case "sample":
-		for k := range x0 {
-			x0[k] = float64(out[k])
-		}
-	default:
-		return nil, fmt.Errorf("prediction_type %q is not supported", b.s.cfg.PredictionType)
+		return lin{0, 1}, nil
 	}
-	return x0, nil
+	return lin{}, fmt.Errorf("prediction_type %q is not supported", b.s.cfg.PredictionType)
 }
 
-// eulerTo takes the Euler step from x at sigma along the derivative
-// (x − x0)/sigma to sigma + dt.
-func eulerTo(x []float32, x0 []float64, sigma, dt float32) []float32 {
-	prev := make([]float32, len(x))
-	s, h := float64(sigma), float64(dt)
-	for k := range prev {
-		xv := float64(x[k])
-		prev[k] = float32(xv + (xv-x0[k])/s*h)
-	}
-	return prev
-}
-
-// euler is Euler's method (Karras et al. 2022, Algorithm 2 without churn).
+// euler is Euler's method (Karras et al. 2022, Algorithm 2 without churn):
+// x ← x + (x − x0)/σ·(σ_next − σ).
 type euler struct{ kBase }
 
 func (e *euler) plan(n int) ([]float64, []float32, error) { return e.kSchedule(n) }
 
 func (e *euler) step(i int, out, x []float32, _ Noise) ([]float32, error) {
 	sig := e.s.sigmas
-	x0, err := e.denoised(sig[i], out, x)
+	d, err := e.denoised(sig[i])
 	if err != nil {
 		return nil, err
 	}
-	return eulerTo(x, x0, sig[i], sig[i+1]-sig[i]), nil
+	s, h := float64(sig[i]), float64(sig[i+1]-sig[i])
+	prev := make([]float32, len(x))
+	for k := range prev {
+		xv := float64(x[k])
+		prev[k] = float32(xv + (xv-d.at(x[k], out[k]))/s*h)
+	}
+	return prev, nil
 }
 
 // eulerAncestral is Euler with ancestral sampling: step down to σ_down, then
@@ -181,7 +164,7 @@ func (e *eulerAncestral) step(i int, out, x []float32, noise Noise) ([]float32, 
 	}
 	sig := e.s.sigmas
 	from, to := sig[i], sig[i+1]
-	x0, err := e.denoised(from, out, x)
+	d, err := e.denoised(from)
 	if err != nil {
 		return nil, err
 	}
@@ -191,10 +174,12 @@ func (e *eulerAncestral) step(i int, out, x []float32, noise Noise) ([]float32, 
 	if err != nil {
 		return nil, err
 	}
-	prev := eulerTo(x, x0, from, down-from)
-	u := float64(up)
+	s, h, u := float64(from), float64(down-from), float64(up)
+	prev := z // reuse the noise buffer
 	for k := range prev {
-		prev[k] = float32(float64(prev[k]) + float64(z[k])*u)
+		xv := float64(x[k])
+		p := float32(xv + (xv-d.at(x[k], out[k]))/s*h)
+		prev[k] = float32(float64(p) + float64(z[k])*u)
 	}
 	return prev, nil
 }
@@ -204,7 +189,7 @@ func (e *eulerAncestral) step(i int, out, x []float32, noise Noise) ([]float32, 
 // corrector call, so the plan repeats each interior sigma and timestep.
 type heun struct {
 	kBase
-	prevDeriv []float64
+	prevDeriv []float32 // nil: the next call is a predictor
 	dt        float32
 	sample    []float32
 }
@@ -230,50 +215,44 @@ func (h *heun) plan(n int) ([]float64, []float32, error) {
 func (h *heun) step(i int, out, x []float32, _ Noise) ([]float32, error) {
 	sig := h.s.sigmas
 	first := h.prevDeriv == nil
-	var sigma, next float32
-	if first {
-		sigma, next = sig[i], sig[i+1]
-	} else {
-		if i == 0 {
-			return nil, fmt.Errorf("Heun corrector step without a predictor step")
-		}
-		sigma, next = sig[i-1], sig[i]
+	if !first && i == 0 {
+		return nil, fmt.Errorf("Heun corrector step without a predictor step")
 	}
-	in := sigma
-	if !first {
-		in = next
-	}
-	x0, err := h.denoised(in, out, x)
+	// The predictor evaluates at σ_i; the corrector at σ_next = sigmas[i].
+	in := sig[i]
+	d, err := h.denoised(in)
 	if err != nil {
 		return nil, err
 	}
-	if h.s.cfg.ClipSample {
-		clampAll(x0, h.s.cfg.ClipSampleRange)
-	}
-	if first {
-		d := make([]float64, len(x))
-		for k := range d {
-			d[k] = (float64(x[k]) - x0[k]) / float64(sigma)
+	clip, r := h.s.cfg.ClipSample, h.s.cfg.ClipSampleRange
+	x0 := func(k int) float64 {
+		v := d.at(x[k], out[k])
+		if clip {
+			v = clamp(v, r)
 		}
-		h.prevDeriv, h.dt, h.sample = d, next-sigma, append([]float32(nil), x...)
-		return stepAlong(x, d, h.dt), nil
+		return v
 	}
-	d := make([]float64, len(x))
-	for k := range d {
-		d[k] = (h.prevDeriv[k] + (float64(x[k])-x0[k])/float64(next)) / 2
+	prev := make([]float32, len(x))
+	if first {
+		h.dt = sig[i+1] - sig[i]
+		s, dt := float64(sig[i]), float64(h.dt)
+		h.prevDeriv = make([]float32, len(x))
+		for k := range prev {
+			xv := float64(x[k])
+			der := float32((xv - x0(k)) / s)
+			h.prevDeriv[k] = der
+			prev[k] = float32(xv + float64(der)*dt)
+		}
+		h.sample = append([]float32(nil), x...)
+		return prev, nil
 	}
-	prev := stepAlong(h.sample, d, h.dt)
+	s, dt := float64(in), float64(h.dt)
+	for k := range prev {
+		der := (float64(h.prevDeriv[k]) + (float64(x[k])-x0(k))/s) / 2
+		prev[k] = float32(float64(h.sample[k]) + der*dt)
+	}
 	h.prevDeriv, h.sample = nil, nil
 	return prev, nil
-}
-
-func stepAlong(x []float32, d []float64, dt float32) []float32 {
-	prev := make([]float32, len(x))
-	h := float64(dt)
-	for k := range prev {
-		prev[k] = float32(float64(x[k]) + d[k]*h)
-	}
-	return prev
 }
 
 // lms is the linear multistep method of order up to 4 (k-diffusion's
@@ -281,7 +260,7 @@ func stepAlong(x []float32, d []float64, dt float32) []float32 {
 // derivatives over [σ_i, σ_{i+1}].
 type lms struct {
 	kBase
-	derivs [][]float64
+	derivs [][]float32
 }
 
 const lmsOrder = 4
@@ -293,32 +272,38 @@ func (l *lms) plan(n int) ([]float64, []float32, error) {
 
 func (l *lms) step(i int, out, x []float32, _ Noise) ([]float32, error) {
 	sig := l.s.sigmas
-	x0, err := l.denoised(sig[i], out, x)
+	dn, err := l.denoised(sig[i])
 	if err != nil {
 		return nil, err
 	}
-	d := make([]float64, len(x))
+	var d []float32
+	if len(l.derivs) == lmsOrder {
+		d = l.derivs[0] // recycle the oldest
+		l.derivs = append(l.derivs[:0], l.derivs[1:]...)
+	} else {
+		d = make([]float32, len(x))
+	}
+	s := float64(sig[i])
 	for k := range d {
-		d[k] = (float64(x[k]) - x0[k]) / float64(sig[i])
+		d[k] = float32((float64(x[k]) - dn.at(x[k], out[k])) / s)
 	}
 	l.derivs = append(l.derivs, d)
-	if len(l.derivs) > lmsOrder {
-		l.derivs = l.derivs[1:]
-	}
 	// diffusers takes the order from the absolute step index, so a run that
 	// begins mid-schedule (img2img) uses the higher-order coefficients at
 	// once, paired with the derivatives it has.
 	order := min(i+1, lmsOrder)
 	terms := min(order, len(l.derivs))
-	coeffs := make([]float64, terms)
-	for j := range coeffs {
-		coeffs[j] = lmsCoefficient(sig, order, i, j)
+	var c [lmsOrder]float64
+	var ds [lmsOrder][]float32
+	for j := 0; j < terms; j++ {
+		c[j] = lmsCoefficient(sig, order, i, j)
+		ds[j] = l.derivs[len(l.derivs)-1-j]
 	}
 	prev := make([]float32, len(x))
 	for k := range prev {
 		acc := 0.0
-		for j, c := range coeffs {
-			acc += c * l.derivs[len(l.derivs)-1-j][k]
+		for j := 0; j < terms; j++ {
+			acc += c[j] * float64(ds[j][k])
 		}
 		prev[k] = float32(float64(x[k]) + acc)
 	}
@@ -364,7 +349,7 @@ func init() {
 		},
 	})
 	register(&class{
-		name: ClassEulerAncestor, rescale: true, zeroSNRFloor: true, defaults: kDefaults,
+		name: ClassEulerAncestral, rescale: true, zeroSNRFloor: true, defaults: kDefaults,
 		build: func(s *Scheduler) (sampler, error) {
 			// diffusers' class has no use_karras_sigmas; Karras here comes
 			// only from a sampler name ("Euler a" + "Karras").

@@ -45,7 +45,7 @@ func plms(c *Config) { c.SkipPRKSteps = true }
 // samplerDefs maps the names users type to diffusers classes, following the
 // table in diffusers' scheduler documentation (A1111 name → class).
 var samplerDefs = []samplerDef{
-	{SamplerInfo: SamplerInfo{Name: "Euler a", Aliases: []string{"k_euler_a", "k_euler_ancestral", "euler_ancestral"}, Class: ClassEulerAncestor}},
+	{SamplerInfo: SamplerInfo{Name: "Euler a", Aliases: []string{"k_euler_a", "k_euler_ancestral", "euler_ancestral"}, Class: ClassEulerAncestral}},
 	{SamplerInfo: SamplerInfo{Name: "Euler", Aliases: []string{"k_euler", "euler"}, Class: ClassEuler}},
 	{SamplerInfo: SamplerInfo{Name: "LMS", Aliases: []string{"k_lms", "lms"}, Class: ClassLMS}},
 	{SamplerInfo: SamplerInfo{Name: "LMS Karras", Aliases: []string{"k_lms_ka"}, Class: ClassLMS, Karras: true}},
@@ -227,7 +227,7 @@ func (c Choice) apply(className string, cfg Config) (Config, bool, error) {
 		cfg.UseLuLambdas = true
 	}
 	if c.Karras {
-		if className == ClassEulerAncestor {
+		if className == ClassEulerAncestral {
 			return cfg, true, nil
 		}
 		cfg.UseKarrasSigmas, cfg.UseLuLambdas = true, false

@@ -12,7 +12,7 @@ func TestParseSamplerMapsUserNamesToClasses(t *testing.T) {
 		karras bool
 	}{
 		// AUTOMATIC1111 display names.
-		{"Euler a", ClassEulerAncestor, false},
+		{"Euler a", ClassEulerAncestral, false},
 		{"Euler", ClassEuler, false},
 		{"DPM++ 2M", ClassDPMSolver, false},
 		{"DPM++ 2M Karras", ClassDPMSolver, true},
@@ -26,23 +26,23 @@ func TestParseSamplerMapsUserNamesToClasses(t *testing.T) {
 		{"UniPC", ClassUniPC, false},
 		{"DDPM", ClassDDPM, false},
 		// Case and spacing do not matter.
-		{"euler a", ClassEulerAncestor, false},
-		{"  EULER   A ", ClassEulerAncestor, false},
+		{"euler a", ClassEulerAncestral, false},
+		{"  EULER   A ", ClassEulerAncestral, false},
 		{"dpm++ 2m karras", ClassDPMSolver, true},
 		{"DPM++2MKarras", ClassDPMSolver, true},
 		{"unipc", ClassUniPC, false},
 		// "<sampler> Karras" for every sampler with Karras sigmas.
 		{"Euler Karras", ClassEuler, true},
-		{"Euler a Karras", ClassEulerAncestor, true},
+		{"Euler a Karras", ClassEulerAncestral, true},
 		{"Heun Karras", ClassHeun, true},
 		{"UniPC Karras", ClassUniPC, true},
 		// A1111's internal aliases.
-		{"k_euler_a", ClassEulerAncestor, false},
+		{"k_euler_a", ClassEulerAncestral, false},
 		{"k_dpmpp_2m_ka", ClassDPMSolver, true},
 		{"k_lms_ka", ClassLMS, true},
 		// ComfyUI sampler names.
 		{"euler", ClassEuler, false},
-		{"euler_ancestral", ClassEulerAncestor, false},
+		{"euler_ancestral", ClassEulerAncestral, false},
 		{"heun", ClassHeun, false},
 		{"dpmpp_2m", ClassDPMSolver, false},
 		{"dpmpp_2m_sde", ClassDPMSolver, false},
@@ -82,8 +82,8 @@ func TestParseSamplerScheduleSplitForm(t *testing.T) {
 		{"DPM++ 2M Karras", "Uniform", ClassDPMSolver, false, false},
 		{"DPM++ 2M SDE", "Automatic", ClassDPMSolver, false, true},
 		{"DPM++ 2M", "Exponential", ClassDPMSolver, false, true},
-		{"Euler a", "Automatic", ClassEulerAncestor, false, false},
-		{"Euler a", "Karras", ClassEulerAncestor, true, false},
+		{"Euler a", "Automatic", ClassEulerAncestral, false, false},
+		{"Euler a", "Karras", ClassEulerAncestral, true, false},
 		{"Euler", "karras", ClassEuler, true, false},
 		{"LMS", "Karras", ClassLMS, true, false},
 		{"Heun", "Karras", ClassHeun, true, false},
@@ -91,7 +91,7 @@ func TestParseSamplerScheduleSplitForm(t *testing.T) {
 		{"DDIM", "Uniform", ClassDDIM, false, false},
 		{"dpmpp_2m", "karras", ClassDPMSolver, true, false},
 		{"dpmpp_2m", "normal", ClassDPMSolver, false, false},
-		{"euler_ancestral", "karras", ClassEulerAncestor, true, false},
+		{"euler_ancestral", "karras", ClassEulerAncestral, true, false},
 		{"uni_pc", "karras", ClassUniPC, true, false},
 		{"ddim", "normal", ClassDDIM, false, false},
 		{"lms", "KARRAS", ClassLMS, true, false},
@@ -154,7 +154,7 @@ func TestSamplerNamesAllConstruct(t *testing.T) {
 			if s.Class() != info.Class {
 				t.Errorf("%s: class %s, want %s", n, s.Class(), info.Class)
 			}
-			if s.Config().UseKarrasSigmas != info.Karras && info.Class != ClassEulerAncestor {
+			if s.Config().UseKarrasSigmas != info.Karras && info.Class != ClassEulerAncestral {
 				t.Errorf("%s: use_karras_sigmas %v", n, s.Config().UseKarrasSigmas)
 			}
 			if err := s.SetTimesteps(12); err != nil {
@@ -214,7 +214,7 @@ func TestEulerAncestralKarrasFromName(t *testing.T) {
 	}
 	// diffusers' EulerAncestralDiscreteScheduler has no use_karras_sigmas:
 	// a config asking for it is ignored, as in diffusers.
-	c, _ := New(ClassEulerAncestor, []byte(`{"use_karras_sigmas": true, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}`))
+	c, _ := New(ClassEulerAncestral, []byte(`{"use_karras_sigmas": true, "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}`))
 	_ = c.SetTimesteps(10)
 	if c.Sigmas()[1] != sp[1] {
 		t.Errorf("EulerAncestral honoured use_karras_sigmas from a config")

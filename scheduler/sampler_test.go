@@ -196,7 +196,7 @@ func TestStochasticSamplersReachTheDataDistribution(t *testing.T) {
 		name, class, cfg string
 		eta              float64
 	}{
-		{"Euler a", ClassEulerAncestor, `{}`, 0},
+		{"Euler a", ClassEulerAncestral, `{}`, 0},
 		{"DDPM", ClassDDPM, `{}`, 0},
 		{"DDPM fixed_small_log", ClassDDPM, `{"variance_type":"fixed_small_log"}`, 0},
 		{"DDPM v", ClassDDPM, `{"prediction_type":"v_prediction"}`, 0},
@@ -233,7 +233,7 @@ func TestStochasticSamplersReachTheDataDistribution(t *testing.T) {
 // the model output as ε, and converted at each call to the equivalent v and
 // x0 ("sample") predictions; the trajectories must agree.
 func TestPredictionTypesAgree(t *testing.T) {
-	for _, class := range []string{ClassDDIM, ClassDDPM, ClassLMS, ClassEuler, ClassEulerAncestor, ClassHeun, ClassDPMSolver, ClassUniPC, ClassPNDM} {
+	for _, class := range []string{ClassDDIM, ClassDDPM, ClassLMS, ClassEuler, ClassEulerAncestral, ClassHeun, ClassDPMSolver, ClassUniPC, ClassPNDM} {
 		t.Run(class, func(t *testing.T) {
 			var ref []float32
 			for _, pred := range []string{"epsilon", "v_prediction", "sample"} {
@@ -268,7 +268,7 @@ func TestPredictionTypesAgree(t *testing.T) {
 						break
 					}
 				}
-				unsupported := pred == "sample" && (class == ClassEulerAncestor || class == ClassPNDM) ||
+				unsupported := pred == "sample" && (class == ClassEulerAncestral || class == ClassPNDM) ||
 					pred == "v_prediction" && class == ClassPNDM
 				switch {
 				case unsupported && pred == "sample":

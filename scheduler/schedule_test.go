@@ -28,7 +28,7 @@ func TestClassDefaultsApplyWhereTheConfigIsSilent(t *testing.T) {
 		spacing string
 	}{
 		{ClassDDIM, "leading"}, {ClassDDPM, "leading"}, {ClassPNDM, "leading"},
-		{ClassEuler, "linspace"}, {ClassEulerAncestor, "linspace"}, {ClassLMS, "linspace"},
+		{ClassEuler, "linspace"}, {ClassEulerAncestral, "linspace"}, {ClassLMS, "linspace"},
 		{ClassHeun, "linspace"}, {ClassDPMSolver, "linspace"}, {ClassUniPC, "linspace"},
 	} {
 		name, cfg, err := ParseConfig(tc.class, sd15Config)

@@ -141,26 +141,28 @@ func (d *dpmSolver) dataPred() bool {
 // convert turns the model output into what the solver integrates: the x0
 // prediction for the ++ (data prediction) variants, else ε.
 func (d *dpmSolver) convert(out, x []float32, sigma float32) []float32 {
+	return vpConvert(d.dataPred(), d.s.cfg.PredictionType, sigma, out, x)
+}
+
+// vpConvert converts a model output at sigma to the x0 prediction (data) or
+// the ε prediction.
+func vpConvert(data bool, pred string, sigma float32, out, x []float32) []float32 {
 	a, s := vpAlphaSigma(sigma)
 	fa, fs := float64(a), float64(s)
+	l := lin{0, 1}
+	switch {
+	case data && pred == "epsilon":
+		l = lin{1 / fa, -fs / fa}
+	case data && pred == "v_prediction":
+		l = lin{fa, -fs}
+	case !data && pred == "sample":
+		l = lin{1 / fs, -fa / fs}
+	case !data && pred == "v_prediction":
+		l = lin{fs, fa}
+	}
 	m := make([]float32, len(x))
-	pred := d.s.cfg.PredictionType
 	for k := range m {
-		o, xv := float64(out[k]), float64(x[k])
-		var v float64
-		switch {
-		case d.dataPred() && pred == "epsilon":
-			v = (xv - fs*o) / fa
-		case d.dataPred() && pred == "v_prediction":
-			v = fa*xv - fs*o
-		case !d.dataPred() && pred == "sample":
-			v = (xv - fa*o) / fs
-		case !d.dataPred() && pred == "v_prediction":
-			v = fa*o + fs*xv
-		default: // ++ with sample, or dpmsolver with epsilon
-			v = o
-		}
-		m[k] = float32(v)
+		m[k] = float32(l.at(x[k], out[k]))
 	}
 	return m
 }
@@ -202,6 +204,20 @@ func (d *dpmSolver) step(i int, out, x []float32, noise Noise) ([]float32, error
 // combine returns cX·x + Σ c_j·m_j + cN·z elementwise.
 func combine(x []float32, cX float64, ms [][]float32, cs []float64, z []float32, cN float64) []float32 {
 	prev := make([]float32, len(x))
+	switch {
+	case len(ms) == 1 && z == nil:
+		m0, c0 := ms[0][:len(x)], cs[0]
+		for k := range prev {
+			prev[k] = float32(cX*float64(x[k]) + c0*float64(m0[k]))
+		}
+		return prev
+	case len(ms) == 2 && z == nil:
+		m0, m1, c0, c1 := ms[0][:len(x)], ms[1][:len(x)], cs[0], cs[1]
+		for k := range prev {
+			prev[k] = float32(cX*float64(x[k]) + c0*float64(m0[k]) + c1*float64(m1[k]))
+		}
+		return prev
+	}
 	for k := range prev {
 		v := cX * float64(x[k])
 		for j, m := range ms {
@@ -342,27 +358,7 @@ func (u *uniPC) plan(n int) ([]float64, []float32, error) {
 }
 
 func (u *uniPC) convert(out, x []float32, sigma float32) []float32 {
-	a, s := vpAlphaSigma(sigma)
-	fa, fs := float64(a), float64(s)
-	m := make([]float32, len(x))
-	x0 := u.s.cfg.PredictX0
-	pred := u.s.cfg.PredictionType
-	for k := range m {
-		o, xv := float64(out[k]), float64(x[k])
-		v := o
-		switch {
-		case x0 && pred == "epsilon":
-			v = (xv - fs*o) / fa
-		case x0 && pred == "v_prediction":
-			v = fa*xv - fs*o
-		case !x0 && pred == "sample":
-			v = (xv - fa*o) / fs
-		case !x0 && pred == "v_prediction":
-			v = fa*o + fs*xv
-		}
-		m[k] = float32(v)
-	}
-	return m
+	return vpConvert(u.s.cfg.PredictX0, u.s.cfg.PredictionType, sigma, out, x)
 }
 
 func (u *uniPC) step(i int, out, x []float32, _ Noise) ([]float32, error) {
