@@ -26,17 +26,18 @@ func (f NoiseFunc) Normal(dst []float32) { f(dst) }
 // their shape does not matter. A Scheduler holds the state of one run and is
 // not safe for concurrent use; make one per generation.
 //
-// The sampling loop is
+// The txt2img loop is
 //
 //	s.SetTimesteps(n)
-//	x = scale(x, s.InitNoiseSigma())
+//	x := s.InitLatents(unitNoise) // × InitNoiseSigma
 //	for i, t := range s.Timesteps() {
 //		eps := model(s.ScaleModelInput(x, i), t)
 //		x, err = s.Step(eps, i, x, noise)
 //	}
 //
 // Timesteps has one entry per model call: Heun makes 2n−1 calls and PNDM
-// (PLMS) n+1.
+// (PLMS) n+1. For img2img, begin := s.BeginIndex(strength), start from
+// x := s.AddNoiseAt(initLatents, unitNoise, begin) and run i from begin.
 type Scheduler struct {
 	class *class
 	cfg   Config
