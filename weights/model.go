@@ -232,12 +232,15 @@ func (m *Model) openComponentDir(name, dir string, opts OpenOptions) (*Component
 		c.Config = cfg
 		return c, nil
 	}
-	if name == Tokenizer || strings.HasPrefix(name, "tokenizer") {
+	if strings.HasPrefix(name, Tokenizer) {
 		return c, nil
 	}
 	files, err := findWeights(dir, opts.Variant)
 	if err != nil {
-		return nil, err
+		if isModelComponent(name) {
+			return nil, err
+		}
+		files = nil // e.g. a safety_checker shipped as a pickle: not needed to generate
 	}
 	if len(files) == 0 {
 		if isModelComponent(name) {

@@ -318,3 +318,43 @@ func TestSingleFileReportsUnexpectedKeys(t *testing.T) {
 		t.Errorf("model unexpected %v, ignored %v", m.Unexpected, m.Ignored)
 	}
 }
+
+// vae-ft-mse-840000-ema-pruned.safetensors and its kind hold a VAE in the
+// original layout without the first_stage_model. prefix.
+func TestStandaloneOriginalVAEFile(t *testing.T) {
+	src := synthModel(t, smallConfigs(t, "sd15"), 4)
+	vaeOnly := &Model{Components: map[string]*Component{VAE: src.Components[VAE]}}
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full.safetensors")
+	if err := WriteSingleFile(full, vaeOnly, F16, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := Open(full)
+	var ts []WriteTensor
+	for _, n := range f.Names() {
+		v, shape, _ := f.Float32(n)
+		ts = append(ts, WriteTensor{Name: strings.TrimPrefix(n, vaePrefix), DType: F16, Shape: shape, Float32: v})
+	}
+	f.Close()
+	ts = append(ts, WriteTensor{Name: "model_ema.decay", DType: F32, Shape: []int{}, Float32: []float32{0.9999}})
+	bare := filepath.Join(dir, "vae-ft-mse.safetensors")
+	if err := WriteFile(bare, ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenModel(bare, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c := m.Components[VAE]
+	if c == nil || !slices.Equal(c.Source.Keys(), src.Components[VAE].Source.Keys()) || len(c.Unexpected) != 0 ||
+		!slices.Equal(m.Ignored, []string{"model_ema.decay"}) || len(m.Components) != 1 {
+		t.Fatalf("components %v, ignored %v", sortedNames(m.Components), m.Ignored)
+	}
+	k := "decoder.mid_block.attentions.0.to_out.0.weight"
+	a, shape, _ := c.Source.Float32(k)
+	b, _, _ := src.Components[VAE].Source.Float32(k)
+	if len(shape) != 2 || a[3] != HalfToFloat32(Float32ToHalf(b[3])) {
+		t.Errorf("%s: shape %v, [3] = %g vs %g", k, shape, a[3], b[3])
+	}
+}

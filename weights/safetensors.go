@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 )
 
@@ -287,7 +288,7 @@ func (f *File) Close() error {
 }
 
 // Names lists tensor names in sorted order.
-func (f *File) Names() []string { return f.names }
+func (f *File) Names() []string { return slices.Clone(f.names) }
 
 // Info returns a tensor's description.
 func (f *File) Info(name string) (TensorInfo, bool) {

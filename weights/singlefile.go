@@ -29,7 +29,15 @@ func openSingleFile(path string, opts OpenOptions) (*Model, error) {
 }
 
 func (m *Model) mapSingleFile(f *File, opts OpenOptions) error {
-	names := f.Names()
+	// Standalone VAE files (vae-ft-mse-840000-ema-pruned.safetensors and
+	// the like) are the first_stage_model of a checkpoint without its prefix.
+	names, prefix := f.Names(), ""
+	if isBareVAE(names) {
+		prefix = vaePrefix
+		for i := range names {
+			names[i] = prefix + names[i]
+		}
+	}
 	if !hasOriginalKeys(names) {
 		return fmt.Errorf("%s: not an original Stable Diffusion checkpoint: no model.diffusion_model.*, first_stage_model.* or cond_stage_model.* tensors (for a diffusers component's weights, open its folder)", f.Path)
 	}
@@ -53,28 +61,31 @@ func (m *Model) mapSingleFile(f *File, opts OpenOptions) error {
 	sources := map[string]*fileSource{}
 	unexpected := map[string][]string{}
 	for _, name := range names {
+		stored := name[len(prefix):]
 		targets, ignored := ToDiffusersKey(name, layout)
+		ignored = ignored || isIgnoredKey(stored)
 		if ignored {
-			m.Ignored = append(m.Ignored, name)
+			m.Ignored = append(m.Ignored, stored)
 			continue
 		}
 		if len(targets) == 0 {
-			unexpected[componentOfOriginal(name)] = append(unexpected[componentOfOriginal(name)], name)
+			c := componentOfOriginal(name)
+			unexpected[c] = append(unexpected[c], stored)
 			continue
 		}
-		t, _ := f.Info(name)
+		t, _ := f.Info(stored)
 		for _, tg := range targets {
 			shape, err := diffusersShape(tg.Component, tg.Key, t.Shape, tg.Part)
 			if err != nil {
-				return fmt.Errorf("%s: tensor %q: %w", f.Path, name, err)
+				return fmt.Errorf("%s: tensor %q: %w", f.Path, stored, err)
 			}
 			src := sources[tg.Component]
 			if src == nil {
 				src = newFileSource()
 				sources[tg.Component] = src
 			}
-			if !src.add(tg.Key, tensorRef{file: f, name: name, part: tg.Part, dtype: t.DType, shape: shape}) {
-				unexpected[tg.Component] = append(unexpected[tg.Component], name) // a second tensor for the same key
+			if !src.add(tg.Key, tensorRef{file: f, name: t.Name, part: tg.Part, dtype: t.DType, shape: shape}) {
+				unexpected[tg.Component] = append(unexpected[tg.Component], stored) // a second tensor for the same key
 			}
 		}
 	}
@@ -91,6 +102,15 @@ func (m *Model) mapSingleFile(f *File, opts OpenOptions) error {
 		return fmt.Errorf("%s: no tensor maps to a diffusers key (%d unexpected, first %q)", f.Path, len(m.Unexpected), m.Unexpected[0])
 	}
 	return m.configureSingleFile(f.Path, layout, ref, opts)
+}
+
+// isBareVAE recognises an original-layout VAE saved on its own.
+func isBareVAE(names []string) bool {
+	has := map[string]bool{}
+	for _, n := range names {
+		has[n] = true
+	}
+	return has["encoder.conv_in.weight"] && has["decoder.conv_in.weight"] && has["encoder.down.0.block.0.conv1.weight"]
 }
 
 func hasOriginalKeys(names []string) bool {
@@ -300,15 +320,17 @@ func (m *Model) configureSingleFile(path string, layout Layout, ref map[string]*
 		}
 		c.Config, c.ConfigOrigin = cfg, fmt.Sprintf("inferred from tensor shapes (%s defaults)", family)
 	}
-	sched := &Component{Name: Scheduler, Config: preset[Scheduler], ConfigOrigin: family + " preset"}
-	if r := ref[Scheduler]; r != nil {
-		sched.Config, sched.ConfigOrigin = r.Config, r.ConfigOrigin
+	if m.Components[UNet] != nil { // a standalone VAE needs no scheduler
+		sched := &Component{Name: Scheduler, Config: preset[Scheduler], ConfigOrigin: family + " preset"}
+		if r := ref[Scheduler]; r != nil {
+			sched.Config, sched.ConfigOrigin = r.Config, r.ConfigOrigin
+		}
+		if sched.Config, err = setPredictionType(sched.Config, opts.PredictionType); err != nil {
+			return err
+		}
+		m.Components[Scheduler] = sched
 	}
-	if sched.Config, err = setPredictionType(sched.Config, opts.PredictionType); err != nil {
-		return err
-	}
-	m.Components[Scheduler] = sched
-	if r := ref[Tokenizer]; r != nil {
+	if r := ref[Tokenizer]; r != nil && m.Components[TextEncoder] != nil {
 		m.Components[Tokenizer] = r
 	}
 	return nil
