@@ -372,3 +372,65 @@ func TestPosteriorSampleMatchesGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestExpectedKeysFollowConfigFlags counts the weights each variant reads;
+// 180 is the key count of the golden tiny_sd15/vae file.
+func TestExpectedKeysFollowConfigFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   int
+		absent string
+	}{
+		{"tiny golden config", func(*Config) {}, 180, ""},
+		{"no mid-block attention", func(c *Config) { c.MidBlockAddAttention = false }, 160, "encoder.mid_block.attentions.0.to_q.weight"},
+		{"no quant convs", func(c *Config) { c.UseQuantConv, c.UsePostQuantConv = false, false }, 176, "post_quant_conv.weight"},
+		{"two layers per block", func(c *Config) { c.LayersPerBlock = 2 }, 180 + 4*8 + 4*8, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tinyConfig()
+			tc.change(&cfg)
+			m, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Backend = goBackend(t)
+			keys, err := m.ExpectedKeys()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != tc.want {
+				t.Errorf("%d keys, want %d", len(keys), tc.want)
+			}
+			if _, ok := keys[tc.absent]; tc.absent != "" && ok {
+				t.Errorf("%s is expected but the config has no such module", tc.absent)
+			}
+		})
+	}
+}
+
+// TestVariantsWithoutAttentionOrQuantConvRun decodes and encodes with the
+// optional modules switched off (SD3/Flux-style VAEs drop the quant convs).
+func TestVariantsWithoutAttentionOrQuantConvRun(t *testing.T) {
+	cfg := tinyConfig()
+	cfg.BlockOutChannels = []int{32, 64}
+	cfg.DownBlockTypes, cfg.UpBlockTypes = cfg.DownBlockTypes[:2], cfg.UpBlockTypes[:2]
+	cfg.MidBlockAddAttention, cfg.UseQuantConv, cfg.UsePostQuantConv = false, false, false
+	cfg.LatentChannels, cfg.ShiftFactor = 16, 0.06
+	m := randomModel(t, cfg, 4)
+	r := rand.New(rand.NewPCG(1, 1))
+	moments, ms, err := m.EncodeRun(randn(r, 3*16*12), []int{1, 3, 16, 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1, 32, 8, 6}; !slices.Equal(ms, want) {
+		t.Fatalf("moments shape %v, want %v", ms, want)
+	}
+	_, is, err := m.DecodeRun(moments[:len(moments)/2], []int{1, 16, 8, 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1, 3, 16, 12}; !slices.Equal(is, want) {
+		t.Fatalf("image shape %v, want %v", is, want)
+	}
+}
