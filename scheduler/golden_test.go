@@ -35,8 +35,6 @@ func (r *replayNoise) Normal(dst []float32) {
 	r.calls++
 }
 
-var etaRe = regexp.MustCompile(`eta=([0-9.eE+-]+)`)
-
 // TestGoldenSchedulers runs every "scheduler" case of the golden manifest:
 // the toy model in the diffusers sampling loop, checking timesteps (integers
 // exactly), sigmas, init_noise_sigma, model inputs, model outputs, the noise
@@ -52,9 +50,14 @@ func TestGoldenSchedulers(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := c.Tensors(t, "data")
-		if m := etaRe.FindStringSubmatch(f.Metadata["step_kwargs"]); m != nil {
-			if s.Eta, err = strconv.ParseFloat(m[1], 64); err != nil {
-				t.Fatal(err)
+		kw := f.Metadata["step_kwargs"]
+		for name, dst := range map[string]*float64{"eta": &s.Eta, "s_churn": &s.Churn.Amount,
+			"s_tmin": &s.Churn.TMin, "s_tmax": &s.Churn.TMax, "s_noise": &s.Churn.Noise} {
+			re := regexp.MustCompile(`\b` + name + `\s*[=:]\s*"?([0-9.eE+-]+|inf)`)
+			if m := re.FindStringSubmatch(kw); m != nil {
+				if *dst, err = strconv.ParseFloat(m[1], 64); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 		var noiseSteps []int

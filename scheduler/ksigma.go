@@ -137,17 +137,49 @@ type euler struct{ kBase }
 
 func (e *euler) plan(n int) ([]float64, []float32, error) { return e.kSchedule(n) }
 
-func (e *euler) step(i int, out, x []float32, _ Noise) ([]float32, error) {
+func (e *euler) step(i int, out, x []float32, noise Noise) ([]float32, error) {
 	sig := e.s.sigmas
-	d, err := e.denoised(sig[i])
+	sigma := sig[i]
+	// Churn: raise σ to σ̂ = σ(1+γ) by adding noise first.
+	c := e.s.Churn
+	tmax := c.TMax
+	if tmax == 0 {
+		tmax = math.Inf(1)
+	}
+	gamma := 0.0
+	if c.Amount > 0 && c.TMin <= float64(sigma) && float64(sigma) <= tmax {
+		gamma = math.Min(c.Amount/float64(len(sig)-1), math.Sqrt2-1)
+	}
+	sigmaHat := sigma * float32(gamma+1)
+	var z []float32
+	var zc float64
+	if gamma > 0 {
+		var err error
+		if z, err = draw(noise, len(x)); err != nil {
+			return nil, err
+		}
+		sn := float32(c.Noise)
+		if sn == 0 {
+			sn = 1
+		}
+		zc = float64(sn) * float64(sqrt32(sigmaHat*sigmaHat-sigma*sigma))
+	}
+	d, err := e.denoised(sigma)
 	if err != nil {
 		return nil, err
 	}
-	s, h := float64(sig[i]), float64(sig[i+1]-sig[i])
+	if e.s.cfg.PredictionType == "epsilon" {
+		d.co = -float64(sigmaHat) // diffusers uses σ̂ for ε, σ for v
+	}
+	s, h := float64(sigmaHat), float64(sig[i+1]-sigmaHat)
 	prev := make([]float32, len(x))
 	for k := range prev {
 		xv := float64(x[k])
-		prev[k] = float32(xv + (xv-d.at(x[k], out[k]))/s*h)
+		if z != nil {
+			xv = float64(float32(xv + float64(z[k])*zc))
+		}
+		x0 := d.cx*xv + d.co*float64(out[k])
+		prev[k] = float32(xv + (xv-x0)/s*h)
 	}
 	return prev, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ldm-project/ldm/internal/golden"
@@ -195,22 +196,24 @@ func TestStochasticSamplersReachTheDataDistribution(t *testing.T) {
 	for _, tc := range []struct {
 		name, class, cfg string
 		eta              float64
+		churn            Churn
 	}{
-		{"Euler a", ClassEulerAncestral, `{}`, 0},
-		{"DDPM", ClassDDPM, `{}`, 0},
-		{"DDPM fixed_small_log", ClassDDPM, `{"variance_type":"fixed_small_log"}`, 0},
-		{"DDPM v", ClassDDPM, `{"prediction_type":"v_prediction"}`, 0},
-		{"DDIM eta 1", ClassDDIM, `{}`, 1},
-		{"DPM++ 2M SDE", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver++"}`, 0},
-		{"DPM++ 2M SDE heun", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver++","solver_type":"heun"}`, 0},
-		{"DPM 2M SDE", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver","final_sigmas_type":"sigma_min"}`, 0},
+		{"Euler churn", ClassEuler, `{}`, 0, Churn{Amount: 10, TMin: 0.05, TMax: 10}},
+		{"Euler a", ClassEulerAncestral, `{}`, 0, Churn{}},
+		{"DDPM", ClassDDPM, `{}`, 0, Churn{}},
+		{"DDPM fixed_small_log", ClassDDPM, `{"variance_type":"fixed_small_log"}`, 0, Churn{}},
+		{"DDPM v", ClassDDPM, `{"prediction_type":"v_prediction"}`, 0, Churn{}},
+		{"DDIM eta 1", ClassDDIM, `{}`, 1, Churn{}},
+		{"DPM++ 2M SDE", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver++"}`, 0, Churn{}},
+		{"DPM++ 2M SDE heun", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver++","solver_type":"heun"}`, 0, Churn{}},
+		{"DPM 2M SDE", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver","final_sigmas_type":"sigma_min"}`, 0, Churn{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := New(tc.class, withSD(tc.cfg))
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.Eta = tc.eta
+			s.Eta, s.Churn = tc.eta, tc.churn
 			got := sampleGauss(t, s, 250, x, std, randNoise{rand.New(rand.NewPCG(3, 4))})
 			var m, v float64
 			for _, g := range got {
@@ -485,5 +488,43 @@ func BenchmarkStep(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestEulerChurnDrawsNoiseOnlyInItsSigmaRange checks the s_churn window and
+// that zero churn is plain Euler.
+func TestEulerChurnDrawsNoiseOnlyInItsSigmaRange(t *testing.T) {
+	run := func(c Churn) ([]float32, []int) {
+		s, err := New("Euler", sd15Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Churn = c
+		_ = s.SetTimesteps(20)
+		x := s.InitLatents([]float32{0.3, -1.2, 0.8})
+		rn := &replayNoise{cur: []float32{1, -1, 0.5}}
+		var drew []int
+		for i, tv := range s.Timesteps() {
+			before := rn.calls
+			if x, err = s.Step(toyModel(s.ScaleModelInput(x, i), tv), i, x, rn); err != nil {
+				t.Fatal(err)
+			}
+			if rn.calls > before {
+				sigma := s.Sigmas()[i]
+				if sigma < 1 || sigma > 5 {
+					t.Errorf("churn noise drawn at σ=%v, outside [1, 5]", sigma)
+				}
+				drew = append(drew, i)
+			}
+		}
+		return x, drew
+	}
+	plain, none := run(Churn{})
+	if len(none) != 0 {
+		t.Errorf("no churn drew noise at %v", none)
+	}
+	churned, drew := run(Churn{Amount: 5, TMin: 1, TMax: 5})
+	if len(drew) == 0 || slices.Equal(plain, churned) {
+		t.Errorf("churn had no effect (drew at %v)", drew)
 	}
 }

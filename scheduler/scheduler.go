@@ -9,7 +9,8 @@ import (
 // (DDPM, DDIM with eta > 0, Euler ancestral, the SDE solvers) call Normal once
 // per step with a buffer the size of the latent, in diffusers' order, so a
 // torch-compatible seeded generator reproduces diffusers' images; tests replay
-// recorded noise.
+// recorded noise. For a batch, dst holds the samples back to back, so a
+// source with one generator per image fills its own part of dst.
 type Noise interface {
 	Normal(dst []float32)
 }
@@ -47,6 +48,9 @@ type Scheduler struct {
 	// Eta is the DDIM noise weight η (0: deterministic DDIM, 1: DDPM-like).
 	// Only DDIMScheduler reads it; it is a step argument in diffusers.
 	Eta float64
+	// Churn is Euler's stochastic churn; only EulerDiscreteScheduler reads
+	// it (step arguments in diffusers). The zero value is off.
+	Churn Churn
 
 	forcedKarras bool // Karras sigmas from a sampler name, for classes without use_karras_sigmas
 
@@ -54,6 +58,17 @@ type Scheduler struct {
 	timesteps []float64
 	sigmas    []float32
 	next      int
+}
+
+// Churn is the stochastic churn of Karras et al. 2022 (arXiv:2206.00364,
+// Algorithm 2) as diffusers' EulerDiscreteScheduler takes it: at steps with
+// TMin ≤ σ ≤ TMax, noise is added to raise σ by the factor
+// 1 + min(Amount/(number of sigmas − 1), √2 − 1). A zero TMax means no upper
+// bound and a zero Noise means 1 (diffusers' s_tmax = inf, s_noise = 1).
+type Churn struct {
+	Amount     float64 // s_churn
+	TMin, TMax float64 // s_tmin, s_tmax
+	Noise      float64 // s_noise
 }
 
 // sampler is one sampling algorithm over the schedules of this package.
