@@ -45,7 +45,7 @@ func (m *Model) mapSingleFile(f *File, opts OpenOptions) error {
 	textLayers := 0
 	if opts.ConfigFrom != "" {
 		var err error
-		if ref, err = referenceConfigs(opts.ConfigFrom, opts); err != nil {
+		if ref, err = referenceConfigs(opts.ConfigFrom); err != nil {
 			return err
 		}
 		if c := ref[TextEncoder]; c != nil {
@@ -242,7 +242,7 @@ func LayoutFromConfigs(unet, vae, textEncoder []byte) (Layout, error) {
 
 // referenceConfigs reads the component configs of a diffusers folder for
 // OpenOptions.ConfigFrom.
-func referenceConfigs(dir string, opts OpenOptions) (map[string]*Component, error) {
+func referenceConfigs(dir string) (map[string]*Component, error) {
 	dir = resolveHFCache(dir)
 	if !dirExists(dir) {
 		return nil, fmt.Errorf("config folder %s: not a folder", dir)

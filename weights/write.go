@@ -37,7 +37,7 @@ func (t *WriteTensor) numElements() int {
 // folder, fsync, rename over path, fsync of the folder. Tensors are sorted by
 // name and the header is space-padded to a multiple of 8 bytes. A failed or
 // killed write leaves no partial file at path.
-func WriteFile(path string, tensors []WriteTensor, metadata map[string]string) (err error) {
+func WriteFile(path string, tensors []WriteTensor, metadata map[string]string) error {
 	ts := make([]*WriteTensor, len(tensors))
 	for i := range tensors {
 		ts[i] = &tensors[i]
