@@ -20,6 +20,11 @@ func (a alphaBase) addNoise(x0, noise []float32, i int) []float32 {
 	return out
 }
 
+func (a alphaBase) x0Map(i int) (lin, error) {
+	x0, _ := x0Eps(a.s.cfg.PredictionType, a.s.sched.AlphasCumprod[int(a.s.timesteps[i])])
+	return x0, nil
+}
+
 // alphaAt returns ᾱ at training timestep t, or final for t < 0.
 func (a alphaBase) alphaAt(t int, final float32) float32 {
 	if t < 0 {

@@ -131,6 +131,8 @@ func (b kBase) denoised(sigma float32) (lin, error) {
 	return lin{}, fmt.Errorf("prediction_type %q is not supported", b.s.cfg.PredictionType)
 }
 
+func (b kBase) x0Map(i int) (lin, error) { return b.denoised(b.s.sigmas[i]) }
+
 // euler is Euler's method (Karras et al. 2022, Algorithm 2 without churn):
 // x ← x + (x − x0)/σ·(σ_next − σ).
 type euler struct{ kBase }

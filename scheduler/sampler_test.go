@@ -528,3 +528,36 @@ func TestEulerChurnDrawsNoiseOnlyInItsSigmaRange(t *testing.T) {
 		t.Errorf("churn had no effect (drew at %v)", drew)
 	}
 }
+
+// TestPredictOriginalIsTheDenoiser checks the preview x0 against the exact
+// Gaussian denoiser for every class and prediction type.
+func TestPredictOriginalIsTheDenoiser(t *testing.T) {
+	const std = 0.8
+	for _, class := range ClassNames() {
+		for _, pred := range []string{"epsilon", "v_prediction", "sample"} {
+			s, err := New(class, withSD(`{"prediction_type":"`+pred+`"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = s.SetTimesteps(10)
+			x := []float32{0.4, -2, 1.3}
+			for _, i := range []int{0, 3, len(s.Timesteps()) - 1} {
+				sigma := callSigma(s, i)
+				got, err := s.PredictOriginal(gaussModel(s, i, s.ScaleModelInput(x, i), std), i, x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for k, v := range x {
+					xk := float64(v)
+					if s.alg.inputDivisor(0) == 0 {
+						xk *= math.Sqrt(1 + sigma*sigma)
+					}
+					want := xk * std * std / (std*std + sigma*sigma)
+					if math.Abs(float64(got[k])-want) > 1e-5*(1+math.Abs(want)) {
+						t.Errorf("%s %s call %d: x0 %v, want %v", class, pred, i, got[k], want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -85,6 +85,8 @@ type sampler interface {
 	// addNoise noises a clean sample to the noise level of call i.
 	addNoise(x0, noise []float32, i int) []float32
 	step(i int, out, x []float32, noise Noise) ([]float32, error)
+	// x0Map is the x0 prediction at call i as a map of (x, model output).
+	x0Map(i int) (lin, error)
 }
 
 // New returns a scheduler for name, which is a diffusers class name
@@ -277,6 +279,28 @@ func (s *Scheduler) Step(out []float32, i int, x []float32, noise Noise) ([]floa
 	}
 	s.next = i + 1
 	return prev, nil
+}
+
+// PredictOriginal returns the model's prediction of the clean latent x0 at
+// call i (diffusers' pred_original_sample, k-diffusion's "denoised") from
+// its output out and the sample x, for previews. It does not change the
+// scheduler's state.
+func (s *Scheduler) PredictOriginal(out []float32, i int, x []float32) ([]float32, error) {
+	if err := s.check(i); err != nil {
+		return nil, err
+	}
+	if len(out) != len(x) {
+		return nil, fmt.Errorf("scheduler: model output has %d values, sample has %d", len(out), len(x))
+	}
+	l, err := s.alg.x0Map(i)
+	if err != nil {
+		return nil, err
+	}
+	x0 := make([]float32, len(x))
+	for k := range x0 {
+		x0[k] = float32(l.at(x[k], out[k]))
+	}
+	return x0, nil
 }
 
 // AddNoiseAt noises clean latents x0 to the noise level of model call i, as

@@ -147,24 +147,33 @@ func (d *dpmSolver) convert(out, x []float32, sigma float32) []float32 {
 // vpConvert converts a model output at sigma to the x0 prediction (data) or
 // the ε prediction.
 func vpConvert(data bool, pred string, sigma float32, out, x []float32) []float32 {
-	a, s := vpAlphaSigma(sigma)
-	fa, fs := float64(a), float64(s)
-	l := lin{0, 1}
-	switch {
-	case data && pred == "epsilon":
-		l = lin{1 / fa, -fs / fa}
-	case data && pred == "v_prediction":
-		l = lin{fa, -fs}
-	case !data && pred == "sample":
-		l = lin{1 / fs, -fa / fs}
-	case !data && pred == "v_prediction":
-		l = lin{fs, fa}
-	}
+	l := vpLin(data, pred, sigma)
 	m := make([]float32, len(x))
 	for k := range m {
 		m[k] = float32(l.at(x[k], out[k]))
 	}
 	return m
+}
+
+// vpLin is the map from (x, model output) to the x0 (data) or ε prediction.
+func vpLin(data bool, pred string, sigma float32) lin {
+	a, s := vpAlphaSigma(sigma)
+	fa, fs := float64(a), float64(s)
+	switch {
+	case data && pred == "epsilon":
+		return lin{1 / fa, -fs / fa}
+	case data && pred == "v_prediction":
+		return lin{fa, -fs}
+	case !data && pred == "sample":
+		return lin{1 / fs, -fa / fs}
+	case !data && pred == "v_prediction":
+		return lin{fs, fa}
+	}
+	return lin{0, 1}
+}
+
+func (b *vpBase) x0Map(i int) (lin, error) {
+	return vpLin(true, b.s.cfg.PredictionType, b.s.sigmas[i]), nil
 }
 
 func (d *dpmSolver) step(i int, out, x []float32, noise Noise) ([]float32, error) {
