@@ -1,8 +1,7 @@
 package vae
 
 import (
-	"os"
-	"path/filepath"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -16,20 +15,26 @@ import (
 	"github.com/ldm-project/ldm/weights"
 )
 
-// fileSource adapts a safetensors file to nn.Source.
-type fileSource struct{ *weights.File }
-
-func (f fileSource) Keys() []string { return f.Names() }
-
-// loadGoldenModel reads a diffusers VAE folder (config.json + one
-// safetensors file) onto the pure-Go backend.
-func loadGoldenModel(t *testing.T, dir string) *AutoencoderKL {
+// openVAE opens the VAE component of a model (diffusers pipeline or
+// component folder, or single file) with weights.OpenModel.
+func openVAE(t *testing.T, path string) *weights.Component {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	wm, err := weights.OpenModel(path, weights.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig(data)
+	t.Cleanup(func() { wm.Close() })
+	c := wm.Components[weights.VAE]
+	if c == nil || c.Source == nil {
+		t.Skipf("%s has no VAE", path)
+	}
+	return c
+}
+
+// loadModel builds a VAE from a component's config and src on the pure-Go backend.
+func loadModel(t *testing.T, c *weights.Component, src nn.Source) *AutoencoderKL {
+	t.Helper()
+	cfg, err := ParseConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,19 +43,16 @@ func loadGoldenModel(t *testing.T, dir string) *AutoencoderKL {
 		t.Fatal(err)
 	}
 	m.Backend = goBackend(t)
-	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	if len(files) != 1 {
-		t.Fatalf("%s: want one .safetensors file, found %v", dir, files)
-	}
-	f, err := weights.Open(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := m.LoadWeights(fileSource{f}); err != nil {
+	if err := m.LoadWeights(src); err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+func loadGoldenModel(t *testing.T, path string) *AutoencoderKL {
+	t.Helper()
+	c := openVAE(t, path)
+	return loadModel(t, c, c.Source)
 }
 
 // runGraph executes fn once on the model's weights and returns its outputs.
@@ -169,5 +171,50 @@ func TestGoldenRunnersMatchGraph(t *testing.T) {
 			t.Fatalf("decode shape %v, want %v", shape, wshape)
 		}
 		golden.AssertClose(t, "DecodeRun", img, want, c.Tol(golden.MaxAbs(want)))
+	})
+}
+
+// fp16Source rounds every tensor to float16, as the single-file export did.
+type fp16Source struct{ nn.Source }
+
+func (s fp16Source) Float32(key string) ([]float32, []int, error) {
+	v, shape, err := s.Source.Float32(key)
+	for i := range v {
+		v[i] = weights.HalfToFloat32(weights.Float32ToHalf(v[i]))
+	}
+	return v, shape, err
+}
+
+// TestSingleFileLoadsTheSameVAE loads the VAE of an original-layout single
+// file and checks it computes exactly what the diffusers folder's weights,
+// rounded to fp16 like the file, compute.
+func TestSingleFileLoadsTheSameVAE(t *testing.T) {
+	golden.ForKind(t, "single_file", func(t *testing.T, c golden.Case) {
+		single := openVAE(t, c.Path("model"))
+		ref := openVAE(t, c.Path("reference"))
+		a := loadModel(t, single, single.Source)
+		b := loadModel(t, ref, fp16Source{ref.Source})
+		// sample_size cannot be inferred from tensor shapes; it changes no computation.
+		ac := a.Config
+		ac.SampleSize = b.Config.SampleSize
+		if !equalConfig(ac, b.Config) {
+			t.Fatalf("single-file config %+v\ndiffusers config %+v", a.Config, b.Config)
+		}
+		f := a.Config.DownsampleFactor()
+		r := rand.New(rand.NewPCG(21, 22))
+		ishape, zshape := []int{1, 3, 2 * f, 2 * f}, []int{1, a.Config.LatentChannels, 2, 2}
+		image, z := randn(r, 3*2*f*2*f), randn(r, a.Config.LatentChannels*2*2)
+		var outs [2][2][]float32
+		for i, m := range []*AutoencoderKL{a, b} {
+			var err error
+			if outs[i][0], _, err = m.EncodeRun(image, ishape); err != nil {
+				t.Fatal(err)
+			}
+			if outs[i][1], _, err = m.DecodeRun(z, zshape); err != nil {
+				t.Fatal(err)
+			}
+		}
+		golden.AssertClose(t, "encode", outs[0][0], outs[1][0], 0)
+		golden.AssertClose(t, "decode", outs[0][1], outs[1][1], 0)
 	})
 }
