@@ -3,6 +3,7 @@ package scheduler
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -183,4 +184,16 @@ func ParseConfig(className string, data []byte) (string, Config, error) {
 		}
 	}
 	return c.name, cfg, nil
+}
+
+// MarshalJSON writes the config with an infinite lambda_min_clipped as
+// ∓1e308: standard JSON has no infinities, and diffusers treats the value
+// the same way.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type plain Config
+	p := plain(c)
+	if math.IsInf(c.LambdaMinClipped, 0) {
+		p.LambdaMinClipped = math.Copysign(1e308, c.LambdaMinClipped)
+	}
+	return json.Marshal(p)
 }

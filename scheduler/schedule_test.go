@@ -1,8 +1,11 @@
 package scheduler
 
 import (
+	"encoding/json"
 	"math"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -90,6 +93,27 @@ func TestParseConfigFollowsFromConfigRules(t *testing.T) {
 	}
 	if _, err := New("", sd15Config); err != nil {
 		t.Errorf("New from _class_name: %v", err)
+	}
+}
+
+func TestConfigRoundTripsThroughJSON(t *testing.T) {
+	_, cfg, err := ParseConfig(ClassDPMSolver, sd15Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"lambda_min_clipped":-1e+308`) {
+		t.Errorf("marshalled config: %s", b)
+	}
+	_, back, err := ParseConfig(ClassDPMSolver, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, cfg) && !(back.LambdaMinClipped <= -1e308 && math.IsInf(cfg.LambdaMinClipped, -1)) {
+		t.Errorf("round trip: %+v, want %+v", back, cfg)
 	}
 }
 
