@@ -10,6 +10,10 @@ var implemented = map[string]string{
 	"clip_text":      "textenc/clip_golden_test.go",
 	"single_file":    "weights/golden_test.go",
 	"torch_randn":    "rng/golden_test.go",
+	"scheduler":      "scheduler/golden_test.go",
+	"vae":            "vae/golden_test.go",
+	"txt2img":        "ldm/golden_test.go",
+	"img2img":        "ldm/golden_test.go",
 }
 
 func TestEveryManifestKindIsCovered(t *testing.T) {

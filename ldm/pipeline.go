@@ -1,0 +1,598 @@
+package ldm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+
+	"github.com/ldm-project/ldm/nn"
+	"github.com/ldm-project/ldm/rng"
+	"github.com/ldm-project/ldm/scheduler"
+	"github.com/ldm-project/ldm/textenc"
+	"github.com/ldm-project/ldm/unet"
+	"github.com/ldm-project/ldm/vae"
+	"github.com/ldm-project/ldm/weights"
+)
+
+// Pipeline is a loaded text-to-image model: tokenizer, text encoder, U-Net,
+// VAE and the model's own scheduler config. Compiled graphs are cached per
+// shape inside the components, so repeated requests of one size reuse them.
+// Generate calls are serialised: one generation runs at a time.
+type Pipeline struct {
+	Name string // model name written into the metadata
+	Hash string // A1111-style short hash of the weights file
+
+	Backend         backends.Backend
+	Tokenizer       *textenc.CLIPTokenizer
+	Text            *textenc.CLIPTextModel
+	UNet            *unet.Model
+	VAE             *vae.AutoencoderKL
+	SchedulerConfig []byte
+
+	mu sync.Mutex
+}
+
+// LoadOptions tunes Load.
+type LoadOptions struct {
+	// Backend is "", "auto", "go" or "xla" (see nn.NewBackend).
+	Backend string
+	// ConfigFrom, PredictionType and Variant are passed to weights.OpenModel.
+	ConfigFrom, PredictionType, Variant string
+	// Name overrides the model name shown in metadata.
+	Name string
+}
+
+// Load opens a diffusers folder or a single-file checkpoint and loads every
+// component's weights.
+func Load(path string, o LoadOptions) (*Pipeline, error) {
+	b, err := nn.NewBackend(o.Backend)
+	if err != nil {
+		return nil, err
+	}
+	m, err := weights.OpenModel(path, weights.OpenOptions{ConfigFrom: o.ConfigFrom, PredictionType: o.PredictionType, Variant: o.Variant})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	p := &Pipeline{Backend: b, Name: o.Name}
+	if p.Name == "" {
+		p.Name = strings.TrimSuffix(filepath.Base(filepath.Clean(path)), filepath.Ext(path))
+	}
+	comp := func(name string) (*weights.Component, error) {
+		c, ok := m.Components[name]
+		if !ok || c == nil {
+			return nil, fmt.Errorf("%s: the model has no %s component", path, name)
+		}
+		return c, nil
+	}
+	if c, err := comp(weights.Tokenizer); err != nil {
+		return nil, fmt.Errorf("%w (a single file carries no tokenizer: pass a diffusers folder with --config-from)", err)
+	} else if p.Tokenizer, err = textenc.LoadCLIPTokenizer(c.Dir); err != nil {
+		return nil, err
+	}
+	c, err := comp(weights.TextEncoder)
+	if err != nil {
+		return nil, err
+	}
+	tcfg, err := textenc.ParseCLIPConfig(c.Config)
+	if err != nil {
+		return nil, fmt.Errorf("text encoder config: %w", err)
+	}
+	if p.Text, err = textenc.NewCLIPTextModel(tcfg); err != nil {
+		return nil, err
+	}
+	if err := p.Text.LoadWeights(c.Source); err != nil {
+		return nil, fmt.Errorf("text encoder: %w", err)
+	}
+	if c, err = comp(weights.UNet); err != nil {
+		return nil, err
+	}
+	ucfg, err := unet.ParseConfig(c.Config)
+	if err != nil {
+		return nil, fmt.Errorf("unet config: %w", err)
+	}
+	if p.UNet, err = unet.New(ucfg); err != nil {
+		return nil, err
+	}
+	if err := p.UNet.LoadWeights(c.Source); err != nil {
+		return nil, fmt.Errorf("unet: %w", err)
+	}
+	if c, err = comp(weights.VAE); err != nil {
+		return nil, err
+	}
+	vcfg, err := vae.ParseConfig(c.Config)
+	if err != nil {
+		return nil, fmt.Errorf("vae config: %w", err)
+	}
+	if p.VAE, err = vae.New(vcfg); err != nil {
+		return nil, err
+	}
+	p.VAE.Backend = b
+	if err := p.VAE.LoadWeights(c.Source); err != nil {
+		return nil, fmt.Errorf("vae: %w", err)
+	}
+	if c, ok := m.Components[weights.Scheduler]; ok && c != nil {
+		p.SchedulerConfig = c.Config
+	}
+	p.Hash = shortHash(path)
+	return p, nil
+}
+
+// shortHash is AUTOMATIC1111's "Model hash": the first 10 hex digits of the
+// SHA-256 of the weights file (the U-Net's file for a diffusers folder).
+func shortHash(path string) string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		for _, f := range []string{"unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"} {
+			if _, err := os.Stat(filepath.Join(path, f)); err == nil {
+				path = filepath.Join(path, f)
+				break
+			}
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))[:10]
+}
+
+// Factor is the VAE's spatial downsampling factor (8 for SD).
+func (p *Pipeline) Factor() int { return p.VAE.Config.DownsampleFactor() }
+
+// SampleSize is the model's native image size in pixels.
+func (p *Pipeline) SampleSize() int {
+	if s := p.UNet.Config.SampleSize; s > 0 {
+		return s * p.Factor()
+	}
+	return 512
+}
+
+// Progress is reported after every denoising step.
+type Progress struct {
+	Image, Images int // which image batch of how many (1-based)
+	Step, Total   int
+	Elapsed, ETA  time.Duration
+	// Preview is a cheap RGB view of the current latents (set every
+	// PreviewEvery steps when asked for).
+	Preview image.Image
+}
+
+// Options are per-call settings that are not part of the request.
+type Options struct {
+	Progress func(Progress)
+	// PreviewEvery asks for a preview every n steps (0: never).
+	PreviewEvery int
+
+	// onStep and onPrompt let tests observe the loop (latents after each
+	// step, the prompt embeddings).
+	onStep   func(i int, x []float32)
+	onPrompt func(c *conditioning)
+}
+
+// Result is one generated image.
+type Result struct {
+	Image    *image.RGBA
+	Seed     int64
+	Infotext Infotext
+}
+
+// Generate runs a request: txt2img, or img2img / inpainting when an init
+// image is given. Image i of the request gets seed Seed+i.
+func (p *Pipeline) Generate(ctx context.Context, req Request, o Options) ([]Result, error) {
+	req.Defaults(p.SampleSize())
+	if req.Seed == -1 {
+		req.Seed = int64(rng.RandomSeed())
+	}
+	if err := req.Validate(DefaultLimits, p.Factor()); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var results []Result
+	start := time.Now()
+	for bi := 0; bi < req.BatchCount; bi++ {
+		seed0 := req.Seed + int64(bi*req.BatchSize)
+		run := &run{p: p, req: req, seed0: seed0, batch: bi, start: start, opts: o}
+		imgs, err := run.do(ctx)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, imgs...)
+	}
+	return results, nil
+}
+
+// run is the state of one batch.
+type run struct {
+	p     *Pipeline
+	req   Request
+	seed0 int64
+	batch int
+	start time.Time
+	opts  Options
+}
+
+func (r *run) do(ctx context.Context) ([]Result, error) {
+	p, req := r.p, r.req
+	B := req.BatchSize
+	gens := make([]rng.Source, B)
+	for i := range gens {
+		g, err := rng.New(req.Noise, uint64(r.seed0+int64(i)))
+		if err != nil {
+			return nil, err
+		}
+		gens[i] = g
+	}
+	cond, err := p.encodePrompts(req.Prompt, req.NegativePrompt, B, req.ClipSkip, req.GuidanceScale > 1)
+	if err != nil {
+		return nil, err
+	}
+	if r.opts.onPrompt != nil {
+		r.opts.onPrompt(cond)
+	}
+	sched, err := p.newScheduler(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := sched.SetTimesteps(req.Steps); err != nil {
+		return nil, err
+	}
+	f := p.Factor()
+	C := p.UNet.Config.OutChannels
+	h, w := req.Height/f, req.Width/f
+	shape := []int{B, C, h, w}
+	per := C * h * w
+
+	var x []float32
+	begin := 0
+	var init *img2imgState
+	if req.InitImage != nil {
+		if init, err = p.prepareInit(req, gens, shape); err != nil {
+			return nil, err
+		}
+		begin = sched.BeginIndex(req.Strength)
+		noise := drawEach(gens, per)
+		if begin >= len(sched.Timesteps()) {
+			return nil, &FieldError{"strength", fmt.Sprintf("%g leaves no denoising step with %d steps", req.Strength, req.Steps)}
+		}
+		if x, err = sched.AddNoiseAt(init.latents, noise, begin); err != nil {
+			return nil, err
+		}
+		init.noise = noise
+	} else {
+		x = sched.InitLatents(drawEach(gens, per))
+	}
+	x, err = r.denoise(ctx, sched, x, shape, cond, begin, gens, init)
+	if err != nil {
+		return nil, err
+	}
+	return p.finish(req, r.seed0, x, shape, init)
+}
+
+// drawEach fills one latent per generator, in batch order.
+func drawEach(gens []rng.Source, per int) []float32 {
+	out := make([]float32, len(gens)*per)
+	for i, g := range gens {
+		g.Normal(out[i*per : (i+1)*per])
+	}
+	return out
+}
+
+// noiseFrom returns the scheduler's noise source: each image's share of a
+// step's noise comes from that image's generator.
+func noiseFrom(gens []rng.Source) scheduler.Noise {
+	return scheduler.NoiseFunc(func(dst []float32) {
+		per := len(dst) / len(gens)
+		for i, g := range gens {
+			g.Normal(dst[i*per : (i+1)*per])
+		}
+	})
+}
+
+func (p *Pipeline) newScheduler(req Request) (*scheduler.Scheduler, error) {
+	choice, err := scheduler.ParseSamplerSchedule(req.Sampler, req.Schedule)
+	if err != nil {
+		return nil, &FieldError{"sampler", err.Error()}
+	}
+	s, err := scheduler.NewChoice(choice, p.SchedulerConfig)
+	if err != nil {
+		return nil, err
+	}
+	s.Eta = req.Eta
+	return s, nil
+}
+
+// conditioning holds the text embeddings of one batch: [uncond; cond] rows
+// when guidance is on, cond only otherwise.
+type conditioning struct {
+	embeds []float32
+	shape  []int // [rows, T, D]
+	cfg    bool
+}
+
+// denoise runs the sampling loop from step begin.
+func (r *run) denoise(ctx context.Context, s *scheduler.Scheduler, x []float32, shape []int, cond *conditioning, begin int, gens []rng.Source, init *img2imgState) ([]float32, error) {
+	p, req := r.p, r.req
+	ts := s.Timesteps()
+	total := len(ts) - begin
+	stepStart := time.Now()
+	noise := noiseFrom(gens)
+	for i := begin; i < len(ts); i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		xin := s.ScaleModelInput(x, i)
+		if init != nil && init.unetMask != nil {
+			xin = concatChannels(shape, xin, init.unetMask, init.maskedLatents)
+		}
+		eps, err := p.predict(xin, shape, ts[i], cond, req.GuidanceScale)
+		if err != nil {
+			return nil, err
+		}
+		if x, err = s.Step(eps, i, x, noise); err != nil {
+			return nil, err
+		}
+		if init != nil && init.blendMask != nil {
+			x, err = init.blend(s, x, i+1)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if r.opts.onStep != nil {
+			r.opts.onStep(i, x)
+		}
+		if r.opts.Progress != nil {
+			done := i - begin + 1
+			el := time.Since(stepStart)
+			pr := Progress{Image: r.batch + 1, Images: req.BatchCount, Step: done, Total: total, Elapsed: time.Since(r.start),
+				ETA: time.Duration(float64(el) / float64(done) * float64(total-done))}
+			if r.opts.PreviewEvery > 0 && (done%r.opts.PreviewEvery == 0 || done == total) {
+				pr.Preview = LatentPreview(x, shape)
+			}
+			r.opts.Progress(pr)
+		}
+	}
+	return x, nil
+}
+
+// predict runs the U-Net with classifier-free guidance as one batch of two:
+// eps = u + g·(c − u). Guidance ≤ 1 runs the conditional pass only.
+func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioning, g float64) ([]float32, error) {
+	in := x
+	inShape := append([]int(nil), shape...)
+	inShape[1] = len(x) / (shape[0] * shape[2] * shape[3])
+	if cond.cfg {
+		in = append(append(make([]float32, 0, 2*len(x)), x...), x...)
+		inShape[0] *= 2
+	}
+	ts := make([]float32, inShape[0])
+	for i := range ts {
+		ts[i] = float32(t)
+	}
+	out, err := p.UNet.Run(p.Backend, in, inShape, ts, cond.embeds, cond.shape)
+	if err != nil {
+		return nil, err
+	}
+	if !cond.cfg {
+		return out, nil
+	}
+	n := len(out) / 2
+	u, c := out[:n], out[n:]
+	eps := make([]float32, n)
+	gf := float32(g)
+	for i := range eps {
+		eps[i] = u[i] + gf*(c[i]-u[i])
+	}
+	return eps, nil
+}
+
+// encodePrompts tokenizes and encodes the prompts the AUTOMATIC1111 way
+// (75-token chunks, emphasis weights, BREAK); a prompt of at most 75 tokens
+// without emphasis gives exactly diffusers' prompt embeddings.
+func (p *Pipeline) encodePrompts(prompt, negative string, batch, clipSkip int, cfg bool) (*conditioning, error) {
+	pos, err := p.promptChunks(prompt)
+	if err != nil {
+		return nil, err
+	}
+	var neg []Chunk
+	if cfg {
+		if neg, err = p.promptChunks(negative); err != nil {
+			return nil, err
+		}
+		// Both sides need the same number of chunks: pad with empty ones.
+		for len(neg) < len(pos) {
+			neg = append(neg, Chunk{})
+		}
+		for len(pos) < len(neg) {
+			pos = append(pos, Chunk{})
+		}
+	}
+	skip := textenc.ClipSkipFromA1111(clipSkip)
+	posE, T, D, err := p.encodeChunks(pos, skip)
+	if err != nil {
+		return nil, err
+	}
+	c := &conditioning{cfg: cfg}
+	rows := batch
+	if cfg {
+		negE, _, _, err := p.encodeChunks(neg, skip)
+		if err != nil {
+			return nil, err
+		}
+		rows = 2 * batch
+		for i := 0; i < batch; i++ {
+			c.embeds = append(c.embeds, negE...)
+		}
+	}
+	for i := 0; i < batch; i++ {
+		c.embeds = append(c.embeds, posE...)
+	}
+	c.shape = []int{rows, T, D}
+	return c, nil
+}
+
+func (p *Pipeline) promptChunks(text string) ([]Chunk, error) {
+	comma, _ := p.Tokenizer.ID(",</w>")
+	n := p.Tokenizer.MaxLength() - 2
+	return chunkTokens(ParseAttention(text), p.Tokenizer.TokenIDs, comma, n, 20), nil
+}
+
+// encodeChunks encodes each chunk as BOS + ids + EOS padded to the window,
+// applies emphasis weights with AUTOMATIC1111's mean restoration, and
+// concatenates the chunks along the sequence axis: [T·chunks, D].
+func (p *Pipeline) encodeChunks(chunks []Chunk, clipSkip int) ([]float32, int, int, error) {
+	L := p.Tokenizer.MaxLength()
+	ids := make([]int32, 0, L*len(chunks))
+	for _, ch := range chunks {
+		seq := append(append([]int{p.Tokenizer.BOS()}, ch.IDs...), p.Tokenizer.EOS())
+		padded, _ := p.Tokenizer.Pad(seq, p.Tokenizer.PadID(), L)
+		for _, id := range padded {
+			ids = append(ids, int32(id))
+		}
+	}
+	hidden, _, err := p.Text.Encode(p.Backend, ids, len(chunks), L, clipSkip)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	D := len(hidden) / (len(chunks) * L)
+	for ci, ch := range chunks {
+		weighted := false
+		for _, w := range ch.Weights {
+			if w != 1 {
+				weighted = true
+			}
+		}
+		if !weighted {
+			continue
+		}
+		z := hidden[ci*L*D : (ci+1)*L*D]
+		var before, after float64
+		for _, v := range z {
+			before += float64(v)
+		}
+		for ti, w := range ch.Weights {
+			row := z[(ti+1)*D : (ti+2)*D] // +1: BOS
+			for j := range row {
+				row[j] *= float32(w)
+			}
+		}
+		for _, v := range z {
+			after += float64(v)
+		}
+		if after != 0 {
+			k := float32(before / after)
+			for j := range z {
+				z[j] *= k
+			}
+		}
+	}
+	return hidden, L * len(chunks), D, nil
+}
+
+// finish decodes the latents and builds the results.
+func (p *Pipeline) finish(req Request, seed0 int64, x []float32, shape []int, init *img2imgState) ([]Result, error) {
+	img, ishape, err := p.VAE.DecodeRun(p.VAE.Config.UnscaleValues(x), shape)
+	if err != nil {
+		return nil, err
+	}
+	B, H, W := ishape[0], ishape[2], ishape[3]
+	per := ishape[1] * H * W
+	var out []Result
+	for i := 0; i < B; i++ {
+		rgba := toRGBA(img[i*per:(i+1)*per], ishape[1], H, W)
+		if init != nil && init.pixelMask != nil {
+			pasteUnmasked(rgba, init.original, init.pixelMask)
+		}
+		seed := seed0 + int64(i)
+		out = append(out, Result{Image: rgba, Seed: seed, Infotext: p.infotext(req, seed)})
+	}
+	return out, nil
+}
+
+// ImageValues converts decoded NCHW values in [-1,1] to [0,1] floats in
+// NHWC order, as diffusers' image output (clamp(x/2+0.5, 0, 1)).
+func ImageValues(x []float32, c, h, w int) []float32 {
+	out := make([]float32, len(x))
+	for ch := 0; ch < c; ch++ {
+		for i := 0; i < h*w; i++ {
+			v := x[ch*h*w+i]/2 + 0.5
+			out[i*c+ch] = float32(math.Min(1, math.Max(0, float64(v))))
+		}
+	}
+	return out
+}
+
+func toRGBA(x []float32, c, h, w int) *image.RGBA {
+	v := ImageValues(x, c, h, w)
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for i := 0; i < h*w; i++ {
+		for ch := 0; ch < 3; ch++ {
+			src := ch
+			if c == 1 {
+				src = 0
+			}
+			img.Pix[4*i+ch] = uint8(math.RoundToEven(float64(v[i*c+src]) * 255))
+		}
+		img.Pix[4*i+3] = 255
+	}
+	return img
+}
+
+// infotext records every parameter that reproduces the image.
+func (p *Pipeline) infotext(req Request, seed int64) Infotext {
+	it := Infotext{Prompt: req.Prompt, NegativePrompt: req.NegativePrompt}
+	add := func(k, v string) { it.Params = append(it.Params, KV{k, v}) }
+	add("Steps", fmt.Sprint(req.Steps))
+	add("Sampler", req.Sampler)
+	if req.Schedule != "" {
+		add("Schedule type", req.Schedule)
+	}
+	add("CFG scale", fmt.Sprint(req.GuidanceScale))
+	add("Seed", fmt.Sprint(seed))
+	add("Size", fmt.Sprintf("%dx%d", req.Width, req.Height))
+	if p.Hash != "" {
+		add("Model hash", p.Hash)
+	}
+	add("Model", p.Name)
+	if req.InitImage != nil {
+		add("Denoising strength", fmt.Sprint(req.Strength))
+	}
+	if req.Mask != nil {
+		add("Mask blur", fmt.Sprint(req.MaskBlur))
+	}
+	if req.ClipSkip > 1 {
+		add("Clip skip", fmt.Sprint(req.ClipSkip))
+	}
+	if req.Eta != 0 {
+		add("Eta", fmt.Sprint(req.Eta))
+	}
+	if req.Noise == "torch" {
+		add("RNG", "CPU")
+	} else {
+		add("RNG", "Philox")
+	}
+	add("Version", "ldm")
+	return it
+}
+
+// ErrBusy is never returned today; kept for front ends that queue.
+var ErrBusy = errors.New("pipeline busy")
+
+func newGen(kind string, seed int64) (rng.Source, error) { return rng.New(kind, uint64(seed)) }
