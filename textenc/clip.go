@@ -31,7 +31,8 @@ type CLIPTextModel struct {
 
 type execKey struct {
 	backend  backends.Backend
-	clipSkip int // -1: EncodeAll
+	clipSkip int  // -1: EncodeAll
+	vectors  bool // EncodeWithVectors
 }
 
 // NewCLIPTextModel returns a model with an empty context; call LoadWeights
@@ -69,6 +70,14 @@ type CLIPTextNodes struct {
 // hidden_states[-(clipSkip+1)]), so clipSkip 1 is the penultimate layer. This
 // is AUTOMATIC1111's "Clip skip 2"; convert with ClipSkipFromA1111.
 func (m *CLIPTextModel) Forward(ctx *context.Context, ids *Node, clipSkip int) CLIPTextNodes {
+	return m.ForwardWithVectors(ctx, ids, nil, nil, clipSkip)
+}
+
+// ForwardWithVectors is Forward with some input token embeddings replaced
+// (textual inversion): where use ([B,T], bool, or non-zero) is set, the token embedding
+// is the row of vectors ([B,T,D], float) instead of token_embedding[id];
+// position embeddings are added as usual. nil vectors is Forward.
+func (m *CLIPTextModel) ForwardWithVectors(ctx *context.Context, ids, vectors, use *Node, clipSkip int) CLIPTextNodes {
 	cfg := m.Config
 	if ids.Rank() != 2 || !ids.DType().IsInt() {
 		panic(fmt.Errorf("clip text model: ids must be an integer [batch, tokens] tensor, got %s", ids.Shape()))
@@ -80,7 +89,7 @@ func (m *CLIPTextModel) Forward(ctx *context.Context, ids *Node, clipSkip int) C
 		panic(fmt.Errorf("clip text model: clip skip %d outside 0..%d", clipSkip, cfg.NumHiddenLayers))
 	}
 	ctx = ctx.In("text_model")
-	h := clipEmbeddings(ctx.In("embeddings"), ids, cfg)
+	h := clipEmbeddings(ctx.In("embeddings"), ids, vectors, use, cfg)
 	out := CLIPTextNodes{HiddenStates: []*Node{h}}
 	enc := ctx.In("encoder").In("layers")
 	for i := range cfg.NumHiddenLayers {
@@ -100,13 +109,20 @@ func (m *CLIPTextModel) Forward(ctx *context.Context, ids *Node, clipSkip int) C
 }
 
 // clipEmbeddings is CLIPTextEmbeddings: token_embedding[ids] +
-// position_embedding[0..T-1] (the position_ids buffer is always arange).
-func clipEmbeddings(ctx *context.Context, ids *Node, cfg CLIPConfig) *Node {
+// position_embedding[0..T-1] (the position_ids buffer is always arange),
+// with the token embedding taken from vectors where use is true (when given).
+func clipEmbeddings(ctx *context.Context, ids, vectors, use *Node, cfg CLIPConfig) *Node {
 	g := ids.Graph()
 	b, t := ids.Shape().Dim(0), ids.Shape().Dim(1)
 	tok := nn.Param(ctx.In("token_embedding"), g, "weight", cfg.VocabSize, cfg.HiddenSize)
 	pos := nn.Param(ctx.In("position_embedding"), g, "weight", cfg.MaxPositionEmbeddings, cfg.HiddenSize)
 	x := Gather(tok, Reshape(ids, b, t, 1)) // [B,T,D]
+	if vectors != nil {
+		if use.DType() != dtypes.Bool {
+			use = NotEqual(use, ZerosLike(use))
+		}
+		x = Where(BroadcastToDims(Reshape(use, b, t, 1), b, t, cfg.HiddenSize), vectors, x)
+	}
 	p := Slice(pos, AxisRange(0, t), AxisRange())
 	return Add(x, ExpandLeftToRank(p, 3))
 }
@@ -362,18 +378,19 @@ func (m *CLIPTextModel) checkInput(ids []int32, batch, seqLen int) error {
 }
 
 // run executes the graph for clipSkip (-1: all outputs) and copies the
-// outputs out.
-func (m *CLIPTextModel) run(backend backends.Backend, clipSkip int, ids []int32, batch, seqLen int) (out [][]float32, err error) {
+// outputs out. extra are the vectors and use inputs of EncodeWithVectors.
+func (m *CLIPTextModel) run(backend backends.Backend, clipSkip int, ids []int32, batch, seqLen int, extra ...*tensors.Tensor) (out [][]float32, err error) {
 	if backend == nil {
 		return nil, fmt.Errorf("clip text model: nil backend")
 	}
-	exec, err := m.exec(backend, clipSkip)
+	exec, err := m.exec(execKey{backend, clipSkip, len(extra) > 0})
 	if err != nil {
 		return nil, fmt.Errorf("clip text model: %w", err)
 	}
+	args := append([]any{tensors.FromFlatDataAndDimensions(ids, batch, seqLen)}, anys(extra)...)
 	var res []*tensors.Tensor
 	var execErr error
-	err = nn.Try(func() { res, execErr = exec.Exec(tensors.FromFlatDataAndDimensions(ids, batch, seqLen)) })
+	err = nn.Try(func() { res, execErr = exec.Exec(args...) })
 	if err = errors.Join(err, execErr); err != nil {
 		return nil, fmt.Errorf("clip text model (were the weights loaded?): %w", err)
 	}
@@ -384,20 +401,36 @@ func (m *CLIPTextModel) run(backend backends.Backend, clipSkip int, ids []int32,
 	return out, nil
 }
 
-func (m *CLIPTextModel) exec(backend backends.Backend, clipSkip int) (*context.Exec, error) {
+func anys(ts []*tensors.Tensor) []any {
+	out := make([]any, len(ts))
+	for i, t := range ts {
+		out[i] = t
+	}
+	return out
+}
+
+func (m *CLIPTextModel) exec(key execKey) (*context.Exec, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	key := execKey{backend, clipSkip}
 	if e, ok := m.execs[key]; ok {
 		return e, nil
 	}
-	e, err := context.NewExec(backend, m.Ctx.Reuse(), func(ctx *context.Context, ids *Node) []*Node {
-		o := m.Forward(ctx, ids, max(clipSkip, 0))
+	clipSkip := key.clipSkip
+	outputs := func(o CLIPTextNodes) []*Node {
 		if clipSkip >= 0 {
 			return []*Node{o.PromptEmbeds, o.PoolerOutput}
 		}
 		return append([]*Node{o.LastHiddenState, o.PoolerOutput}, o.HiddenStates...)
-	})
+	}
+	var fn any = func(ctx *context.Context, ids *Node) []*Node {
+		return outputs(m.Forward(ctx, ids, max(clipSkip, 0)))
+	}
+	if key.vectors {
+		fn = func(ctx *context.Context, ids, vectors, use *Node) []*Node {
+			return outputs(m.ForwardWithVectors(ctx, ids, vectors, use, max(clipSkip, 0)))
+		}
+	}
+	e, err := context.NewExecAny(key.backend, m.Ctx.Reuse(), fn)
 	if err != nil {
 		return nil, err
 	}
