@@ -23,10 +23,13 @@ func Attention(q, k, v *Node, heads int, causal bool) *Node {
 	v = Reshape(v, b, tk, heads, d)
 	scores := Einsum("bqhd,bkhd->bhqk", MulScalar(q, 1/math.Sqrt(float64(d))), k)
 	if causal {
+		// Adding 0 or -1e30 gives exactly the scores or -1e30 (masked-out
+		// weights are exactly 0 after Softmax) in one broadcast pass, without
+		// materialising a [b,h,tq,tk] mask.
 		g := q.Graph()
-		mask := Reshape(LowerTriangular(g, tq), 1, 1, tq, tk) // true where key <= query
-		neg := Scalar(g, scores.DType(), -1e30)
-		scores = Where(BroadcastToDims(mask, b, heads, tq, tk), scores, BroadcastToDims(neg, b, heads, tq, tk))
+		zero, neg := Scalar(g, scores.DType(), 0), Scalar(g, scores.DType(), -1e30)
+		bias := Where(LowerTriangular(g, tq), BroadcastToDims(zero, tq, tk), BroadcastToDims(neg, tq, tk)) // 0 where key <= query
+		scores = Add(scores, Reshape(bias, 1, 1, tq, tk))
 	}
 	p := Softmax(scores, -1)
 	out := Einsum("bhqk,bkhd->bqhd", p, v)

@@ -17,8 +17,11 @@ import (
 const EnvBackend = "LDM_BACKEND"
 
 // DefaultGoConfig is the pure-Go backend configuration. The parallel op
-// executor hung once in three runs in our measurements (see
-// shared/notes/pure-go-backend.md) and costs only 10–15% when off.
+// executor deadlocks when more independent ops that split their own work
+// (DotGeneral, Erf) run at once than it has workers (2×cores): reproduced
+// every time by TestExecutorStress's "wide" graph on 2 cores, see
+// docs/PERFORMANCE.md. It was not measurably faster on the conv+GroupNorm
+// loop either. Sequential op order still runs each matrix product on all cores.
 const DefaultGoConfig = "go:ops_sequential"
 
 var logOnce sync.Once
@@ -48,10 +51,7 @@ func NewBackend(name string) (b backends.Backend, err error) {
 			return wrap(b), err
 		}
 	case name == "go" || strings.HasPrefix(name, "go:"):
-		if name == "go" {
-			name = DefaultGoConfig
-		}
-		b, err = newConfig(name)
+		b, err = newConfig(goConfig(name))
 	case name == "xla" || strings.HasPrefix(name, "xla:"):
 		b, err = newXLA(name)
 		if err != nil {
@@ -65,6 +65,21 @@ func NewBackend(name string) (b backends.Backend, err error) {
 	}
 	logOnce.Do(func() { slog.Info("backend selected", "backend", b.Name(), "description", b.Description()) })
 	return wrap(b), nil
+}
+
+// goConfig completes a pure-Go backend config: without an explicit op mode
+// simplego runs independent ops in parallel whenever one graph executes at a
+// time, and that mode deadlocks on graphs with ≥ 2×cores independent
+// matrix products (or Erf) in flight (measured: docs/PERFORMANCE.md), so
+// ops_sequential is added unless ops_parallel is asked for explicitly.
+func goConfig(name string) string {
+	if name == "go" || name == "go:" {
+		return DefaultGoConfig
+	}
+	if strings.Contains(name, "ops_sequential") || strings.Contains(name, "ops_parallel") {
+		return name
+	}
+	return name + ",ops_sequential"
 }
 
 // newXLA builds an XLA backend without letting GoMLX reach for the network.
