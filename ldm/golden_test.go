@@ -54,15 +54,22 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				Steps: c.Int("steps"), GuidanceScale: c.Float("guidance_scale"),
 				Sampler: c.String("scheduler"), Noise: "torch",
 				Width: c.Int("width"), Height: c.Int("height"),
+				Eta: c.Float("eta"), ClipSkip: c.Int("clip_skip"),
 			}
 			tol := c.ATol
 			switch c.Kind {
 			case "txt2img":
 				req.Seed = 2024 // latents_init is torch.randn with manual_seed(2024) (README)
+				if c.Has("seed") {
+					req.Seed = int64(c.Int("seed"))
+				}
 				want, _ := golden.Float32(t, data, "latents_init")
 				checkSeedDraw(t, want, req.Seed)
 			case "img2img":
 				req.Seed = 7 // generator manual_seed(7)
+				if c.Has("seed") {
+					req.Seed = int64(c.Int("seed"))
+				}
 				req.Strength = c.Float("strength")
 				f, err := os.Open(c.Path("init_image"))
 				if err != nil {

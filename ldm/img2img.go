@@ -64,7 +64,7 @@ func resizeTo(img image.Image, w, h int) *image.RGBA {
 // prepareInit encodes the init image (posterior sample with each image's
 // first draw, as diffusers does with a generator) and builds the masks.
 func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*img2imgState, error) {
-	B, C, h, w := shape[0], shape[1], shape[2], shape[3]
+	B, h, w := shape[0], shape[2], shape[3]
 	st := &img2imgState{shape: shape}
 	st.original = resizeTo(req.InitImage, req.Width, req.Height)
 	pix, H, W := ImageToTensor(st.original)
@@ -84,6 +84,11 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 	}
 	st.latents = p.VAE.Config.ScaleValues(z)
 	if req.Mask == nil {
+		if p.isInpaintingUNet() {
+			if st.unetMask, st.maskedLatents, err = p.fullMask(B, H, W); err != nil {
+				return nil, err
+			}
+		}
 		return st, nil
 	}
 	mask := imaging.Grayscale(imaging.Resize(req.Mask, req.Width, req.Height, imaging.NearestNeighbor))
@@ -95,7 +100,7 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 		st.pixelMask.Pix[i] = mask.Pix[4*i]
 	}
 	small := areaDownsample(st.pixelMask, w, h)
-	if p.UNet.Config.InChannels == 2*C+1 {
+	if p.isInpaintingUNet() {
 		// A 9-channel inpainting U-Net sees the binarised mask and the
 		// latents of the image with the masked region set to 0 (grey).
 		bin := make([]float32, h*w)
@@ -128,6 +133,33 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 		st.blendMask = append(st.blendMask, small...)
 	}
 	return st, nil
+}
+
+// isInpaintingUNet reports a 9-channel inpainting U-Net: it takes the
+// latents, the mask and the masked image's latents.
+func (p *Pipeline) isInpaintingUNet() bool {
+	return p.UNet.Config.InChannels == 2*p.UNet.Config.OutChannels+1
+}
+
+// fullMask is an inpainting U-Net's conditioning without a mask: everything
+// masked, the masked image all grey (0), as AUTOMATIC1111 runs inpainting
+// models for txt2img and unmasked img2img.
+func (p *Pipeline) fullMask(B, H, W int) (mask, masked []float32, err error) {
+	mm, mshape, err := p.VAE.EncodeRun(make([]float32, 3*H*W), []int{1, 3, H, W})
+	if err != nil {
+		return nil, nil, err
+	}
+	hw := mshape[2] * mshape[3]
+	ml := p.VAE.Config.ScaleValues(mm[:mshape[1]/2*hw]) // the posterior mean (mode)
+	ones := make([]float32, hw)
+	for i := range ones {
+		ones[i] = 1
+	}
+	for range B {
+		mask = append(mask, ones...)
+		masked = append(masked, ml...)
+	}
+	return mask, masked, nil
 }
 
 // blend keeps the unmasked region on the init image's noise trajectory:

@@ -41,6 +41,12 @@ type Pipeline struct {
 	VAE             *vae.AutoencoderKL
 	SchedulerConfig []byte
 
+	// Embeddings are the textual-inversion embeddings by lower-case trigger
+	// word; SkippedEmbeddings says which files of the folder were not
+	// loaded, and why.
+	Embeddings        map[string]*Embedding
+	SkippedEmbeddings []string
+
 	mu sync.Mutex
 }
 
@@ -52,6 +58,13 @@ type LoadOptions struct {
 	ConfigFrom, PredictionType, Variant string
 	// Name overrides the model name shown in metadata.
 	Name string
+	// Tokenizer is a tokenizer folder (vocab.json + merges.txt, or
+	// tokenizer.json). Without it the model's own is used, then the
+	// family's tokenizer in the Hugging Face cache (a single file has none).
+	Tokenizer string
+	// Embeddings is a folder of textual-inversion embeddings (*.safetensors);
+	// each file's name is its trigger word.
+	Embeddings string
 }
 
 // Load opens a diffusers folder or a single-file checkpoint and loads every
@@ -77,11 +90,6 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 		}
 		return c, nil
 	}
-	if c, err := comp(weights.Tokenizer); err != nil {
-		return nil, fmt.Errorf("%w (a single file carries no tokenizer: pass a diffusers folder with --config-from)", err)
-	} else if p.Tokenizer, err = textenc.LoadCLIPTokenizer(c.Dir); err != nil {
-		return nil, err
-	}
 	c, err := comp(weights.TextEncoder)
 	if err != nil {
 		return nil, err
@@ -90,11 +98,23 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("text encoder config: %w", err)
 	}
+	tokDir, err := findTokenizer(m, o.Tokenizer, tcfg.HiddenSize)
+	if err != nil {
+		return nil, err
+	}
+	if p.Tokenizer, err = textenc.LoadCLIPTokenizer(tokDir); err != nil {
+		return nil, err
+	}
 	if p.Text, err = textenc.NewCLIPTextModel(tcfg); err != nil {
 		return nil, err
 	}
 	if err := p.Text.LoadWeights(c.Source); err != nil {
 		return nil, fmt.Errorf("text encoder: %w", err)
+	}
+	if o.Embeddings != "" {
+		if err := p.loadEmbeddings(o.Embeddings, tcfg.HiddenSize); err != nil {
+			return nil, err
+		}
 	}
 	if c, err = comp(weights.UNet); err != nil {
 		return nil, err
@@ -278,6 +298,12 @@ func (r *run) do(ctx context.Context) ([]Result, error) {
 		init.noise = noise
 	} else {
 		x = sched.InitLatents(drawEach(gens, per))
+		if p.isInpaintingUNet() {
+			init = &img2imgState{shape: shape}
+			if init.unetMask, init.maskedLatents, err = p.fullMask(B, req.Height, req.Width); err != nil {
+				return nil, err
+			}
+		}
 	}
 	x, err = r.denoise(ctx, sched, x, shape, cond, begin, gens, init)
 	if err != nil {
@@ -361,8 +387,9 @@ func (r *run) denoise(ctx context.Context, s *scheduler.Scheduler, x []float32, 
 		if r.opts.Progress != nil {
 			done := i - begin + 1
 			el := time.Since(stepStart)
+			left := total - done + (req.BatchCount-r.batch-1)*total // steps of this batch and of the batches after it
 			pr := Progress{Image: r.batch + 1, Images: req.BatchCount, Step: done, Total: total, Elapsed: time.Since(r.start),
-				ETA: time.Duration(float64(el) / float64(done) * float64(total-done))}
+				ETA: time.Duration(float64(el) / float64(done) * float64(left))}
 			if r.opts.PreviewEvery > 0 && (done%r.opts.PreviewEvery == 0 || done == total) {
 				pr.Preview = LatentPreview(x, shape)
 			}
@@ -451,23 +478,41 @@ func (p *Pipeline) encodePrompts(prompt, negative string, batch, clipSkip int, c
 func (p *Pipeline) promptChunks(text string) ([]Chunk, error) {
 	comma, _ := p.Tokenizer.ID(",</w>")
 	n := p.Tokenizer.MaxLength() - 2
-	return chunkTokens(ParseAttention(text), p.Tokenizer.TokenIDs, comma, n, 20), nil
+	return chunkTokens(ParseAttention(text), p.tokenize, comma, n, 20), nil
 }
 
 // encodeChunks encodes each chunk as BOS + ids + EOS padded to the window,
 // applies emphasis weights with AUTOMATIC1111's mean restoration, and
-// concatenates the chunks along the sequence axis: [T·chunks, D].
+// concatenates the chunks along the sequence axis: [T·chunks, D]. Positions
+// of textual-inversion embeddings get their vectors as input embeddings.
 func (p *Pipeline) encodeChunks(chunks []Chunk, clipSkip int) ([]float32, int, int, error) {
 	L := p.Tokenizer.MaxLength()
 	ids := make([]int32, 0, L*len(chunks))
-	for _, ch := range chunks {
+	var vecs [][]float32
+	for ci, ch := range chunks {
 		seq := append(append([]int{p.Tokenizer.BOS()}, ch.IDs...), p.Tokenizer.EOS())
 		padded, _ := p.Tokenizer.Pad(seq, p.Tokenizer.PadID(), L)
 		for _, id := range padded {
 			ids = append(ids, int32(id))
 		}
+		if ch.Vecs != nil {
+			if vecs == nil {
+				vecs = make([][]float32, L*len(chunks))
+			}
+			for i, v := range ch.Vecs {
+				if 1+i < L { // +1: BOS
+					vecs[ci*L+1+i] = v
+				}
+			}
+		}
 	}
-	hidden, _, err := p.Text.Encode(p.Backend, ids, len(chunks), L, clipSkip)
+	var hidden []float32
+	var err error
+	if vecs != nil {
+		hidden, _, err = p.Text.EncodeWithVectors(p.Backend, ids, vecs, len(chunks), L, clipSkip)
+	} else {
+		hidden, _, err = p.Text.Encode(p.Backend, ids, len(chunks), L, clipSkip)
+	}
 	if err != nil {
 		return nil, 0, 0, err
 	}

@@ -77,6 +77,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"noise", func(r *Request) { r.Noise = "mt" }},
 		{"strength", func(r *Request) { r.Strength = 0.5 }},
 		{"seed", func(r *Request) { r.Seed = -5 }},
+		{"sampler", func(r *Request) { r.Sampler = "Euler b" }},
+		{"schedule", func(r *Request) { r.Schedule = "cosine" }},
+		{"mask", func(r *Request) { r.Mask = image.NewGray(image.Rect(0, 0, 8, 8)) }},
 	} {
 		r := Request{Prompt: "x"}
 		r.Defaults(64)

@@ -99,18 +99,43 @@ func ParseAttention(text string) []Fragment {
 	return merged
 }
 
-// Chunk is one 75-token window of a prompt: the token ids (without BOS/EOS)
-// and each token's weight.
+// Chunk is one 75-token window of a prompt: the token ids (without BOS/EOS),
+// each token's weight, and, where a textual-inversion embedding sits, the
+// vector that replaces the id's embedding (Vecs is nil when there is none).
 type Chunk struct {
 	IDs     []int
 	Weights []float64
+	Vecs    [][]float32
+}
+
+func (c *Chunk) add(t token, w float64) {
+	if t.vec != nil && c.Vecs == nil {
+		c.Vecs = make([][]float32, len(c.IDs), cap(c.IDs))
+	}
+	c.IDs = append(c.IDs, t.id)
+	c.Weights = append(c.Weights, w)
+	if c.Vecs != nil {
+		c.Vecs = append(c.Vecs, t.vec)
+	}
+}
+
+// split moves tokens [cut:] of c into a new chunk.
+func (c *Chunk) split(cut int) Chunk {
+	rest := Chunk{IDs: append([]int(nil), c.IDs[cut:]...), Weights: append([]float64(nil), c.Weights[cut:]...)}
+	c.IDs, c.Weights = c.IDs[:cut], c.Weights[:cut]
+	if c.Vecs != nil {
+		rest.Vecs = append([][]float32(nil), c.Vecs[cut:]...)
+		c.Vecs = c.Vecs[:cut]
+	}
+	return rest
 }
 
 // chunkTokens lays weighted fragments out in chunks of n tokens (75 for CLIP),
 // as AUTOMATIC1111 does: a chunk that would split a phrase is broken after
-// the last comma if that comma is within backtrack tokens of the end, and
-// BREAK starts a new chunk. tokenize returns ids without BOS/EOS.
-func chunkTokens(frags []Fragment, tokenize func(string) []int, commaID, n, backtrack int) []Chunk {
+// the last comma if that comma is within backtrack tokens of the end, an
+// embedding's vectors are never split across chunks, and BREAK starts a new
+// chunk. tokenize returns tokens without BOS/EOS.
+func chunkTokens(frags []Fragment, tokenize func(string) []token, commaID, n, backtrack int) []Chunk {
 	var chunks []Chunk
 	cur := Chunk{}
 	lastComma := -1
@@ -124,22 +149,19 @@ func chunkTokens(frags []Fragment, tokenize func(string) []int, commaID, n, back
 			flush()
 			continue
 		}
-		for _, id := range tokenize(f.Text) {
-			if id == commaID {
+		for _, t := range tokenize(f.Text) {
+			if t.vec == nil && t.id == commaID {
 				lastComma = len(cur.IDs)
 			} else if len(cur.IDs) == n && lastComma >= 0 && len(cur.IDs)-lastComma-1 <= backtrack {
 				// Move the words after the last comma into the next chunk.
-				cut := lastComma + 1
-				rest := Chunk{IDs: append([]int(nil), cur.IDs[cut:]...), Weights: append([]float64(nil), cur.Weights[cut:]...)}
-				cur.IDs, cur.Weights = cur.IDs[:cut], cur.Weights[:cut]
+				rest := cur.split(lastComma + 1)
 				flush()
 				cur = rest
 			}
-			if len(cur.IDs) == n {
+			if len(cur.IDs) == n || (t.span > 1 && len(cur.IDs)+t.span > n) {
 				flush()
 			}
-			cur.IDs = append(cur.IDs, id)
-			cur.Weights = append(cur.Weights, f.Weight)
+			cur.add(t, f.Weight)
 		}
 	}
 	if len(cur.IDs) > 0 || len(chunks) == 0 {

@@ -38,13 +38,17 @@ func TestParseAttentionFollowsA1111(t *testing.T) {
 }
 
 func TestChunkTokensSplitsAt75AndBacktracksToComma(t *testing.T) {
-	tok := func(s string) []int {
-		var ids []int
+	tok := func(s string) []token {
+		var ids []token
 		for _, w := range strings.Fields(s) {
-			if w == "," {
-				ids = append(ids, 0)
-			} else {
-				ids = append(ids, 1)
+			switch w {
+			case ",":
+				ids = append(ids, token{id: 0, span: 1})
+			case "EMB3": // a three-vector embedding
+				v := []float32{1}
+				ids = append(ids, token{vec: v, span: 3}, token{vec: v}, token{vec: v})
+			default:
+				ids = append(ids, token{id: 1, span: 1})
 			}
 		}
 		return ids
@@ -67,6 +71,15 @@ func TestChunkTokensSplitsAt75AndBacktracksToComma(t *testing.T) {
 	}
 	if chunks := chunkTokens(ParseAttention(""), tok, 0, 75, 20); len(chunks) != 1 || len(chunks[0].IDs) != 0 {
 		t.Fatalf("empty prompt: %v", chunks)
+	}
+	// An embedding's vectors stay together: 73 words then a 3-vector
+	// embedding start a new chunk; the vectors travel with the ids.
+	chunks = chunkTokens([]Fragment{{strings.Repeat("w ", 73) + "EMB3 w", 1}}, tok, 0, 75, 20)
+	if !reflect.DeepEqual(lens(chunks), []int{73, 4}) {
+		t.Fatalf("embedding chunk sizes %v", lens(chunks))
+	}
+	if chunks[0].Vecs != nil || len(chunks[1].Vecs) != 4 || chunks[1].Vecs[2] == nil || chunks[1].Vecs[3] != nil {
+		t.Fatalf("vectors not carried with their positions: %v / %v", chunks[0].Vecs, chunks[1].Vecs)
 	}
 }
 

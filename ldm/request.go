@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"image"
 	"strings"
+
+	"github.com/ldm-project/ldm/scheduler"
 )
 
 // Request is everything one generation needs. The CLI flags, the native API,
@@ -144,6 +146,12 @@ func (r *Request) Validate(l Limits, factor int) error {
 		return bad("mask", "needs an init image to inpaint")
 	case r.MaskBlur < 0 || r.MaskBlur > 64:
 		return bad("mask_blur", "%d must be between 0 and 64", r.MaskBlur)
+	}
+	if _, err := scheduler.ParseSampler(r.Sampler); err != nil {
+		return bad("sampler", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
+	}
+	if _, err := scheduler.ParseSamplerSchedule(r.Sampler, r.Schedule); err != nil {
+		return bad("schedule", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
 	}
 	if r.Mask != nil && r.Mask.Bounds().Size() != r.InitImage.Bounds().Size() {
 		return bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
