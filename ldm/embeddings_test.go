@@ -42,8 +42,8 @@ func TestTextualInversionVectorsReplaceTheTriggerWord(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("mytrigger.safetensors", "emb_params", []int{2, d}, rows("red cat"))      // A1111 layout, 2 vectors
-	write("style7.safetensors", "<style7>", []int{d}, rows("blue"))                 // diffusers layout, one vector
+	write("mytrigger.safetensors", "emb_params", []int{2, d}, rows("red cat"))       // A1111 layout, 2 vectors
+	write("style7.safetensors", "<style7>", []int{d}, rows("blue"))                  // diffusers layout, one vector
 	write("narrow.safetensors", "emb_params", []int{1, d / 2}, make([]float32, d/2)) // another family: skipped
 	os.WriteFile(filepath.Join(dir, "old.pt"), []byte("pickle"), 0o644)              // never unpickled
 
