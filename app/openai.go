@@ -1,0 +1,234 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ldm-project/ldm/ldm"
+)
+
+func (s *Server) openAIRoutes(g *gin.RouterGroup) {
+	g.POST("/images/generations", s.openAIGenerate)
+	g.GET("/models", s.openAIModels)
+	g.GET("/files/:name", s.serveFile)
+}
+
+// openAIRequest is OpenAI's images API request. negative_prompt, seed,
+// steps, guidance_scale and sampler are this server's extensions.
+type openAIRequest struct {
+	Prompt         string    `json:"prompt"`
+	N              flexInt   `json:"n"`
+	Size           string    `json:"size"`
+	ResponseFormat string    `json:"response_format"`
+	Model          string    `json:"model"`
+	NegativePrompt string    `json:"negative_prompt"`
+	Seed           flexInt   `json:"seed"`
+	Steps          flexInt   `json:"steps"`
+	GuidanceScale  flexFloat `json:"guidance_scale"`
+	Sampler        string    `json:"sampler"`
+}
+
+// openAIParams names OpenAI's fields for ldm.Request's.
+var openAIParams = map[string]string{"batch_size": "n", "width": "size", "height": "size", "guidance_scale": "guidance_scale"}
+
+func (s *Server) openAIGenerate(c *gin.Context) {
+	var or openAIRequest
+	if err := decodeJSON(c, &or); err != nil {
+		s.failErr(c, err, nil)
+		return
+	}
+	format := or.ResponseFormat
+	switch format {
+	case "":
+		format = "url" // OpenAI's default
+	case "url", "b64_json":
+	default:
+		s.fail(c, http.StatusBadRequest, "response_format", fmt.Errorf("%q is not supported: use \"url\" or \"b64_json\"", format))
+		return
+	}
+	if err := s.checkOpenAIModel(or.Model); err != nil {
+		s.fail(c, http.StatusBadRequest, "model", err)
+		return
+	}
+	w, h, err := parseSize(or.Size)
+	if err != nil {
+		s.fail(c, http.StatusBadRequest, "size", err)
+		return
+	}
+	req := ldm.Request{
+		Prompt: or.Prompt, NegativePrompt: or.NegativePrompt, Width: w, Height: h,
+		BatchSize: or.N.Int(0), Steps: or.Steps.Int(0), GuidanceScale: or.GuidanceScale.V, Sampler: or.Sampler,
+		// OpenAI callers expect a new image per call: no seed means random.
+		Seed: int64(or.Seed.Int(-1)),
+	}
+	j, _, err := s.submit(req, true)
+	if err != nil {
+		s.failErr(c, err, openAIParams)
+		return
+	}
+	defer s.forget(j)
+	if !s.waitJob(c, j) {
+		return
+	}
+	sn := j.snapshot()
+	if status, err := outcome(sn); err != nil {
+		field, _ := ldm.IsFieldError(err)
+		if r, ok := openAIParams[field]; ok {
+			field = r
+		}
+		s.fail(c, status, field, err)
+		return
+	}
+	data := make([]gin.H, 0, len(sn.Images))
+	for _, im := range sn.Images {
+		d := gin.H{"revised_prompt": j.Req.Prompt}
+		if format == "b64_json" {
+			d["b64_json"] = b64(im.PNG)
+		} else {
+			d["url"] = s.baseURL(c) + "/v1/files/" + s.files.put(im.PNG) + ".png"
+		}
+		data = append(data, d)
+	}
+	c.JSON(http.StatusOK, gin.H{"created": time.Now().Unix(), "data": data})
+}
+
+// checkOpenAIModel accepts no model, the loaded one, or OpenAI's own names
+// (SDK defaults), which mean the loaded model.
+func (s *Server) checkOpenAIModel(name string) error {
+	if name == "" || strings.HasPrefix(name, "dall-e") || strings.HasPrefix(name, "gpt-image") {
+		return nil
+	}
+	for _, m := range s.models() {
+		if m.matches(name) {
+			if m.Loaded {
+				return nil
+			}
+			return fmt.Errorf("model %q is not loaded (the loaded model is %q; switch with POST /sdapi/v1/options)", name, s.current().Name)
+		}
+	}
+	return fmt.Errorf("no model %q: see GET /v1/models", name)
+}
+
+// parseSize reads OpenAI's "WIDTHxHEIGHT"; "" and "auto" leave the model's
+// default size.
+func parseSize(size string) (int, int, error) {
+	if size == "" || size == "auto" {
+		return 0, 0, nil
+	}
+	ws, hs, ok := strings.Cut(strings.ToLower(size), "x")
+	w, err1 := strconv.Atoi(ws)
+	h, err2 := strconv.Atoi(hs)
+	if !ok || err1 != nil || err2 != nil || w <= 0 || h <= 0 {
+		return 0, 0, fmt.Errorf("%q is not a size: use WIDTHxHEIGHT, e.g. \"512x512\"", size)
+	}
+	return w, h, nil
+}
+
+func (s *Server) openAIModels(c *gin.Context) {
+	var data []gin.H
+	for _, m := range s.models() {
+		data = append(data, gin.H{"id": m.Name, "object": "model", "created": 0, "owned_by": "ldm"})
+	}
+	c.JSON(http.StatusOK, gin.H{"object": "list", "data": data})
+}
+
+func (s *Server) baseURL(c *gin.Context) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimSuffix(s.cfg.PublicURL, "/")
+	}
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
+	} else if p := c.GetHeader("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + c.Request.Host
+}
+
+func (s *Server) serveFile(c *gin.Context) {
+	data, ok := s.files.get(strings.TrimSuffix(c.Param("name"), ".png"))
+	if !ok {
+		s.fail(c, http.StatusNotFound, "", fmt.Errorf("no file %q: image URLs expire after %v", c.Param("name"), s.cfg.FileTTL))
+		return
+	}
+	c.Header("Cache-Control", "private, max-age="+strconv.Itoa(int(s.cfg.FileTTL.Seconds())))
+	c.Data(http.StatusOK, "image/png", data)
+}
+
+func openAIErrorType(status int) string {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return "authentication_error"
+	}
+	return "invalid_request_error"
+}
+
+func openAIErrorCode(status int) any {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return "invalid_api_key"
+	case http.StatusTooManyRequests:
+		return "rate_limit_exceeded"
+	}
+	return nil
+}
+
+// fileStore keeps images handed out as URLs for a limited time and within
+// a memory cap, evicting the oldest first.
+type fileStore struct {
+	mu    sync.Mutex
+	ttl   time.Duration
+	cap   int64
+	size  int64
+	files map[string]storedFile
+	order []string // insertion order = expiry order
+}
+
+type storedFile struct {
+	data    []byte
+	expires time.Time
+}
+
+func newFileStore(ttl time.Duration, cap int64) *fileStore {
+	return &fileStore{ttl: ttl, cap: cap, files: map[string]storedFile{}}
+}
+
+func (f *fileStore) put(data []byte) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now()
+	for len(f.order) > 0 {
+		old := f.files[f.order[0]]
+		if now.Before(old.expires) && f.size+int64(len(data)) <= f.cap {
+			break
+		}
+		f.size -= int64(len(old.data))
+		delete(f.files, f.order[0])
+		f.order = f.order[1:]
+	}
+	name := newID()
+	f.files[name] = storedFile{data, now.Add(f.ttl)}
+	f.order = append(f.order, name)
+	f.size += int64(len(data))
+	return name
+}
+
+func (f *fileStore) get(name string) ([]byte, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sf, ok := f.files[name]
+	if !ok || time.Now().After(sf.expires) {
+		return nil, false
+	}
+	return sf.data, true
+}

@@ -1,0 +1,508 @@
+// Package app is the HTTP server: a native jobs API, AUTOMATIC1111- and
+// OpenAI-compatible routes and an embedded web page, all translating into
+// ldm.Request and sharing one bounded job queue run by one worker. It knows
+// nothing of how a model works: it calls Model.Generate.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/scheduler"
+)
+
+// Model is what the server runs: an *ldm.Pipeline, or a stand-in in tests.
+// Generate calls are serialised by the server.
+type Model interface {
+	Generate(ctx context.Context, req ldm.Request, o ldm.Options) ([]ldm.Result, error)
+	SampleSize() int
+	Factor() int
+}
+
+// Loaded is a model with the names the APIs show.
+type Loaded struct {
+	Model Model
+	Name  string // "tiny_sd15"
+	Hash  string // AUTOMATIC1111 short hash (may be empty)
+	Path  string
+}
+
+// Loader loads the model at path (a diffusers folder or a single file);
+// switching models through /sdapi/v1/options uses it.
+type Loader func(path string) (*Loaded, error)
+
+// Config tunes a Server; zero fields take the defaults noted.
+type Config struct {
+	// Limits bound every request (default ldm.DefaultLimits).
+	Limits ldm.Limits
+	// QueueSize is how many jobs may wait behind the running one (default 16).
+	QueueSize int
+	// JobTimeout bounds one job's run time (default 10 minutes).
+	JobTimeout time.Duration
+	// PreviewEvery sends a preview image every n steps (default 1; <0: never).
+	PreviewEvery int
+	// APIKey, when set, is accepted as "Authorization: Bearer <key>".
+	APIKey string
+	// BasicAuth lists "user:password" pairs accepted as HTTP Basic auth.
+	BasicAuth []string
+	// ModelsDir holds the models /sdapi/v1/options may switch to (diffusers
+	// folders and .safetensors files); Loader loads them.
+	ModelsDir string
+	Loader    Loader
+	// FileTTL is how long an OpenAI response_format=url image is served
+	// (default 1 hour); FileBytes caps the memory they take (default 256 MiB).
+	FileTTL   time.Duration
+	FileBytes int64
+	// JobTTL is how long a finished asynchronous job stays readable
+	// (default 1 hour); MaxJobs caps how many are kept (default 256).
+	JobTTL  time.Duration
+	MaxJobs int
+	// MaxBodyBytes caps a request body (default 64 MiB: init images).
+	MaxBodyBytes int64
+	// PublicURL is the base of absolute URLs handed out (default: from the
+	// request's Host).
+	PublicURL string
+	// BatchJobs is the most queued jobs run together in one model batch when
+	// the model is a BatchModel (default 4; 1 turns batching off).
+	BatchJobs int
+	Logger    *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Limits == (ldm.Limits{}) {
+		c.Limits = ldm.DefaultLimits
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 16
+	}
+	if c.JobTimeout <= 0 {
+		c.JobTimeout = 10 * time.Minute
+	}
+	if c.PreviewEvery == 0 {
+		c.PreviewEvery = 1
+	}
+	if c.FileTTL <= 0 {
+		c.FileTTL = time.Hour
+	}
+	if c.FileBytes <= 0 {
+		c.FileBytes = 256 << 20
+	}
+	if c.JobTTL <= 0 {
+		c.JobTTL = time.Hour
+	}
+	if c.MaxJobs <= 0 {
+		c.MaxJobs = 256
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 64 << 20
+	}
+	if c.BatchJobs <= 0 {
+		c.BatchJobs = 4
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server serves one loaded model at a time through a bounded queue and one
+// worker.
+type Server struct {
+	cfg     Config
+	engine  *gin.Engine
+	q       *queue
+	files   *fileStore
+	metrics *metrics
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	model   *Loaded
+	jobs    map[string]*Job
+	running *Job
+	options map[string]any // A1111 options clients have set
+	avgJob  time.Duration  // moving average of run times, for Retry-After
+
+	// runMu is held while a job runs, so a model switch waits for it.
+	runMu sync.Mutex
+
+	// hardCtx is cancelled at the shutdown deadline: running jobs stop.
+	hardCtx    context.Context
+	hardCancel context.CancelFunc
+	quit       chan struct{} // closed when shutdown starts
+	quitOnce   sync.Once
+	workerDone chan struct{}
+}
+
+// New starts a server's worker around a loaded model. Serve its Handler;
+// call Shutdown to stop.
+func New(model *Loaded, cfg Config) (*Server, error) {
+	if model == nil || model.Model == nil {
+		return nil, errors.New("app: no model")
+	}
+	cfg.defaults()
+	s := &Server{
+		cfg: cfg, q: newQueue(cfg.QueueSize), files: newFileStore(cfg.FileTTL, cfg.FileBytes),
+		metrics: newMetrics(), log: cfg.Logger, model: model,
+		jobs: map[string]*Job{}, options: map[string]any{},
+		quit: make(chan struct{}), workerDone: make(chan struct{}),
+	}
+	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
+	s.engine = s.routes()
+	go s.work()
+	return s, nil
+}
+
+// Handler is the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Shutdown stops accepting jobs, cancels those still waiting, lets the
+// running one finish until ctx is done, then cancels it and waits for the
+// worker to stop.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.quitOnce.Do(func() { close(s.quit) })
+	for _, j := range s.q.close() {
+		if j.finish(Cancelled, nil, errShuttingDown, "shutdown") {
+			s.metrics.finished(Cancelled, 0)
+		}
+	}
+	select {
+	case <-s.workerDone:
+		return nil
+	case <-ctx.Done():
+		s.hardCancel()
+		<-s.workerDone
+		return fmt.Errorf("shutdown deadline passed: the running job was cancelled: %w", ctx.Err())
+	}
+}
+
+func (s *Server) current() *Loaded {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.model
+}
+
+func (s *Server) draining() bool {
+	select {
+	case <-s.quit:
+		return true
+	default:
+		return false
+	}
+}
+
+// submit defaults and validates a request, then queues it. It returns the
+// job and its 1-based queue position.
+func (s *Server) submit(req ldm.Request, ephemeral bool) (*Job, int, error) {
+	if s.draining() {
+		s.metrics.rejected("shutting_down")
+		return nil, 0, errShuttingDown
+	}
+	m := s.current()
+	req.Defaults(m.Model.SampleSize())
+	if err := req.Validate(s.cfg.Limits, m.Model.Factor()); err != nil {
+		s.metrics.rejected("invalid")
+		return nil, 0, err
+	}
+	// The pipeline resolves the sampler only when the job runs; resolving it
+	// here answers a bad name before the request waits in the queue.
+	if _, err := scheduler.ParseSamplerSchedule(req.Sampler, req.Schedule); err != nil {
+		s.metrics.rejected("invalid")
+		return nil, 0, &ldm.FieldError{Field: "sampler", Msg: err.Error()}
+	}
+	j := newJob(req, m.Name, ephemeral)
+	s.mu.Lock()
+	s.gcJobsLocked()
+	s.jobs[j.ID] = j
+	s.mu.Unlock()
+	pos, err := s.q.push(j, func(pos int) {
+		j.mu.Lock()
+		j.emit("queued", map[string]any{"id": j.ID, "position": pos})
+		j.mu.Unlock()
+	})
+	if err != nil {
+		s.forget(j)
+		if errors.Is(err, errQueueFull) {
+			s.metrics.rejected("queue_full")
+		} else {
+			s.metrics.rejected("shutting_down")
+		}
+		return nil, 0, err
+	}
+	s.metrics.submitted()
+	return j, pos, nil
+}
+
+// gcJobsLocked drops finished jobs past their TTL, then the oldest beyond
+// MaxJobs; s.mu must be held.
+func (s *Server) gcJobsLocked() {
+	type fin struct {
+		id string
+		at time.Time
+	}
+	var done []fin
+	now := time.Now()
+	for id, j := range s.jobs {
+		sn := j.snapshot()
+		if !sn.State.final() {
+			continue
+		}
+		if now.Sub(sn.Finished) > s.cfg.JobTTL {
+			delete(s.jobs, id)
+			continue
+		}
+		done = append(done, fin{id, sn.Finished})
+	}
+	if extra := len(done) - s.cfg.MaxJobs + 1; extra > 0 {
+		sort.Slice(done, func(a, b int) bool { return done[a].at.Before(done[b].at) })
+		for _, f := range done[:extra] {
+			delete(s.jobs, f.id)
+		}
+	}
+}
+
+func (s *Server) job(id string) *Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.jobs[id]
+}
+
+func (s *Server) forget(j *Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, j.ID)
+}
+
+// cancel stops a job: a waiting one leaves the queue at once, a running one
+// stops at its next step.
+func (s *Server) cancel(j *Job, cause string) {
+	if s.q.remove(j) {
+		if j.finish(Cancelled, nil, errors.New(cause), "cancelled") {
+			s.metrics.finished(Cancelled, 0)
+		}
+		return
+	}
+	j.requestCancel(cause)
+}
+
+// retryAfter estimates how long until the queue has room, in whole seconds.
+func (s *Server) retryAfter() int {
+	s.mu.Lock()
+	avg := s.avgJob
+	s.mu.Unlock()
+	if avg <= 0 {
+		avg = time.Second
+	}
+	return max(1, int(math.Ceil(avg.Seconds())))
+}
+
+func (s *Server) work() {
+	defer close(s.workerDone)
+	for {
+		j := s.q.pop(s.hardCtx)
+		if j == nil {
+			return
+		}
+		s.run(j)
+	}
+}
+
+// run executes one job on the current model.
+func (s *Server) run(j *Job) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	m := s.current()
+	ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.JobTimeout)
+	defer cancel()
+	if !j.start(cancel) {
+		if j.finish(Cancelled, nil, errors.New(j.cause()), "cancelled") {
+			s.metrics.finished(Cancelled, 0)
+		}
+		return
+	}
+	s.mu.Lock()
+	s.running = j
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.running = nil
+		s.mu.Unlock()
+	}()
+	start := time.Now()
+	last := start
+	opts := ldm.Options{PreviewEvery: max(0, s.cfg.PreviewEvery), Progress: func(p ldm.Progress) {
+		now := time.Now()
+		s.metrics.step(now.Sub(last))
+		last = now
+		var preview []byte
+		if p.Preview != nil {
+			preview = encodePreview(p.Preview)
+		}
+		j.setProgress(p, preview)
+	}}
+	results, err := s.generate(ctx, m.Model, j.Req, opts)
+	images, encErr := encodeResults(results)
+	if err == nil {
+		err = encErr
+	}
+	took := time.Since(start)
+	state, code := Succeeded, ""
+	switch {
+	case err == nil:
+	case j.cause() != "":
+		state, code, err = Cancelled, "cancelled", errors.New(j.cause())
+	case s.hardCtx.Err() != nil:
+		state, code, err = Cancelled, "shutdown", errShuttingDown
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		state, code, err = Failed, "timeout", fmt.Errorf("the job ran longer than the %v limit", s.cfg.JobTimeout)
+	default:
+		state, code = Failed, "internal"
+		if _, ok := ldm.IsFieldError(err); ok {
+			code = "invalid"
+		}
+	}
+	if err != nil && state == Failed {
+		s.log.Warn("job failed", "id", j.ID, "code", code, "err", err)
+	}
+	if j.finish(state, images, err, code) {
+		s.metrics.finished(state, took)
+		s.metrics.images(len(images))
+	}
+	s.mu.Lock()
+	if s.avgJob == 0 {
+		s.avgJob = took
+	} else {
+		s.avgJob = (4*s.avgJob + took) / 5
+	}
+	s.mu.Unlock()
+}
+
+// generate calls the model and turns a panic into an error, so that a bug
+// fails one job and the worker lives on.
+func (s *Server) generate(ctx context.Context, m Model, req ldm.Request, o ldm.Options) (res []ldm.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("generate panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	return m.Generate(ctx, req, o)
+}
+
+// waitJob waits for a synchronous request's job; when the client goes away
+// first the job is cancelled and false is returned.
+func (s *Server) waitJob(c *gin.Context, j *Job) bool {
+	select {
+	case <-j.Done():
+		return true
+	case <-c.Request.Context().Done():
+		s.cancel(j, "the client disconnected")
+		return false
+	}
+}
+
+// outcome maps a finished job to an HTTP status and error.
+func outcome(sn Snapshot) (int, error) {
+	switch {
+	case sn.State == Succeeded:
+		return http.StatusOK, nil
+	case sn.Code == "shutdown":
+		return http.StatusServiceUnavailable, sn.Err
+	case sn.Code == "cancelled":
+		return http.StatusConflict, sn.Err
+	case sn.Code == "timeout":
+		return http.StatusGatewayTimeout, sn.Err
+	case sn.Code == "invalid":
+		return http.StatusBadRequest, sn.Err
+	}
+	return http.StatusInternalServerError, sn.Err
+}
+
+// statusOf maps a submit or decode error to an HTTP status.
+func statusOf(err error) int {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errQueueFull):
+		return http.StatusTooManyRequests
+	case errors.Is(err, errShuttingDown):
+		return http.StatusServiceUnavailable
+	}
+	if _, ok := ldm.IsFieldError(err); ok {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// apiStyle is the error shape a route family answers with.
+type apiStyle int
+
+const (
+	styleNative apiStyle = iota
+	styleA1111
+	styleOpenAI
+)
+
+func styleFor(path string) apiStyle {
+	switch {
+	case len(path) >= 8 && path[:8] == "/sdapi/v":
+		return styleA1111
+	case len(path) >= 4 && path[:4] == "/v1/":
+		return styleOpenAI
+	}
+	return styleNative
+}
+
+// fail answers an error in the shape of the route's family. field names
+// the request field at fault ("" if none).
+func (s *Server) fail(c *gin.Context, status int, field string, err error) {
+	if status == http.StatusTooManyRequests {
+		c.Header("Retry-After", strconv.Itoa(s.retryAfter()))
+	}
+	msg := err.Error()
+	switch styleFor(c.Request.URL.Path) {
+	case styleOpenAI:
+		var param any
+		if field != "" {
+			param = field
+		}
+		c.AbortWithStatusJSON(status, gin.H{"error": gin.H{
+			"message": msg, "type": openAIErrorType(status), "param": param, "code": openAIErrorCode(status)}})
+	case styleA1111:
+		body := gin.H{"error": http.StatusText(status), "detail": msg}
+		if field != "" {
+			body["field"] = field
+		}
+		c.AbortWithStatusJSON(status, body)
+	default:
+		body := gin.H{"error": msg}
+		if field != "" {
+			body["field"] = field
+		}
+		c.AbortWithStatusJSON(status, body)
+	}
+}
+
+// failErr answers a submit or decode error, naming the field if it has one.
+func (s *Server) failErr(c *gin.Context, err error, rename map[string]string) {
+	field, _ := ldm.IsFieldError(err)
+	if r, ok := rename[field]; ok {
+		var fe *ldm.FieldError
+		if errors.As(err, &fe) {
+			err = &ldm.FieldError{Field: r, Msg: fe.Msg}
+		}
+		field = r
+	}
+	s.fail(c, statusOf(err), field, err)
+}

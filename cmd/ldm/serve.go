@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ldm-project/ldm/app"
+	"github.com/ldm-project/ldm/ldm"
+)
+
+func init() { subcommands = append(subcommands, newServeCmd) }
+
+type serveFlags struct {
+	model, listen, apiKey, apiAuth, modelsDir, publicURL string
+	load                                                 ldm.LoadOptions
+	insecure, warmup, verbose                            bool
+	shutdownTimeout                                      time.Duration
+	cfg                                                  app.Config
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	f.cfg.Limits = ldm.DefaultLimits
+	cmd := &cobra.Command{
+		Use:   "serve --model <path>",
+		Short: "Serve a model over HTTP: native jobs API, AUTOMATIC1111 and OpenAI-compatible routes, web page",
+		Long: `serve loads a model once and answers generation requests through one bounded queue:
+
+  /                          web page (prompt, progress with previews, gallery)
+  /api/v1/jobs, /generate    native API (async jobs with server-sent events, or synchronous)
+  /sdapi/v1/...              AUTOMATIC1111-compatible API (txt2img, img2img, progress, options, ...)
+  /v1/images/generations     OpenAI-compatible images API
+  /healthz, /metrics         probes and Prometheus metrics
+
+Binding an address other than loopback needs --api-key or --api-auth (or --insecure).
+SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdown-timeout, then exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v, _ := cmd.Flags().GetString("backend"); v != "" {
+				f.load.Backend = v
+			}
+			return runServe(cmd, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.model, "model", "", "model to load: diffusers folder or single .safetensors file (required)")
+	fl.StringVar(&f.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
+	fl.StringVar(&f.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:7860", "address to listen on (host:port)")
+	fl.StringVar(&f.apiKey, "api-key", os.Getenv("LDM_API_KEY"), "require \"Authorization: Bearer <key>\" (env LDM_API_KEY)")
+	fl.StringVar(&f.apiAuth, "api-auth", os.Getenv("LDM_API_AUTH"), "require HTTP Basic auth: user:password[,user2:password2] (env LDM_API_AUTH)")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without authentication")
+	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
+	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out (default: from the request's Host)")
+	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
+	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", 10*time.Minute, "longest a job may run")
+	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", 1, "send a preview image every n steps (-1: never)")
+	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", time.Hour, "how long images returned as URLs (OpenAI response_format=url) are served")
+	fl.IntVar(&f.cfg.Limits.MaxSteps, "max-steps", ldm.DefaultLimits.MaxSteps, "most sampling steps a request may ask for")
+	fl.IntVar(&f.cfg.Limits.MaxWidth, "max-width", ldm.DefaultLimits.MaxWidth, "widest image a request may ask for")
+	fl.IntVar(&f.cfg.Limits.MaxHeight, "max-height", ldm.DefaultLimits.MaxHeight, "tallest image a request may ask for")
+	fl.IntVar(&f.cfg.Limits.MaxBatchSize, "max-batch-size", ldm.DefaultLimits.MaxBatchSize, "most images per model batch")
+	fl.IntVar(&f.cfg.Limits.MaxBatchCount, "max-batch-count", ldm.DefaultLimits.MaxBatchCount, "most batches per request")
+	fl.IntVar(&f.cfg.Limits.MaxPromptChars, "max-prompt-chars", ldm.DefaultLimits.MaxPromptChars, "longest prompt, in bytes")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a running job may finish after SIGTERM")
+	fl.BoolVar(&f.warmup, "warmup", true, "run one 1-step generation at start so the first request finds compiled graphs")
+	fl.BoolVar(&f.verbose, "verbose", false, "log every HTTP request")
+	_ = cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, f *serveFlags) error {
+	var basic []string
+	for _, up := range strings.Split(f.apiAuth, ",") {
+		if up = strings.TrimSpace(up); up == "" {
+			continue
+		}
+		if !strings.Contains(up, ":") {
+			return fmt.Errorf("--api-auth %q: use user:password", up)
+		}
+		basic = append(basic, up)
+	}
+	if err := app.CheckListen(f.listen, f.apiKey != "" || len(basic) > 0, f.insecure); err != nil {
+		return err
+	}
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	load := func(path string) (*app.Loaded, error) {
+		p, err := ldm.Load(path, f.load)
+		if err != nil {
+			return nil, err
+		}
+		return &app.Loaded{Model: p, Name: p.Name, Hash: p.Hash, Path: path}, nil
+	}
+	start := time.Now()
+	model, err := load(f.model)
+	if err != nil {
+		return err
+	}
+	log.Info("model loaded", "name", model.Name, "hash", model.Hash, "took", time.Since(start).Round(time.Millisecond))
+	if f.warmup {
+		start = time.Now()
+		if _, err := model.Model.Generate(ctx, ldm.Request{Prompt: "warm-up", Steps: 1}, ldm.Options{}); err != nil {
+			return fmt.Errorf("warm-up generation: %w", err)
+		}
+		log.Info("graphs compiled", "took", time.Since(start).Round(time.Millisecond))
+	}
+
+	f.cfg.APIKey, f.cfg.BasicAuth, f.cfg.ModelsDir, f.cfg.Loader = f.apiKey, basic, f.modelsDir, load
+	f.cfg.PublicURL, f.cfg.Logger = f.publicURL, log
+	srv, err := app.New(model, f.cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	fmt.Fprintf(cmd.OutOrStdout(), "ldm: serving %s on http://%s\n", model.Name, ln.Addr())
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: no new jobs; waiting for the running one", "deadline", f.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	jobsErr := srv.Shutdown(sctx)
+	// Handlers answer the jobs Shutdown ended; give them a moment to write.
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	if err := hs.Shutdown(hctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if jobsErr != nil {
+		log.Warn("shutdown", "err", jobsErr)
+	}
+	log.Info("stopped")
+	return nil
+}
