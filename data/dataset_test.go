@@ -119,7 +119,7 @@ func TestOpenReadsEachLayout(t *testing.T) {
 				"10_dog/a.png": "", "10_dog/a.txt": "  a dog\n",
 				"10_dog/b.JPG": "", "10_dog/b.caption": "\ufeffanother dog",
 				"z.webp": "", "z.txt": "zed", "notes.md": "ignored",
-				"nocap.png": "",
+				"nocap.png":    "",
 				".cache/x.png": "", ".cache/x.txt": "hidden",
 			},
 			layout: LayoutCaptionFiles,
