@@ -1,0 +1,381 @@
+// Package gemm is a single-precision matrix product (SGEMM) for the pure-Go
+// GoMLX backend.
+//
+// It follows the GotoBLAS/BLIS scheme: B is packed into k-major panels nr
+// columns wide (one panel, kc×nr, stays in L1 while it is multiplied by a
+// whole block of A), A is packed block by block (mc×kc, sized for L2) into
+// k-major panels mr rows tall, and an mr×nr register-tile micro-kernel
+// multiplies one A panel by one B panel. On amd64 with AVX2 and FMA the
+// micro-kernel is assembly (6×16: twelve YMM accumulators); elsewhere it is
+// plain Go, chosen at run time. Work is spread over GOMAXPROCS goroutines
+// by blocks of rows of C (and by column panels when there are few row
+// blocks); every thread count gives the same bits, since the order of the
+// sums over k depends only on the shapes.
+//
+// Operands are described by offsets, not copied: any strides (transposes
+// included) and index tables (axes that don't merge into one stride) are
+// absorbed by the packing step.
+package gemm
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Blocking parameters (floats). kcMax×nr×4 bytes = 16 KiB of B panel in L1;
+// mcMax×kcMax×4 = 144 KiB of packed A in L2.
+const (
+	kcMax = 256
+	mcMax = 144 // a multiple of mr
+
+	// maxPackedB bounds the packed B kept for a group of batch entries;
+	// a single entry may exceed it.
+	maxPackedB = 16 << 20
+
+	// parallelFlops is the smallest product split across goroutines.
+	parallelFlops = 1 << 21
+
+	// panelsPerPackTask is how many B panels one packing task fills.
+	panelsPerPackTask = 64
+)
+
+// Axis maps a logical index to a memory offset: Offsets[i] when Offsets is
+// non-nil, i*Stride otherwise. Offsets and strides must not be negative.
+type Axis struct {
+	Stride  int
+	Offsets []int
+}
+
+func (x *Axis) at(i int) int {
+	if x.Offsets != nil {
+		return x.Offsets[i]
+	}
+	return i * x.Stride
+}
+
+// unit reports whether consecutive indices are adjacent in memory.
+func (x *Axis) unit() bool { return x.Offsets == nil && x.Stride == 1 }
+
+// max returns the largest offset of indices [0, n), checking that none is
+// negative. n ≥ 1.
+func (x *Axis) max(n int) (int, error) {
+	if x.Offsets == nil {
+		if x.Stride < 0 {
+			return 0, fmt.Errorf("negative stride %d", x.Stride)
+		}
+		return (n - 1) * x.Stride, nil
+	}
+	if len(x.Offsets) < n {
+		return 0, fmt.Errorf("%d offsets for a dimension of %d", len(x.Offsets), n)
+	}
+	hi := 0
+	for _, o := range x.Offsets[:n] {
+		if o < 0 {
+			return 0, fmt.Errorf("negative offset %d", o)
+		}
+		hi = max(hi, o)
+	}
+	return hi, nil
+}
+
+// Operand is a batch of matrices inside Data: element (i, j) of batch entry
+// b is Data[Batch(b) + Rows(i) + Cols(j)]. For A the rows are the m axis and
+// the columns the contracted k axis; for B the rows are k and the columns n.
+type Operand struct {
+	Data       []float32
+	Batch      Axis
+	Rows, Cols Axis
+}
+
+// Dense returns the Operand of a batch of row-major matrices stored one
+// after another ([batch, rows, cols]); with transposed set the matrices are
+// stored as [batch, cols, rows] and read transposed.
+func Dense(data []float32, rows, cols int, transposed bool) Operand {
+	if transposed {
+		return Operand{Data: data, Batch: Axis{Stride: rows * cols}, Rows: Axis{Stride: 1}, Cols: Axis{Stride: rows}}
+	}
+	return Operand{Data: data, Batch: Axis{Stride: rows * cols}, Rows: Axis{Stride: cols}, Cols: Axis{Stride: 1}}
+}
+
+func (o *Operand) check(batch, rows, cols int) error {
+	b, err := o.Batch.max(batch)
+	if err != nil {
+		return fmt.Errorf("batch axis: %w", err)
+	}
+	r, err := o.Rows.max(rows)
+	if err != nil {
+		return fmt.Errorf("row axis: %w", err)
+	}
+	c, err := o.Cols.max(cols)
+	if err != nil {
+		return fmt.Errorf("column axis: %w", err)
+	}
+	if hi := b + r + c; hi >= len(o.Data) {
+		return fmt.Errorf("element offset %d out of range for %d values", hi, len(o.Data))
+	}
+	return nil
+}
+
+// Mul computes the BLAS-style single product C = op(A)·op(B), C being m×n
+// row-major with row stride ldc: op(A) is m×k, stored row-major with row
+// stride lda, or (transA) k×m with row stride lda and read transposed;
+// likewise op(B), k×n. C is overwritten.
+func Mul(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) error {
+	opA := Operand{Data: a, Rows: Axis{Stride: lda}, Cols: Axis{Stride: 1}}
+	if transA {
+		opA.Rows, opA.Cols = Axis{Stride: 1}, Axis{Stride: lda}
+	}
+	opB := Operand{Data: b, Rows: Axis{Stride: ldb}, Cols: Axis{Stride: 1}}
+	if transB {
+		opB.Rows, opB.Cols = Axis{Stride: 1}, Axis{Stride: ldb}
+	}
+	if ldc < n {
+		return fmt.Errorf("gemm: ldc %d < n %d", ldc, n)
+	}
+	return run(&problem{batch: 1, m: m, n: n, k: k, a: opA, b: opB, c: c, ldc: ldc})
+}
+
+// BatchedMul computes C[b] = A[b]·B[b] for every b < batch, A[b] being m×k
+// and B[b] k×n; c holds the results row-major and contiguous, [batch, m, n],
+// and is overwritten.
+func BatchedMul(batch, m, n, k int, a, b Operand, c []float32) error {
+	return run(&problem{batch: batch, m: m, n: n, k: k, a: a, b: b, c: c, ldc: n, cBatch: m * n})
+}
+
+// problem is one call: C[b] (at c[b*cBatch], row stride ldc) = A[b]·B[b].
+type problem struct {
+	batch, m, n, k int
+	a, b           Operand
+	c              []float32
+	ldc, cBatch    int
+
+	kern microKernel
+
+	// Derived blocking.
+	kBlocks        []int // start of each k block, then k
+	nPanels, nPad  int   // B panels of nr columns; nPanels*nr
+	mc, mBlocks    int
+	nGroups, perGr int // column panel groups per row block, panels per group
+}
+
+func run(p *problem) (err error) {
+	if p.batch < 0 || p.m < 0 || p.n < 0 || p.k < 0 {
+		return fmt.Errorf("gemm: negative dimension (batch=%d m=%d n=%d k=%d)", p.batch, p.m, p.n, p.k)
+	}
+	if p.batch == 0 || p.m == 0 || p.n == 0 {
+		return nil
+	}
+	if need := (p.batch-1)*p.cBatch + (p.m-1)*p.ldc + p.n; need > len(p.c) || p.cBatch < 0 {
+		return fmt.Errorf("gemm: C has %d values, %d needed", len(p.c), need)
+	}
+	if p.k == 0 {
+		for b := range p.batch {
+			for i := range p.m {
+				o := b*p.cBatch + i*p.ldc
+				clear(p.c[o : o+p.n])
+			}
+		}
+		return nil
+	}
+	if err := p.a.check(p.batch, p.m, p.k); err != nil {
+		return fmt.Errorf("gemm: A: %w", err)
+	}
+	if err := p.b.check(p.batch, p.k, p.n); err != nil {
+		return fmt.Errorf("gemm: B: %w", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("gemm: internal error: %v", r)
+		}
+	}()
+	p.kern, _ = activeKernel()
+
+	threads := runtime.GOMAXPROCS(0)
+	if flops := 2 * float64(p.batch) * float64(p.m) * float64(p.n) * float64(p.k); flops < parallelFlops {
+		threads = 1
+	}
+
+	// k blocks of (nearly) equal size ≤ kcMax.
+	nk := (p.k + kcMax - 1) / kcMax
+	kc := (p.k + nk - 1) / nk
+	for k0 := 0; k0 < p.k; k0 += kc {
+		p.kBlocks = append(p.kBlocks, k0)
+	}
+	p.kBlocks = append(p.kBlocks, p.k)
+	p.nPanels = (p.n + nr - 1) / nr
+	p.nPad = p.nPanels * nr
+	p.mc = min(mcMax, (p.m+mr-1)/mr*mr)
+	p.mBlocks = (p.m + p.mc - 1) / p.mc
+
+	perBatch := p.k * p.nPad
+	group := max(1, min(p.batch, maxPackedB/perBatch))
+	packed := getBuf(&bPool, group*perBatch)
+	defer bPool.Put(packed)
+
+	// Scratch per worker: a packed block of A and an edge tile.
+	scratch := make([]*workerScratch, threads)
+	defer func() {
+		for _, s := range scratch {
+			if s != nil {
+				aPool.Put(s.a)
+			}
+		}
+	}()
+	aSize := p.mc * (p.kBlocks[1] - p.kBlocks[0])
+
+	for b0 := 0; b0 < p.batch; b0 += group {
+		g := min(group, p.batch-b0)
+		bp := (*packed)[:g*perBatch]
+
+		// Phase 1: pack B for the group.
+		packGroups := (p.nPanels + panelsPerPackTask - 1) / panelsPerPackTask
+		nkb := len(p.kBlocks) - 1
+		err := parallelFor(g*nkb*packGroups, threads, func(_, t int) {
+			pg := t % packGroups
+			kb := (t / packGroups) % nkb
+			bl := t / (packGroups * nkb)
+			k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
+			jp0 := pg * panelsPerPackTask
+			jp1 := min(p.nPanels, jp0+panelsPerPackTask)
+			kcur := k1 - k0
+			dst := bp[bl*perBatch+k0*p.nPad+jp0*kcur*nr : bl*perBatch+k0*p.nPad+jp1*kcur*nr]
+			packB(dst, &p.b, p.b.Batch.at(b0+bl), k0, kcur, p.n, jp0, jp1)
+		})
+		if err != nil {
+			return err
+		}
+
+		// Phase 2: row blocks (× column panel groups when there are few).
+		p.nGroups = 1
+		if want := 4 * threads; threads > 1 && g*p.mBlocks < want {
+			p.nGroups = min(p.nPanels, (want+g*p.mBlocks-1)/(g*p.mBlocks))
+		}
+		p.perGr = (p.nPanels + p.nGroups - 1) / p.nGroups
+		p.nGroups = (p.nPanels + p.perGr - 1) / p.perGr
+		err = parallelFor(g*p.mBlocks*p.nGroups, threads, func(w, t int) {
+			s := scratch[w]
+			if s == nil {
+				s = &workerScratch{a: getBuf(&aPool, aSize)}
+				scratch[w] = s
+			}
+			jg := t % p.nGroups
+			ib := (t / p.nGroups) % p.mBlocks
+			bl := t / (p.nGroups * p.mBlocks)
+			p.block(s, bp[bl*perBatch:(bl+1)*perBatch], b0+bl, ib, jg)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type workerScratch struct {
+	a   *[]float32
+	tmp [mr * nr]float32
+}
+
+// block computes the row block ib (mc rows) × column panel group jg of
+// C[b], bp being the packed B of that batch entry.
+func (p *problem) block(s *workerScratch, bp []float32, b, ib, jg int) {
+	i0 := ib * p.mc
+	mcur := min(p.mc, p.m-i0)
+	jp0 := jg * p.perGr
+	jp1 := min(p.nPanels, jp0+p.perGr)
+	aBase := p.a.Batch.at(b)
+	cBase := b * p.cBatch
+	ldc := p.ldc
+	c := p.c
+	kern := p.kern
+	tmp := s.tmp[:]
+	for kb := 0; kb+1 < len(p.kBlocks); kb++ {
+		k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
+		kc := k1 - k0
+		accumulate := kb > 0
+		ap := (*s.a)[:(mcur+mr-1)/mr*mr*kc]
+		packA(ap, &p.a, aBase, i0, mcur, k0, kc)
+		bk := bp[k0*p.nPad : k1*p.nPad]
+		for jp := jp0; jp < jp1; jp++ {
+			bpanel := bk[jp*kc*nr : (jp+1)*kc*nr]
+			j := jp * nr
+			nrem := min(nr, p.n-j)
+			for ir := 0; ir < mcur; ir += mr {
+				apanel := ap[ir*kc : (ir+mr)*kc]
+				mrem := min(mr, mcur-ir)
+				off := cBase + (i0+ir)*ldc + j
+				if mrem == mr && nrem == nr {
+					kern(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
+					continue
+				}
+				kern(kc, apanel, bpanel, tmp, nr, false)
+				for r := range mrem {
+					dst := c[off+r*ldc : off+r*ldc+nrem]
+					src := tmp[r*nr : r*nr+nrem]
+					if accumulate {
+						for x, v := range src {
+							dst[x] += v
+						}
+					} else {
+						copy(dst, src)
+					}
+				}
+			}
+		}
+	}
+}
+
+// parallelFor runs fn(worker, task) for every task < tasks on up to threads
+// goroutines (the caller's included), handing out tasks in order. worker is
+// in [0, threads). A panic in fn is returned as an error.
+func parallelFor(tasks, threads int, fn func(worker, task int)) error {
+	threads = min(threads, tasks)
+	var (
+		next     atomic.Int64
+		firstErr error
+		once     sync.Once
+		wg       sync.WaitGroup
+	)
+	work := func(w int) {
+		defer func() {
+			if r := recover(); r != nil {
+				once.Do(func() { firstErr = fmt.Errorf("%v", r) })
+				next.Store(int64(tasks))
+			}
+		}()
+		for {
+			t := int(next.Add(1) - 1)
+			if t >= tasks {
+				return
+			}
+			fn(w, t)
+		}
+	}
+	for w := 1; w < threads; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(w)
+		}()
+	}
+	work(0)
+	wg.Wait()
+	if firstErr != nil {
+		return errors.Join(errors.New("gemm: internal error"), firstErr)
+	}
+	return nil
+}
+
+// Packing buffers, reused across calls: blocks of A, and packed B.
+var aPool, bPool sync.Pool
+
+func getBuf(pool *sync.Pool, n int) *[]float32 {
+	if v, ok := pool.Get().(*[]float32); ok && cap(*v) >= n {
+		*v = (*v)[:n]
+		return v
+	}
+	s := make([]float32, n)
+	return &s
+}

@@ -1,0 +1,94 @@
+package gemm
+
+// Register tile of the micro-kernels: mr rows of A by nr columns of B.
+const (
+	mr = 6
+	nr = 16
+)
+
+// microKernel sets (or, with accumulate, increments) the mr×nr tile c (row
+// stride ldc) to the product of the packed micro-panels a (kc×mr, k-major)
+// and b (kc×nr, k-major). kc ≥ 1; a, b and c cover exactly that extent.
+type microKernel func(kc int, a, b, c []float32, ldc int, accumulate bool)
+
+var (
+	// archKernel is the assembly kernel for this CPU, chosen at init time;
+	// nil when there is none (other architectures, no AVX2/FMA, purego).
+	archKernel     microKernel
+	archKernelName string
+
+	// forceGeneric makes every product use genericKernel (tests and
+	// benchmarks compare the two).
+	forceGeneric bool
+)
+
+// activeKernel returns the micro-kernel to use and its name.
+func activeKernel() (microKernel, string) {
+	if archKernel == nil || forceGeneric {
+		return genericKernel, "generic-go"
+	}
+	return archKernel, archKernelName
+}
+
+// KernelName says which micro-kernel products use: "avx2-fma-6x16" or
+// "generic-go".
+func KernelName() string {
+	_, name := activeKernel()
+	return name
+}
+
+// genericKernel is the portable micro-kernel: plain Go over the same packed
+// layout, two rows by eight columns at a time in locals.
+func genericKernel(kc int, a, b, c []float32, ldc int, accumulate bool) {
+	a = a[:kc*mr]
+	b = b[:kc*nr]
+	_ = c[(mr-1)*ldc+nr-1]
+	for r := 0; r < mr; r += 2 {
+		for j := 0; j < nr; j += 8 {
+			var s00, s01, s02, s03, s04, s05, s06, s07 float32
+			var s10, s11, s12, s13, s14, s15, s16, s17 float32
+			for k := range kc {
+				a0, a1 := a[k*mr+r], a[k*mr+r+1]
+				bb := b[k*nr+j : k*nr+j+8 : k*nr+j+8]
+				s00 += a0 * bb[0]
+				s01 += a0 * bb[1]
+				s02 += a0 * bb[2]
+				s03 += a0 * bb[3]
+				s04 += a0 * bb[4]
+				s05 += a0 * bb[5]
+				s06 += a0 * bb[6]
+				s07 += a0 * bb[7]
+				s10 += a1 * bb[0]
+				s11 += a1 * bb[1]
+				s12 += a1 * bb[2]
+				s13 += a1 * bb[3]
+				s14 += a1 * bb[4]
+				s15 += a1 * bb[5]
+				s16 += a1 * bb[6]
+				s17 += a1 * bb[7]
+			}
+			c0 := c[r*ldc+j : r*ldc+j+8 : r*ldc+j+8]
+			c1 := c[(r+1)*ldc+j : (r+1)*ldc+j+8 : (r+1)*ldc+j+8]
+			if !accumulate {
+				clear(c0)
+				clear(c1)
+			}
+			c0[0] += s00
+			c0[1] += s01
+			c0[2] += s02
+			c0[3] += s03
+			c0[4] += s04
+			c0[5] += s05
+			c0[6] += s06
+			c0[7] += s07
+			c1[0] += s10
+			c1[1] += s11
+			c1[2] += s12
+			c1[3] += s13
+			c1[4] += s14
+			c1[5] += s15
+			c1[6] += s16
+			c1[7] += s17
+		}
+	}
+}

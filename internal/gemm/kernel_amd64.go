@@ -1,0 +1,40 @@
+//go:build amd64 && !purego
+
+package gemm
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+//go:generate go run gen_kernel.go
+
+// kernel6x16 is the AVX2/FMA micro-kernel of kernel_amd64.s: the 6×16 tile
+// at c (row stride ldc floats) is set to (accumulate == 0) or incremented by
+// (accumulate != 0) the product of the packed A micro-panel a (kc×6) and
+// the packed B micro-panel b (kc×16). kc ≥ 0.
+//
+//go:noescape
+func kernel6x16(kc int, a, b, c *float32, ldc int, accumulate int)
+
+func init() {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		archKernel = avx2Kernel
+		archKernelName = "avx2-fma-6x16"
+	}
+}
+
+// avx2Kernel adapts kernel6x16 to the microKernel signature. The callers
+// have sliced a, b and c to the exact extents the kernel touches, so the
+// bounds are checked before any pointer reaches assembly.
+func avx2Kernel(kc int, a, b, c []float32, ldc int, accumulate bool) {
+	_ = a[kc*mr-1]
+	_ = b[kc*nr-1]
+	_ = c[(mr-1)*ldc+nr-1]
+	acc := 0
+	if accumulate {
+		acc = 1
+	}
+	kernel6x16(kc, unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), ldc, acc)
+}
