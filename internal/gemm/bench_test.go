@@ -47,7 +47,7 @@ func BenchmarkGemm(b *testing.B) {
 			a := benchOperand(r, s.la, s.batch, s.m, s.k)
 			bb := benchOperand(r, s.lb, s.batch, s.k, s.n)
 			c := make([]float32, s.batch*s.m*s.n)
-			b.ResetTimer()
+			cpu0 := processCPUTime()
 			for b.Loop() {
 				if err := BatchedMul(s.batch, s.m, s.n, s.k, a, bb, c); err != nil {
 					b.Fatal(err)
@@ -55,6 +55,33 @@ func BenchmarkGemm(b *testing.B) {
 			}
 			flops := 2 * float64(s.batch*s.m*s.n) * float64(s.k)
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			if cpu := processCPUTime() - cpu0; cpu > 0 {
+				// Per core actually used: unaffected by other processes
+				// sharing the machine (as long as caches aren't thrashed).
+				b.ReportMetric(flops*float64(b.N)/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+			}
 		})
 	}
+}
+
+// BenchmarkKernel measures the micro-kernel alone on L1-resident panels.
+func BenchmarkKernel(b *testing.B) {
+	kern, _, name := activeKernel()
+	const kc = 256
+	r := rand.New(rand.NewPCG(1, 1))
+	a, bb := randData(r, kc*mr), randData(r, kc*nr)
+	c := make([]float32, mr*nr)
+	b.Run(name, func(b *testing.B) {
+		cpu0 := processCPUTime()
+		for b.Loop() {
+			for range 100 {
+				kern(kc, a, bb, c, nr, true)
+			}
+		}
+		flops := 2 * float64(mr*nr*kc) * 100 * float64(b.N)
+		b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		if cpu := processCPUTime() - cpu0; cpu > 0 {
+			b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+		}
+	})
 }

@@ -152,7 +152,9 @@ type problem struct {
 	c              []float32
 	ldc, cBatch    int
 
-	kern microKernel
+	kern     microKernel
+	rowsKern rowsKernel // non-nil: full row panels of A are read in place
+	lda      int        // A's row stride then
 
 	// Derived blocking.
 	kBlocks        []int // start of each k block, then k
@@ -191,7 +193,11 @@ func run(p *problem) (err error) {
 			err = fmt.Errorf("gemm: internal error: %v", r)
 		}
 	}()
-	p.kern, _ = activeKernel()
+	var rowsKern rowsKernel
+	p.kern, rowsKern, _ = activeKernel()
+	if rowsKern != nil && p.a.Cols.unit() && p.a.Rows.Offsets == nil && useRowsKernel(p) {
+		p.rowsKern, p.lda = rowsKern, p.a.Rows.Stride
+	}
 
 	threads := runtime.GOMAXPROCS(0)
 	if flops := 2 * float64(p.batch) * float64(p.m) * float64(p.n) * float64(p.k); flops < parallelFlops {
@@ -273,6 +279,21 @@ func run(p *problem) (err error) {
 	return nil
 }
 
+// rowsMode forces (1) or forbids (-1) reading A in place; 0 decides by shape.
+var rowsMode = 0
+
+// useRowsKernel decides whether to read row-major A in place instead of
+// packing it.
+func useRowsKernel(p *problem) bool {
+	switch rowsMode {
+	case 1:
+		return true
+	case -1:
+		return false
+	}
+	return true
+}
+
 type workerScratch struct {
 	a   *[]float32
 	tmp [mr * nr]float32
@@ -296,7 +317,15 @@ func (p *problem) block(s *workerScratch, bp []float32, b, ib, jg int) {
 		kc := k1 - k0
 		accumulate := kb > 0
 		ap := (*s.a)[:(mcur+mr-1)/mr*mr*kc]
-		packA(ap, &p.a, aBase, i0, mcur, k0, kc)
+		full := 0 // rows read in place
+		if p.rowsKern != nil {
+			full = mcur / mr * mr
+			if full < mcur {
+				packA(ap[full*kc:], &p.a, aBase, i0+full, mcur-full, k0, kc)
+			}
+		} else {
+			packA(ap, &p.a, aBase, i0, mcur, k0, kc)
+		}
 		bk := bp[k0*p.nPad : k1*p.nPad]
 		for jp := jp0; jp < jp1; jp++ {
 			bpanel := bk[jp*kc*nr : (jp+1)*kc*nr]
@@ -306,11 +335,20 @@ func (p *problem) block(s *workerScratch, bp []float32, b, ib, jg int) {
 				apanel := ap[ir*kc : (ir+mr)*kc]
 				mrem := min(mr, mcur-ir)
 				off := cBase + (i0+ir)*ldc + j
-				if mrem == mr && nrem == nr {
+				if ir < full {
+					ao := aBase + (i0+ir)*p.lda + k0
+					arows := p.a.Data[ao : ao+(mr-1)*p.lda+kc]
+					if nrem == nr {
+						p.rowsKern(kc, arows, p.lda, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
+						continue
+					}
+					p.rowsKern(kc, arows, p.lda, bpanel, tmp, nr, false)
+				} else if mrem == mr && nrem == nr {
 					kern(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
 					continue
+				} else {
+					kern(kc, apanel, bpanel, tmp, nr, false)
 				}
-				kern(kc, apanel, bpanel, tmp, nr, false)
 				for r := range mrem {
 					dst := c[off+r*ldc : off+r*ldc+nrem]
 					src := tmp[r*nr : r*nr+nrem]

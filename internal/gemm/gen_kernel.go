@@ -17,23 +17,54 @@ import (
 func main() {
 	var s strings.Builder
 	e := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
-	e("// Written out by gen_kernel.go (go generate); the 6×16 AVX2/FMA micro-kernel.")
+	e("// Written out by gen_kernel.go (go generate); the 6×16 AVX2/FMA micro-kernels.")
 	e("")
 	e("//go:build amd64 && !purego")
 	e("")
 	e(`#include "textflag.h"`)
 	e("")
-	e("// func kernel6x16(kc int, a *float32, b *float32, c *float32, ldc int, accumulate int)")
+	emitKernel(e, false)
+	e("")
+	emitKernel(e, true)
+	if err := os.WriteFile("kernel_amd64.s", []byte(s.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// emitKernel writes one kernel. The packed one reads the A micro-panel
+// (k-major, six values per k); the rows one reads six rows of A in place,
+// lda floats apart, contiguous along k.
+func emitKernel(e func(string, ...any), rows bool) {
+	name, args, frame := "kernel6x16", "kc int, a *float32, b *float32, c *float32, ldc int, accumulate int", 48
+	if rows {
+		name, args, frame = "kernel6x16rows", "kc int, a *float32, lda int, b *float32, c *float32, ldc int, accumulate int", 56
+	}
+	e("// func %s(%s)", name, args)
 	e("//")
-	e("// C[6×16] (row stride ldc floats) = or += Σ_k a[k*6+r] · b[k*16+j].")
+	if rows {
+		e("// C[6×16] (row stride ldc floats) = or += Σ_k a[r*lda+k] · b[k*16+j].")
+		e("// Row r of A is at SI + r·lda·4: R10 = lda·4, R11 = 3·lda·4, R12 = 5·lda·4.")
+	} else {
+		e("// C[6×16] (row stride ldc floats) = or += Σ_k a[k*6+r] · b[k*16+j].")
+	}
 	e("// Accumulators: Y4..Y15 (row r in Y(4+2r), Y(5+2r)); B row in Y0, Y1;")
 	e("// broadcast A values alternate in Y2, Y3.")
-	e("TEXT ·kernel6x16(SB), NOSPLIT, $0-48")
-	e("\tMOVQ kc+0(FP), CX")
-	e("\tMOVQ a+8(FP), SI")
-	e("\tMOVQ b+16(FP), DI")
-	e("\tMOVQ c+24(FP), DX")
-	e("\tMOVQ ldc+32(FP), R8")
+	e("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
+	off := 0
+	arg := func(n string) string { s := fmt.Sprintf("%s+%d(FP)", n, off); off += 8; return s }
+	e("\tMOVQ %s, CX", arg("kc"))
+	e("\tMOVQ %s, SI", arg("a"))
+	if rows {
+		e("\tMOVQ %s, R10", arg("lda"))
+		e("\tSHLQ $2, R10")
+		e("\tLEAQ (R10)(R10*2), R11")
+		e("\tLEAQ (R10)(R10*4), R12")
+	}
+	e("\tMOVQ %s, DI", arg("b"))
+	e("\tMOVQ %s, DX", arg("c"))
+	e("\tMOVQ %s, R8", arg("ldc"))
+	accArg := arg("accumulate")
 	e("\tSHLQ $2, R8")
 	for r := 4; r < 16; r++ {
 		e("\tVXORPS Y%d, Y%d, Y%d", r, r, r)
@@ -47,42 +78,54 @@ func main() {
 			e("\tADDQ R8, AX")
 		}
 	}
+	aAddr := func(u, r int) string {
+		if !rows {
+			return fmt.Sprintf("%d(SI)", u*24+4*r)
+		}
+		return fmt.Sprintf("%d(SI)%s", 4*u, [6]string{"", "(R10*1)", "(R10*2)", "(R11*1)", "(R10*4)", "(R12*1)"}[r])
+	}
 	step := func(u int) {
-		bo, ao := u*64, u*24
+		bo := u * 64
 		e("\tVMOVUPS %d(DI), Y0", bo)
 		e("\tVMOVUPS %d(DI), Y1", bo+32)
 		for r := range 6 {
 			reg := 2 + r%2
-			e("\tVBROADCASTSS %d(SI), Y%d", ao+4*r, reg)
+			e("\tVBROADCASTSS %s, Y%d", aAddr(u, r), reg)
 			e("\tVFMADD231PS Y%d, Y0, Y%d", reg, 4+2*r)
 			e("\tVFMADD231PS Y%d, Y1, Y%d", reg, 5+2*r)
 		}
 	}
+	aStep := 24
+	if rows {
+		aStep = 4
+	}
 	e("\tMOVQ CX, R9")
 	e("\tSHRQ $2, R9")
-	e("\tJZ tail")
-	e("loop4:")
-	e("\tPREFETCHT0 384(SI)")
+	e("\tJZ %s_tail", name)
+	e("%s_loop4:", name)
+	if !rows {
+		e("\tPREFETCHT0 384(SI)")
+	}
 	for u := range 4 {
 		step(u)
 	}
-	e("\tADDQ $96, SI")
+	e("\tADDQ $%d, SI", 4*aStep)
 	e("\tADDQ $256, DI")
 	e("\tDECQ R9")
-	e("\tJNZ loop4")
-	e("tail:")
+	e("\tJNZ %s_loop4", name)
+	e("%s_tail:", name)
 	e("\tANDQ $3, CX")
-	e("\tJZ store")
-	e("loop1:")
+	e("\tJZ %s_store", name)
+	e("%s_loop1:", name)
 	step(0)
-	e("\tADDQ $24, SI")
+	e("\tADDQ $%d, SI", aStep)
 	e("\tADDQ $64, DI")
 	e("\tDECQ CX")
-	e("\tJNZ loop1")
-	e("store:")
-	e("\tMOVQ accumulate+40(FP), AX")
+	e("\tJNZ %s_loop1", name)
+	e("%s_store:", name)
+	e("\tMOVQ %s, AX", accArg)
 	e("\tTESTQ AX, AX")
-	e("\tJNZ accum")
+	e("\tJNZ %s_accum", name)
 	for r := range 6 {
 		e("\tVMOVUPS Y%d, (DX)", 4+2*r)
 		e("\tVMOVUPS Y%d, 32(DX)", 5+2*r)
@@ -92,7 +135,7 @@ func main() {
 	}
 	e("\tVZEROUPPER")
 	e("\tRET")
-	e("accum:")
+	e("%s_accum:", name)
 	for r := range 6 {
 		e("\tVADDPS (DX), Y%d, Y%d", 4+2*r, 4+2*r)
 		e("\tVADDPS 32(DX), Y%d, Y%d", 5+2*r, 5+2*r)
@@ -104,8 +147,4 @@ func main() {
 	}
 	e("\tVZEROUPPER")
 	e("\tRET")
-	if err := os.WriteFile("kernel_amd64.s", []byte(s.String()), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
 }

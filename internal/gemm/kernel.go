@@ -11,7 +11,14 @@ const (
 // and b (kc×nr, k-major). kc ≥ 1; a, b and c cover exactly that extent.
 type microKernel func(kc int, a, b, c []float32, ldc int, accumulate bool)
 
+// rowsKernel is a microKernel reading A unpacked: row r of the mr×kc block
+// is a[r*lda : r*lda+kc].
+type rowsKernel func(kc int, a []float32, lda int, b, c []float32, ldc int, accumulate bool)
+
 var (
+	// archRowsKernel is the assembly rowsKernel, nil when there is none.
+	archRowsKernel rowsKernel
+
 	// archKernel is the assembly kernel for this CPU, chosen at init time;
 	// nil when there is none (other architectures, no AVX2/FMA, purego).
 	archKernel     microKernel
@@ -22,18 +29,19 @@ var (
 	forceGeneric bool
 )
 
-// activeKernel returns the micro-kernel to use and its name.
-func activeKernel() (microKernel, string) {
+// activeKernel returns the micro-kernels to use and their name; rows is
+// nil when A must always be packed.
+func activeKernel() (packed microKernel, rows rowsKernel, name string) {
 	if archKernel == nil || forceGeneric {
-		return genericKernel, "generic-go"
+		return genericKernel, nil, "generic-go"
 	}
-	return archKernel, archKernelName
+	return archKernel, archRowsKernel, archKernelName
 }
 
 // KernelName says which micro-kernel products use: "avx2-fma-6x16" or
 // "generic-go".
 func KernelName() string {
-	_, name := activeKernel()
+	_, _, name := activeKernel()
 	return name
 }
 

@@ -18,11 +18,31 @@ import (
 //go:noescape
 func kernel6x16(kc int, a, b, c *float32, ldc int, accumulate int)
 
+// kernel6x16rows is kernel6x16 reading A in place: row r of the 6×kc
+// block at a + r·lda, contiguous along k.
+//
+//go:noescape
+func kernel6x16rows(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate int)
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		archKernel = avx2Kernel
+		archRowsKernel = avx2RowsKernel
 		archKernelName = "avx2-fma-6x16"
 	}
+}
+
+// avx2RowsKernel adapts kernel6x16rows to the rowsKernel signature, with
+// the same bounds checks as avx2Kernel.
+func avx2RowsKernel(kc int, a []float32, lda int, b, c []float32, ldc int, accumulate bool) {
+	_ = a[(mr-1)*lda+kc-1]
+	_ = b[kc*nr-1]
+	_ = c[(mr-1)*ldc+nr-1]
+	acc := 0
+	if accumulate {
+		acc = 1
+	}
+	kernel6x16rows(kc, unsafe.SliceData(a), lda, unsafe.SliceData(b), unsafe.SliceData(c), ldc, acc)
 }
 
 // avx2Kernel adapts kernel6x16 to the microKernel signature. The callers

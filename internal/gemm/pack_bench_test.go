@@ -1,0 +1,30 @@
+package gemm
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func BenchmarkPackA(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, kind := range []string{"dense", "transposed"} {
+		b.Run(kind, func(b *testing.B) {
+			const m, k = 4096, 4096
+			a := layout(r, kind, 1, m, k)
+			dst := make([]float32, mcMax*kcMax)
+			cpu0 := processCPUTime()
+			n := 0
+			for b.Loop() {
+				for i0 := 0; i0 < m; i0 += mcMax {
+					mc := min(mcMax, m-i0)
+					for k0 := 0; k0 < k; k0 += kcMax {
+						packA(dst, &a, 0, i0, mc, k0, kcMax)
+						n += mc * kcMax
+					}
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+			b.ReportMetric(float64(n)/(processCPUTime()-cpu0).Seconds()/1e9, "Gelem/cpu-s")
+		})
+	}
+}
