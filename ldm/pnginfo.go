@@ -271,3 +271,56 @@ func inflate(b []byte) (string, error) {
 	s, err := io.ReadAll(io.LimitReader(zr, 16<<20))
 	return string(s), err
 }
+
+// Request returns the request an infotext records, as far as it goes:
+// prompt, negative prompt, steps, sampler and schedule, CFG scale, seed,
+// size, clip skip, eta, denoising strength and mask blur, and the noise
+// generator ("RNG: CPU" is the torch generator). Unknown keys are ignored;
+// a known key with a malformed value is an error.
+func (it Infotext) Request() (Request, error) {
+	r := Request{Prompt: it.Prompt, NegativePrompt: it.NegativePrompt}
+	var errs []error
+	num := func(key string, dst any) {
+		v, ok := it.Get(key)
+		if !ok {
+			return
+		}
+		var err error
+		switch d := dst.(type) {
+		case *int:
+			*d, err = strconv.Atoi(v)
+		case *int64:
+			*d, err = strconv.ParseInt(v, 10, 64)
+		case *float64:
+			*d, err = strconv.ParseFloat(v, 64)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a number", key, v))
+		}
+	}
+	num("Steps", &r.Steps)
+	num("CFG scale", &r.GuidanceScale)
+	num("Seed", &r.Seed)
+	num("Clip skip", &r.ClipSkip)
+	num("Eta", &r.Eta)
+	num("Denoising strength", &r.Strength)
+	num("Mask blur", &r.MaskBlur)
+	r.Sampler, _ = it.Get("Sampler")
+	r.Schedule, _ = it.Get("Schedule type")
+	if v, ok := it.Get("Size"); ok {
+		w, h, found := strings.Cut(v, "x")
+		var e1, e2 error
+		r.Width, e1 = strconv.Atoi(w)
+		r.Height, e2 = strconv.Atoi(h)
+		if !found || e1 != nil || e2 != nil {
+			errs = append(errs, fmt.Errorf("Size: %q is not WIDTHxHEIGHT", v))
+		}
+	}
+	switch v, _ := it.Get("RNG"); v {
+	case "CPU":
+		r.Noise = "torch"
+	case "Philox":
+		r.Noise = "philox"
+	}
+	return r, errors.Join(errs...)
+}

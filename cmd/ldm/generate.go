@@ -1,0 +1,453 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // init and mask images
+	_ "image/png"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ldm-project/ldm/ldm"
+)
+
+func init() { subcommands = append(subcommands, newGenerateCmd) }
+
+// modelFlags are the flags that pick and load a model (generate, batch).
+type modelFlags struct {
+	path string
+	load ldm.LoadOptions
+}
+
+func (m *modelFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&m.path, "model", os.Getenv("LDM_MODEL"), "model: a diffusers folder or a single .safetensors file (env LDM_MODEL)")
+	f.StringVar(&m.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
+	f.StringVar(&m.load.Tokenizer, "tokenizer", "", "tokenizer folder (vocab.json + merges.txt); default: the model's, else the Hugging Face cache's")
+	f.StringVar(&m.load.Embeddings, "embeddings", "", "folder of textual-inversion embeddings (*.safetensors; the file name is the trigger word)")
+	f.StringVar(&m.load.PredictionType, "prediction-type", "", `override the scheduler's prediction type ("epsilon", "v_prediction")`)
+	f.StringVar(&m.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
+}
+
+// open loads the model, logging what it skipped.
+func (m *modelFlags) open(cmd *cobra.Command) (*ldm.Pipeline, time.Duration, error) {
+	if m.path == "" {
+		return nil, 0, errors.New("no model: pass --model with a diffusers folder or a single .safetensors file (or set LDM_MODEL); there is no built-in model yet")
+	}
+	if v, _ := cmd.Flags().GetString("backend"); v != "" {
+		m.load.Backend = v
+	}
+	start := time.Now()
+	p, err := ldm.Load(m.path, m.load)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, s := range p.SkippedEmbeddings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "embedding skipped:", s)
+	}
+	return p, time.Since(start), nil
+}
+
+// requestFlags are the flags that fill an ldm.Request. Numeric flags default
+// to zero, which Request.Defaults fills: the defaults live there only.
+type requestFlags struct {
+	req                  ldm.Request
+	initImage, maskImage string
+	format               string
+	quality              int
+	output               string
+}
+
+// flagOfField maps Request JSON field names (FieldError.Field) to flags.
+var flagOfField = map[string]string{
+	"prompt":          "the PROMPT argument",
+	"negative_prompt": "--negative",
+	"width":           "--width",
+	"height":          "--height",
+	"steps":           "--steps",
+	"guidance_scale":  "--cfg",
+	"sampler":         "--sampler",
+	"schedule":        "--schedule",
+	"seed":            "--seed",
+	"eta":             "--eta",
+	"batch_size":      "--batch-size",
+	"batch_count":     "--batch-count",
+	"clip_skip":       "--clip-skip",
+	"noise":           "--noise",
+	"strength":        "--strength",
+	"mask":            "--mask",
+	"mask_blur":       "--mask-blur",
+}
+
+// flagHints add what to do for the errors whose fix is another flag.
+var flagHints = map[string]string{
+	"strength":  " (it sets how much of --init-image to repaint)",
+	"mask":      " (pass --init-image with the picture to inpaint)",
+	"mask_blur": " (the blur applies to --mask)",
+}
+
+// flagError rewrites a request FieldError in terms of the command's flags.
+func flagError(err error) error {
+	var fe *ldm.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	name, ok := flagOfField[fe.Field]
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("%s: %s%s", name, fe.Msg, flagHints[fe.Field])
+}
+
+func (r *requestFlags) register(f *pflag.FlagSet) {
+	q := &r.req
+	f.StringVar(&q.NegativePrompt, "negative", "", "negative prompt: what the image should not show")
+	f.IntVarP(&q.Width, "width", "W", 0, "image width in pixels, a multiple of 8 (default: the model's size)")
+	f.IntVarP(&q.Height, "height", "H", 0, "image height in pixels, a multiple of 8 (default: the model's size)")
+	f.IntVar(&q.Steps, "steps", 0, "denoising steps (default 20)")
+	f.Float64Var(&q.GuidanceScale, "cfg", 0, "classifier-free guidance scale; 1 skips the unconditional pass (default 7.5; alias --guidance)")
+	f.StringVar(&q.Sampler, "sampler", "", `sampler: AUTOMATIC1111 ("Euler a", "DPM++ 2M Karras"), ComfyUI ("dpmpp_2m") or diffusers class name (default DDIM)`)
+	f.StringVar(&q.Schedule, "schedule", "", `sigma schedule: Automatic, Uniform, Karras or Exponential (default: the sampler's)`)
+	f.Int64Var(&q.Seed, "seed", -1, "seed; -1 picks a random one (reported). Image i of a batch gets seed+i")
+	f.IntVar(&q.BatchSize, "batch-size", 0, "images per model batch (default 1)")
+	f.IntVar(&q.BatchCount, "batch-count", 0, "batches run one after another (default 1)")
+	f.IntVar(&q.ClipSkip, "clip-skip", 0, "CLIP layers to skip, AUTOMATIC1111 style: 1 = last layer, 2 = penultimate")
+	f.Float64Var(&q.Eta, "eta", 0, "DDIM eta: 0 deterministic, 1 as DDPM")
+	f.StringVar(&q.Noise, "noise", "", `noise generator: "philox" (default; stable across versions and backends) or "torch" (same images as diffusers/ComfyUI on CPU)`)
+	f.StringVar(&r.initImage, "init-image", "", "img2img: start from this image (PNG or JPEG)")
+	f.Float64Var(&q.Strength, "strength", 0, "img2img: how much of --init-image to repaint, (0, 1] (default 0.75)")
+	f.StringVar(&r.maskImage, "mask", "", "inpaint: white where --init-image is repainted, black where it is kept")
+	f.IntVar(&q.MaskBlur, "mask-blur", 0, "inpaint: blur of the mask edge in pixels (default 4)")
+	f.StringVar(&r.format, "format", "", "image format: png or jpeg (default: from -o's extension, else png)")
+	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "guidance" {
+			name = "cfg"
+		}
+		return pflag.NormalizedName(name)
+	})
+}
+
+// request returns the request the flags describe, with the init image and
+// mask read, checked as far as possible before a model is loaded.
+func (r *requestFlags) request() (ldm.Request, error) {
+	req, err := r.build()
+	if err != nil {
+		return req, err
+	}
+	return req, flagError(precheck(req))
+}
+
+// build returns the request with the init image and mask read, unchecked.
+func (r *requestFlags) build() (ldm.Request, error) {
+	req := r.req
+	var err error
+	if r.initImage != "" {
+		if req.InitImage, err = readImage(r.initImage); err != nil {
+			return req, fmt.Errorf("--init-image: %w", err)
+		}
+	}
+	if r.maskImage != "" {
+		if req.Mask, err = readImage(r.maskImage); err != nil {
+			return req, fmt.Errorf("--mask: %w", err)
+		}
+	}
+	return req, nil
+}
+
+// precheck runs Request.Validate before the model is known: the model's
+// size and latent factor only matter for width and height, which the full
+// validation in Generate checks.
+func precheck(req ldm.Request) error {
+	req.Defaults(512)
+	return req.Validate(ldm.DefaultLimits, 1)
+}
+
+func readImage(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (PNG or JPEG expected)", path, err)
+	}
+	return img, nil
+}
+
+// outputFormat settles the image format from --format, --quality and the
+// output file's extension (ext == "" for a folder).
+func (r *requestFlags) outputFormat(flags *pflag.FlagSet, ext string) (ldm.Format, error) {
+	var f ldm.Format
+	var err error
+	if r.format != "" {
+		if f, err = ldm.ParseFormat(r.format); err != nil {
+			return "", fmt.Errorf("--format: %w", err)
+		}
+	}
+	if ext != "" {
+		byExt, _ := ldm.ParseFormat(ext)
+		if f != "" && f != byExt {
+			return "", fmt.Errorf("--format %s contradicts the output file's extension %s", r.format, ext)
+		}
+		f = byExt
+	}
+	if f == "" {
+		f = ldm.PNG
+	}
+	if flags.Changed("quality") {
+		if f != ldm.JPEG {
+			return "", errors.New("--quality applies to JPEG output only: add --format jpeg or write to a .jpg file")
+		}
+		if r.quality < 1 || r.quality > 100 {
+			return "", fmt.Errorf("--quality %d: want 1 to 100", r.quality)
+		}
+	}
+	return f, nil
+}
+
+func newGenerateCmd() *cobra.Command {
+	var (
+		rf    requestFlags
+		model modelFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "generate PROMPT",
+		Short: "Generate images from a prompt (txt2img), an init image (img2img) or an init image and a mask (inpainting)",
+		Long: `generate renders one request and writes each image with its AUTOMATIC1111-style parameters
+(PNG "parameters" chunk, or JPEG EXIF UserComment; read them back with "ldm png-info").
+
+-o names a file (out.png; several images become out-1.png, out-2.png, ...) or a folder, where
+images get the next free numbers: 00001-<seed>.png, 00002-<seed>.png, ... Files are written atomically.
+Words of the prompt may be weighted as in AUTOMATIC1111: (word), (word:1.3), [word]; BREAK starts a new chunk.`,
+		Example: `  ldm generate --model sd15.safetensors --config-from sd15-diffusers "a red apple" -o apple.png
+  ldm generate --model tiny "a fox" --init-image fox.png --strength 0.6 --seed 7 -o out/
+  ldm generate --model tiny "a cat" --init-image room.png --mask hole.png --sampler "DPM++ 2M Karras"`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rf.req.Prompt = strings.Join(args, " ")
+			return runGenerate(cmd, &rf, &model)
+		},
+	}
+	f := cmd.Flags()
+	rf.register(f)
+	model.register(f)
+	f.StringVarP(&rf.output, "output", "o", ".", "output file (.png, .jpg) or folder")
+	return cmd
+}
+
+func runGenerate(cmd *cobra.Command, rf *requestFlags, model *modelFlags) error {
+	req, err := rf.request()
+	if err != nil {
+		return err
+	}
+	out, err := newOutputTarget(rf.output)
+	if err != nil {
+		return err
+	}
+	format, err := rf.outputFormat(cmd.Flags(), out.ext)
+	if err != nil {
+		return err
+	}
+	p, loadTime, err := model.open(cmd)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bar := newStepBar(cmd.ErrOrStderr())
+	start := time.Now()
+	results, err := p.Generate(ctx, req, ldm.Options{Progress: bar.update})
+	bar.finish()
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errors.New("interrupted")
+		}
+		return flagError(err)
+	}
+	genTime := time.Since(start)
+	names, err := out.names(results, format)
+	if err != nil {
+		return err
+	}
+	for i, r := range results {
+		if err := r.Save(names[i], format, rf.quality); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s\tseed %d\n", names[i], r.Seed)
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%d image(s) in %s (model load %s; %s)\n", len(results), seconds(time.Since(start)+loadTime), seconds(loadTime), bar.timing(genTime))
+	return nil
+}
+
+// outputTarget is -o: one file, or a folder of numbered files.
+type outputTarget struct {
+	path string
+	ext  string // the file's extension; "" for a folder
+}
+
+func newOutputTarget(path string) (*outputTarget, error) {
+	if path == "" {
+		return nil, errors.New("-o: empty output path")
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return &outputTarget{path: path}, nil
+	}
+	ext := filepath.Ext(path)
+	if _, ok := ldm.FormatOf(path); ok && !strings.HasSuffix(path, string(os.PathSeparator)) {
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("-o: %w", err)
+			}
+		}
+		return &outputTarget{path: path, ext: ext}, nil
+	}
+	if ext != "" && !strings.HasSuffix(path, string(os.PathSeparator)) {
+		return nil, fmt.Errorf("-o %s: unknown image extension %s: use .png or .jpg, or name a folder", path, ext)
+	}
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return nil, fmt.Errorf("-o: %w", err)
+	}
+	return &outputTarget{path: path}, nil
+}
+
+var numbered = regexp.MustCompile(`^(\d{5,})-`)
+
+// names gives each result its file: the -o file (stem-1, stem-2, … when
+// there are several), or the next free numbers of the folder,
+// NNNNN-<seed>.ext, as AUTOMATIC1111 numbers its outputs.
+func (o *outputTarget) names(results []ldm.Result, f ldm.Format) ([]string, error) {
+	var names []string
+	if o.ext != "" {
+		if len(results) == 1 {
+			return []string{o.path}, nil
+		}
+		stem := strings.TrimSuffix(o.path, o.ext)
+		for i := range results {
+			names = append(names, fmt.Sprintf("%s-%d%s", stem, i+1, o.ext))
+		}
+		return names, nil
+	}
+	entries, err := os.ReadDir(o.path)
+	if err != nil {
+		return nil, err
+	}
+	next := 1
+	for _, e := range entries {
+		if m := numbered.FindStringSubmatch(e.Name()); m != nil {
+			if n, _ := strconv.Atoi(m[1]); n >= next {
+				next = n + 1
+			}
+		}
+	}
+	for i, r := range results {
+		names = append(names, filepath.Join(o.path, fmt.Sprintf("%05d-%d%s", next+i, r.Seed, f.Ext())))
+	}
+	return names, nil
+}
+
+// stepBar draws generation progress on stderr: a redrawn bar on a terminal,
+// one plain line per step otherwise (logs, CI). It also keeps the step
+// timings for the summary line.
+type stepBar struct {
+	w       io.Writer
+	tty     bool
+	prefix  string
+	quiet   bool // no per-step lines when not on a terminal
+	drawn   bool
+	start   time.Time
+	first   time.Duration // until the first step ended (includes compiling)
+	last    time.Duration // until the last step ended
+	steps   int
+	lastLen int
+}
+
+func newStepBar(w io.Writer) *stepBar {
+	return &stepBar{w: w, tty: isTerminal(w), start: time.Now()}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (b *stepBar) update(pr ldm.Progress) {
+	since := time.Since(b.start)
+	b.steps++
+	if b.steps == 1 {
+		b.first = since
+	}
+	b.last = since
+	img := ""
+	if pr.Images > 1 {
+		img = fmt.Sprintf(" batch %d/%d", pr.Image, pr.Images)
+	}
+	if !b.tty {
+		if b.quiet {
+			return
+		}
+		fmt.Fprintf(b.w, "%sstep %d/%d%s, elapsed %s, ETA %s\n", b.prefix, pr.Step, pr.Total, img, seconds(pr.Elapsed), seconds(pr.ETA))
+		return
+	}
+	const width = 30
+	n := width * pr.Step / max(pr.Total, 1)
+	line := fmt.Sprintf("\r%s[%s%s] %d/%d%s  %s elapsed  ETA %s", b.prefix, strings.Repeat("=", n), strings.Repeat(" ", width-n),
+		pr.Step, pr.Total, img, clock(pr.Elapsed), clock(pr.ETA))
+	pad := max(b.lastLen-len(line), 0)
+	fmt.Fprint(b.w, line+strings.Repeat(" ", pad))
+	b.lastLen = len(line)
+	b.drawn = true
+}
+
+// finish ends the bar's line on a terminal.
+func (b *stepBar) finish() {
+	if b.tty && b.drawn {
+		fmt.Fprintln(b.w)
+		b.drawn, b.lastLen = false, 0
+	}
+}
+
+// timing describes where the generation time went.
+func (b *stepBar) timing(total time.Duration) string {
+	switch b.steps {
+	case 0:
+		return "no step"
+	case 1:
+		return fmt.Sprintf("1 step in %s including compilation and text encoding, then decode and save %s", seconds(b.first), seconds(total-b.last))
+	}
+	per := (b.last - b.first) / time.Duration(b.steps-1)
+	return fmt.Sprintf("%d steps: the first %s including compilation and text encoding, then %s per step; decode %s",
+		b.steps, seconds(b.first), seconds(per), seconds(total-b.last))
+}
+
+func seconds(d time.Duration) string {
+	if d < 10*time.Second {
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+func clock(d time.Duration) string {
+	s := int(d.Round(time.Second).Seconds())
+	if s >= 3600 {
+		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
+	}
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"image"
+	"image/color"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ldm-project/ldm/internal/golden"
+	"github.com/ldm-project/ldm/ldm"
+)
+
+// runSplit runs the command tree and returns stdout and stderr apart.
+func runSplit(args ...string) (stdout, stderr string, err error) {
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	err = root.Execute()
+	return out.String(), errb.String(), err
+}
+
+// tinyFolder is the golden tiny SD1.5 diffusers folder (the manifest's
+// single_file reference), or skips.
+func tinyFolder(t testing.TB) string {
+	t.Helper()
+	for _, c := range golden.Load(t).Cases {
+		if c.Kind == "single_file" {
+			return c.Path("reference")
+		}
+	}
+	t.Skip("golden manifest has no single_file case (the tiny model)")
+	return ""
+}
+
+func TestGenerateNamesTheFlagOfEveryBadCombination(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "init.png")
+	writeTestPNG(t, img, 64, 64)
+	small := filepath.Join(dir, "small.png")
+	writeTestPNG(t, small, 32, 32)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"x", "--strength", "0.5"}, "--strength: is only meaningful with an init image (it sets how much of --init-image"},
+		{[]string{"x", "--mask", img}, "--mask: needs an init image to inpaint (pass --init-image"},
+		{[]string{"x", "--init-image", img, "--mask", small}, "--mask: is (32,32) but the init image is (64,64)"},
+		{[]string{"x", "--init-image", img, "--strength", "1.5"}, "--strength: 1.5 must be in (0, 1]"},
+		{[]string{"x", "--init-image", filepath.Join(dir, "missing.png")}, "--init-image: open"},
+		{[]string{"x", "--init-image", filepath.Join(dir, "init.png"), "--mask-blur", "99", "--mask", img}, "--mask-blur: 99 must be between 0 and 64"},
+		{[]string{"   "}, "the PROMPT argument: is empty"},
+		{[]string{"x", "--steps", "1000"}, "--steps: 1000 exceeds the limit 150"},
+		{[]string{"x", "--cfg", "-1"}, "--cfg: -1 must be between 0 and 100"},
+		{[]string{"x", "--guidance", "101"}, "--cfg: 101 must be between 0 and 100"},
+		{[]string{"x", "--seed", "-2"}, "--seed: -2 must be -1 (random)"},
+		{[]string{"x", "--noise", "mt"}, `--noise: "mt" is not a generator`},
+		{[]string{"x", "--sampler", "Euler b"}, `--sampler: unknown sampler "Euler b"`},
+		{[]string{"x", "--schedule", "cosine"}, `--schedule: unknown schedule "cosine"`},
+		{[]string{"x", "--batch-size", "99"}, "--batch-size: 99 must be between 1 and 16"},
+		{[]string{"x", "--clip-skip", "13"}, "--clip-skip: 13 must be between 0 and 12"},
+		{[]string{"x", "--eta", "2"}, "--eta: 2 must be between 0 and 1"},
+		{[]string{"x", "-W", "-8"}, "--width: -8 must be a positive multiple"},
+		{[]string{"x", "--quality", "90"}, "--quality applies to JPEG output only"},
+		{[]string{"x", "--format", "jpeg", "--quality", "0"}, "--quality 0: want 1 to 100"},
+		{[]string{"x", "--format", "gif"}, `--format: image format "gif"`},
+		{[]string{"x", "--format", "jpeg", "-o", filepath.Join(dir, "a.png")}, "--format jpeg contradicts the output file's extension .png"},
+		{[]string{"x", "-o", filepath.Join(dir, "a.webp")}, "unknown image extension .webp"},
+		{[]string{"x"}, "no model: pass --model"},
+	} {
+		args := append([]string{"generate"}, tc.args...)
+		_, _, err := runSplit(args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ldm %s:\n got %v\nwant …%s…", strings.Join(args, " "), err, tc.want)
+		}
+	}
+}
+
+func writeTestPNG(t *testing.T, path string, w, h int) {
+	t.Helper()
+	img := testImage(w, h)
+	if err := ldm.SaveImage(path, img, ldm.Infotext{}, ldm.PNG, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGenerateWritesNumberedFilesReadableByPNGInfo(t *testing.T) {
+	model := tinyFolder(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	args := []string{"generate", "a red apple", "--negative", "blurry", "--model", model, "--backend", "go",
+		"--steps", "2", "--seed", "3", "--batch-size", "2", "--sampler", "Euler a", "-o", out}
+	stdout, stderr, err := runSplit(args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	want := []string{"00001-3.png", "00002-4.png"}
+	for i, name := range want {
+		if !strings.Contains(stdout, filepath.Join(out, name)+"\tseed "+[]string{"3", "4"}[i]) {
+			t.Errorf("stdout does not report %s:\n%s", name, stdout)
+		}
+	}
+	// Not a terminal: one plain progress line per step, and a timing summary.
+	for _, s := range []string{"step 1/2, elapsed", "step 2/2, elapsed", "ETA", "2 image(s) in"} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, stderr)
+		}
+	}
+	// A second run numbers on and, with the same seed, gives the same bytes.
+	if _, stderr, err = runSplit(args...); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	a, _ := os.ReadFile(filepath.Join(out, "00001-3.png"))
+	b, err := os.ReadFile(filepath.Join(out, "00003-3.png"))
+	if err != nil || !bytes.Equal(a, b) {
+		t.Fatalf("same seed and flags gave other bytes (err %v)", err)
+	}
+
+	text, _, err := runSplit("png-info", filepath.Join(out, "00002-4.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if len(lines) != 3 || lines[0] != "a red apple" || lines[1] != "Negative prompt: blurry" ||
+		!strings.HasPrefix(lines[2], "Steps: 2, Sampler: Euler a, CFG scale: 7.5, Seed: 4, Size: 64x64, Model hash: ") {
+		t.Fatalf("png-info:\n%s", text)
+	}
+	js, _, err := runSplit("png-info", "--json", filepath.Join(out, "00002-4.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info pngInfo
+	if err := json.Unmarshal([]byte(js), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Parameters["Seed"] != "4" || info.Request.Seed != 4 || info.Request.Steps != 2 || info.Request.Sampler != "Euler a" ||
+		info.Request.NegativePrompt != "blurry" || info.Request.Width != 64 || info.Parameters["Model"] != "tiny_sd15" {
+		t.Fatalf("png-info --json: %+v", info)
+	}
+}
+
+func TestGenerateJPEGAndImg2ImgFromFlags(t *testing.T) {
+	model := tinyFolder(t)
+	dir := t.TempDir()
+	init := filepath.Join(dir, "init.png")
+	writeTestPNG(t, init, 64, 64)
+	out := filepath.Join(dir, "fox.jpg")
+	_, stderr, err := runSplit("generate", "a fox", "--model", model, "--backend", "go", "--steps", "4", "--seed", "-1",
+		"--init-image", init, "--strength", "0.5", "--quality", "95", "--noise", "torch", "-o", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	js, _, err := runSplit("png-info", "--json", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info pngInfo
+	if err := json.Unmarshal([]byte(js), &info); err != nil {
+		t.Fatal(err)
+	}
+	// Strength 0.5 of 4 DDIM steps runs 2; the random seed is reported.
+	if info.Request.Strength != 0.5 || info.Request.Noise != "torch" || info.Request.Seed < 0 || info.Parameters["Denoising strength"] != "0.5" {
+		t.Fatalf("JPEG parameters: %+v", info)
+	}
+	if !strings.Contains(stderr, "step 2/2") || strings.Contains(stderr, "step 3/") {
+		t.Errorf("strength 0.5 of 4 steps should run 2 steps:\n%s", stderr)
+	}
+}
+
+// testImage is a w×h picture with a gradient.
+func testImage(w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(4 * y), 128, 255})
+		}
+	}
+	return img
+}
