@@ -55,7 +55,8 @@ type EmojiStats struct {
 	// Pairs is the number of image–caption pairs, Train and Test their
 	// split.
 	Pairs, Train, Test int
-	// Concepts counts the distinct base emoji, TestConcepts those held out.
+	// Concepts counts the distinct base emoji (an obsoleted one counts with
+	// its successor), TestConcepts those held out.
 	Concepts, TestConcepts int
 	// PerSet counts pairs per image set.
 	PerSet map[string]int
@@ -76,6 +77,7 @@ type emojiEntry struct {
 	Category       string                  `json:"category"`
 	Subcategory    string                  `json:"subcategory"`
 	SortOrder      int                     `json:"sort_order"`
+	ObsoletedBy    string                  `json:"obsoleted_by"`
 	SkinVariations map[string]emojiVariant `json:"skin_variations"`
 	Has            map[string]bool         `json:"-"`
 }
@@ -180,8 +182,9 @@ type emojiRow struct {
 	Subcategory string   `json:"subcategory"`
 	Set         string   `json:"set"`
 	Unified     string   `json:"unified"`
-	// Concept is the base emoji's unified code, shared by its sets and
-	// skin tones: the unit of the train/test split.
+	// Concept is the base emoji's unified code (its successor's, for an
+	// obsoleted emoji), shared by its sets and skin tones: the unit of the
+	// train/test split.
 	Concept  string `json:"concept"`
 	SkinTone string `json:"skin_tone,omitempty"`
 	Split    string `json:"split"`
@@ -235,13 +238,27 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 		versions[set] = packageVersion(dir)
 	}
 
-	// Concepts and their split, stratified by category.
+	// Concepts and their split, stratified by category. An emoji that
+	// Unicode obsoleted (RUNNER → MAN RUNNING) joins its successor's concept,
+	// so that near-identical images do not straddle the split.
+	known := map[string]bool{}
+	for _, set := range sets {
+		for _, e := range entries[set] {
+			known[e.Unified] = true
+		}
+	}
+	concept := func(e emojiEntry) string {
+		if known[e.ObsoletedBy] {
+			return e.ObsoletedBy
+		}
+		return e.Unified
+	}
 	category := map[string]string{}
 	for _, set := range sets {
 		for _, e := range entries[set] {
 			if e.Unified != "" && e.Has[set] {
-				if _, ok := category[e.Unified]; !ok {
-					category[e.Unified] = e.Category
+				if _, ok := category[concept(e)]; !ok {
+					category[concept(e)] = e.Category
 				}
 			}
 		}
@@ -265,7 +282,7 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 				name = strings.ReplaceAll(e.ShortName, "_", " ")
 			}
 			split := "train"
-			if test[e.Unified] {
+			if test[concept(e)] {
 				split = "test"
 			}
 			row := func(unified, image, tone string) job {
@@ -273,7 +290,7 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 					FileName: set + "/" + image, Name: strings.ToLower(name), ShortNames: e.ShortNames,
 					Text:     EmojiCaption(name, e.ShortNames, tone, e.Category, e.Subcategory, set),
 					Category: e.Category, Subcategory: e.Subcategory, Set: set,
-					Unified: unified, Concept: e.Unified, SkinTone: tone, Split: split, License: emojiLicense[set],
+					Unified: unified, Concept: concept(e), SkinTone: tone, Split: split, License: emojiLicense[set],
 				}}
 			}
 			if e.Has[set] {

@@ -349,3 +349,25 @@ func TestEmojiCaption(t *testing.T) {
 		}
 	}
 }
+
+func TestObsoletedEmojiShareTheirSuccessorsSplit(t *testing.T) {
+	src, out := t.TempDir(), t.TempDir()
+	writeFiles(t, src, map[string]string{"emoji.json": `[
+	 {"name":"MAN RUNNING","unified":"1F3C3-200D-2642-FE0F","image":"a.png","short_names":["man-running"],"category":"People & Body","subcategory":"person-activity","has_img_google":true},
+	 {"name":"RUNNER","unified":"1F3C3","image":"b.png","short_names":["runner"],"category":"People & Body","subcategory":"person-activity","has_img_google":true,"obsoleted_by":"1F3C3-200D-2642-FE0F"},
+	 {"name":"WOMAN RUNNING","unified":"1F3C3-200D-2640-FE0F","image":"c.png","short_names":["woman-running"],"category":"People & Body","subcategory":"person-activity","has_img_google":true}]`})
+	for _, f := range []string{"a.png", "b.png", "c.png"} {
+		writeImage(t, src, "img/google/64/"+f, solid(64, 64, color.NRGBA{A: 255}))
+	}
+	st, err := BuildEmoji(context.Background(), out, EmojiOptions{Sets: []string{"google"}, Sources: map[string]string{"google": src}, Holdout: 0.5}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Concepts != 2 || st.TestConcepts != 1 {
+		t.Errorf("%d concepts, %d held out; want 2 and 1", st.Concepts, st.TestConcepts)
+	}
+	rows := readRows(t, filepath.Join(out, "metadata.jsonl"))
+	if rows[1].Concept != rows[0].Concept || rows[1].Split != rows[0].Split || rows[2].Split == rows[0].Split {
+		t.Errorf("rows %+v", rows)
+	}
+}

@@ -24,7 +24,8 @@ type Options struct {
 	Size int
 	// Crop is CropCenter (default) or CropRandom.
 	Crop CropMode
-	// Flip mirrors each sample horizontally with probability 1/2.
+	// Flip mirrors each sample horizontally with probability 1/2. Leave it
+	// off where direction carries meaning (flags, text, emoji "facing right").
 	Flip bool
 	// Background is the colour transparent pixels are composited onto; its
 	// alpha is ignored, and a zero value means white.

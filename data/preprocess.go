@@ -110,6 +110,14 @@ func toRGB(n *image.NRGBA) *pixels {
 	return px
 }
 
+// unit maps an 8-bit value v to v/127.5 − 1 in [-1, 1].
+var unit = func() (t [256]float32) {
+	for v := range t {
+		t[v] = float32(v)/127.5 - 1
+	}
+	return t
+}()
+
 // fill writes a size×size crop at (x0, y0) of px, optionally mirrored, into
 // dst as CHW float32 in [-1, 1].
 func (px *pixels) fill(dst []float32, size, x0, y0 int, flip bool) {
@@ -123,9 +131,9 @@ func (px *pixels) fill(dst []float32, size, x0, y0 int, flip bool) {
 			}
 			s := src[sx*3 : sx*3+3]
 			o := y*size + x
-			dst[o] = float32(s[0])/127.5 - 1
-			dst[plane+o] = float32(s[1])/127.5 - 1
-			dst[2*plane+o] = float32(s[2])/127.5 - 1
+			dst[o] = unit[s[0]]
+			dst[plane+o] = unit[s[1]]
+			dst[2*plane+o] = unit[s[2]]
 		}
 	}
 }
