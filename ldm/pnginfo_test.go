@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"strings"
 	"testing"
 )
 
@@ -93,5 +94,25 @@ func TestValidateNamesTheField(t *testing.T) {
 	r.Defaults(64)
 	if err := r.Validate(DefaultLimits, 8); err != nil {
 		t.Fatalf("defaults must validate: %v", err)
+	}
+}
+
+func TestInfotextRequestRebuildsTheRequest(t *testing.T) {
+	it, err := ParseInfotext("a fox, (red:1.2)\nNegative prompt: blurry\nSteps: 12, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5.5, Seed: 123, Size: 512x768, Model hash: abc, Model: m, Denoising strength: 0.4, Mask blur: 2, Clip skip: 2, Eta: 0.3, RNG: CPU, Lora hashes: \"x: 1\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := it.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Request{Prompt: "a fox, (red:1.2)", NegativePrompt: "blurry", Steps: 12, Sampler: "DPM++ 2M", Schedule: "Karras", GuidanceScale: 5.5,
+		Seed: 123, Width: 512, Height: 768, Strength: 0.4, MaskBlur: 2, ClipSkip: 2, Eta: 0.3, Noise: "torch"}
+	if got != want {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	bad, _ := ParseInfotext("x\nSteps: many, Size: 5")
+	if _, err := bad.Request(); err == nil || !strings.Contains(err.Error(), "Steps") || !strings.Contains(err.Error(), "Size") {
+		t.Fatalf("malformed values: %v", err)
 	}
 }
