@@ -55,9 +55,9 @@ type EmojiStats struct {
 	// Pairs is the number of image–caption pairs, Train and Test their
 	// split.
 	Pairs, Train, Test int
-	// Concepts counts the distinct base emoji (an obsoleted one counts with
-	// its successor), TestConcepts those held out.
-	Concepts, TestConcepts int
+	// Emoji counts the distinct base emoji written; Concepts groups an
+	// obsoleted emoji with its successor; TestConcepts are those held out.
+	Emoji, Concepts, TestConcepts int
 	// PerSet counts pairs per image set.
 	PerSet map[string]int
 	// SkinVariants counts pairs that are skin-tone variants.
@@ -331,7 +331,11 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 			progress(i+1, len(jobs))
 		}
 	}
+	emoji := map[string]bool{}
 	for _, r := range rows {
+		if r.SkinTone == "" {
+			emoji[r.Unified] = true
+		}
 		st.Pairs++
 		st.PerSet[r.Set]++
 		if r.SkinTone != "" {
@@ -343,6 +347,7 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 			st.Train++
 		}
 	}
+	st.Emoji = len(emoji)
 	if len(rows) == 0 {
 		return st, errors.New("no emoji images found in the packages")
 	}
@@ -408,7 +413,8 @@ func emojiLicenses(sets []string, versions, sources map[string]string, st EmojiS
 		"from the package's `img/<set>/64/` folder; the captions and the other fields of `metadata.jsonl` were\n" +
 		"derived from the package's `emoji.json`. No other emoji sets are included: Apple's and Facebook's emoji\n" +
 		"art is not licensed for this use.\n\n")
-	fmt.Fprintf(&b, "%d image–caption pairs from %d emoji (%d held out for testing).\n", st.Pairs, st.Concepts, st.TestConcepts)
+	fmt.Fprintf(&b, "%d image–caption pairs of %d emoji; %d of %d concepts held out for testing (split \"test\").\n",
+		st.Pairs, st.Emoji, st.TestConcepts, st.Concepts)
 	for _, set := range sets {
 		switch set {
 		case "twitter":

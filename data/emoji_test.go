@@ -97,7 +97,7 @@ func TestBuildEmojiFromExtractedPackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := EmojiStats{Pairs: 9, Train: 9, Concepts: 4, PerSet: map[string]int{"twitter": 5, "google": 4}, SkinVariants: 3, Missing: 1}
+	want := EmojiStats{Pairs: 9, Train: 9, Emoji: 4, Concepts: 4, PerSet: map[string]int{"twitter": 5, "google": 4}, SkinVariants: 3, Missing: 1}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("stats %+v, want %+v", st, want)
 	}
@@ -171,7 +171,7 @@ func TestBuildEmojiWithoutSkinTonesAndOneSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Three concepts in three categories: round(0.5·1) = 1 each, all held out.
-	want := EmojiStats{Pairs: 3, Test: 3, Concepts: 3, TestConcepts: 3, PerSet: map[string]int{"google": 3}}
+	want := EmojiStats{Pairs: 3, Test: 3, Emoji: 3, Concepts: 3, TestConcepts: 3, PerSet: map[string]int{"google": 3}}
 	if !reflect.DeepEqual(st, want) {
 		t.Errorf("stats %+v, want %+v", st, want)
 	}

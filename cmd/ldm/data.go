@@ -65,9 +65,9 @@ A fraction --holdout of the emoji (per category, the same on every run) is marke
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s: %d image–caption pairs (%s) from %d emoji in %.1fs\n",
-				args[0], st.Pairs, countsBySet(st.PerSet), st.Concepts, time.Since(start).Seconds())
-			fmt.Fprintf(w, "  split: %d train, %d test (%d emoji held out)\n", st.Train, st.Test, st.TestConcepts)
+			fmt.Fprintf(w, "%s: %d image–caption pairs (%s) of %d emoji in %.1fs\n",
+				args[0], st.Pairs, countsBySet(st.PerSet), st.Emoji, time.Since(start).Seconds())
+			fmt.Fprintf(w, "  split: %d train, %d test (%d of %d concepts held out)\n", st.Train, st.Test, st.TestConcepts, st.Concepts)
 			if st.SkinVariants > 0 {
 				fmt.Fprintf(w, "  skin-tone variants: %d\n", st.SkinVariants)
 			}
