@@ -405,15 +405,15 @@ func (s *Server) a1111PNGInfo(c *gin.Context) {
 		s.failErr(c, err, nil)
 		return
 	}
-	items := map[string]string{}
-	text, err := ldm.ReadPNGText(bytes.NewReader(data))
-	if err != nil {
-		if _, _, cerr := image.DecodeConfig(bytes.NewReader(data)); cerr != nil {
-			s.fail(c, http.StatusBadRequest, "image", errors.New("is not an image"))
-			return
-		}
+	if _, _, err := image.DecodeConfig(bytes.NewReader(data)); err != nil {
+		s.fail(c, http.StatusBadRequest, "image", errors.New("is not a PNG, JPEG or GIF image"))
+		return
 	}
-	info := text["parameters"]
+	// A PNG's other text chunks are listed as A1111's "items"; a JPEG's
+	// parameters come from its EXIF UserComment.
+	info, _ := ldm.ReadParameters(bytes.NewReader(data))
+	items := map[string]string{}
+	text, _ := ldm.ReadPNGText(bytes.NewReader(data))
 	for k, v := range text {
 		if k != "parameters" {
 			items[k] = v

@@ -42,7 +42,8 @@ type Image struct {
 }
 
 // event is one server-sent event, JSON already encoded. A preview's data is
-// dropped when a newer preview arrives, so a job holds at most one.
+// dropped when a newer preview arrives, so a job holds at most one (a late
+// subscriber sees the last).
 type event struct {
 	name string
 	data []byte
@@ -145,9 +146,6 @@ func (j *Job) finish(state State, images []Image, err error, code string) bool {
 	}
 	j.state, j.images, j.err, j.code, j.finished = state, images, err, code, time.Now()
 	j.preview = nil
-	if j.lastPreview >= 0 {
-		j.events[j.lastPreview].data = nil
-	}
 	j.emit("done", j.viewLocked(true))
 	close(j.done)
 	return true
@@ -290,7 +288,7 @@ func encodeResults(results []ldm.Result) ([]Image, error) {
 	for _, r := range results {
 		info := r.Infotext.String()
 		var buf bytes.Buffer
-		if err := ldm.EncodePNG(&buf, r.Image, []ldm.KV{{Key: "parameters", Value: info}}); err != nil {
+		if err := ldm.EncodeImage(&buf, r.Image, r.Infotext, ldm.PNG, 0); err != nil {
 			return out, fmt.Errorf("encoding image: %w", err)
 		}
 		b := r.Image.Bounds()

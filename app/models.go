@@ -63,8 +63,12 @@ func (s *Server) models() []modelEntry {
 		if filepath.Clean(p) == filepath.Clean(cur.Path) {
 			continue
 		}
+		st, err := os.Stat(p) // follows symbolic links
+		if err != nil {
+			continue
+		}
 		switch {
-		case e.IsDir():
+		case st.IsDir():
 			if _, err := os.Stat(filepath.Join(p, "model_index.json")); err != nil {
 				continue
 			}

@@ -68,6 +68,11 @@ type nativeRequest struct {
 func (s *Server) readNative(c *gin.Context) (ldm.Request, error) {
 	var nr nativeRequest
 	if err := decodeJSON(c, &nr); err != nil {
+		var fe *ldm.FieldError
+		if errors.As(err, &fe) {
+			// Fields of the embedded Request are reported as "Request.steps".
+			fe.Field = strings.TrimPrefix(fe.Field, "Request.")
+		}
 		return ldm.Request{}, err
 	}
 	req := nr.Request

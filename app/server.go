@@ -20,7 +20,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/ldm-project/ldm/ldm"
-	"github.com/ldm-project/ldm/scheduler"
 )
 
 // Model is what the server runs: an *ldm.Pipeline, or a stand-in in tests.
@@ -213,12 +212,6 @@ func (s *Server) submit(req ldm.Request, ephemeral bool) (*Job, int, error) {
 	if err := req.Validate(s.cfg.Limits, m.Model.Factor()); err != nil {
 		s.metrics.rejected("invalid")
 		return nil, 0, err
-	}
-	// The pipeline resolves the sampler only when the job runs; resolving it
-	// here answers a bad name before the request waits in the queue.
-	if _, err := scheduler.ParseSamplerSchedule(req.Sampler, req.Schedule); err != nil {
-		s.metrics.rejected("invalid")
-		return nil, 0, &ldm.FieldError{Field: "sampler", Msg: err.Error()}
 	}
 	j := newJob(req, m.Name, ephemeral)
 	s.mu.Lock()

@@ -15,7 +15,7 @@ var indexHTML []byte
 
 func (s *Server) webRoutes(e *gin.Engine) {
 	e.GET("/", func(c *gin.Context) {
-		c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+		c.Header("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
 		c.Header("X-Content-Type-Options", "nosniff")
 		c.Data(http.StatusOK, "text/html; charset=utf-8", indexHTML)
 	})
