@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ldm-project/ldm/internal/golden"
+)
+
+func TestServeRefusesBadSettingsBeforeLoading(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "0.0.0.0:7860"}, "--insecure"},
+		{[]string{"--listen", ":7860"}, "without authentication"},
+		{[]string{"--listen", "0.0.0.0:7860", "--api-auth", "nocolon"}, "user:password"},
+		{[]string{"--listen", "nope"}, "listen address"},
+	} {
+		// The model path does not exist: the error must come first.
+		out, err := runLDM(append([]string{"serve", "--model", "/no/such/model"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %v: %v (output %q), want an error about %q", c.args, err, out, c.want)
+		}
+	}
+}
+
+// TestServeAnswersAndStopsOnSignal starts the command as the binary would,
+// calls it over loopback, then cancels its context as SIGTERM does.
+func TestServeAnswersAndStopsOnSignal(t *testing.T) {
+	model := filepath.Join(golden.Dir(), "tiny_sd15")
+	if _, err := os.Stat(filepath.Join(model, "model_index.json")); err != nil {
+		t.Skipf("the tiny golden model is not at %s: %v", model, err)
+	}
+	root := newRootCmd()
+	pr, pw := io.Pipe()
+	root.SetOut(pw)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"serve", "--backend", "go", "--model", model, "--listen", "127.0.0.1:0", "--shutdown-timeout", "5s"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- root.ExecuteContext(ctx)
+		pw.Close()
+	}()
+	var base string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if _, url, ok := strings.Cut(sc.Text(), " on "); ok {
+			base = url
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if base == "" {
+		t.Fatalf("the server did not say where it listens: %v", <-done)
+	}
+	resp, err := http.Get(base + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Post(base+"/api/v1/generate", "application/json", strings.NewReader(`{"prompt":"a","steps":1,"width":32,"height":32}`))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("generate: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v after the signal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop within 10 s of the signal")
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Error("the server still answers after stopping")
+	}
+}
