@@ -251,7 +251,11 @@ func (s *Server) a1111Info(req ldm.Request, sn Snapshot) map[string]any {
 
 func (s *Server) a1111Progress(c *gin.Context) {
 	s.mu.Lock()
-	j := s.running
+	var j *Job
+	if len(s.running) > 0 {
+		j = s.running[0]
+	}
+	running := len(s.running)
 	s.mu.Unlock()
 	state := gin.H{"skipped": false, "interrupted": false, "job": "", "job_count": s.q.len(),
 		"job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
@@ -260,7 +264,7 @@ func (s *Server) a1111Progress(c *gin.Context) {
 		sn := j.snapshot()
 		f := fraction(sn.Progress)
 		state["job"] = j.ID
-		state["job_count"] = s.q.len() + 1
+		state["job_count"] = s.q.len() + running
 		state["job_no"] = max(0, sn.Progress.Image-1)
 		state["job_timestamp"] = sn.Started.Format("20060102150405")
 		state["sampling_step"] = sn.Progress.Step
@@ -280,9 +284,9 @@ func (s *Server) a1111Progress(c *gin.Context) {
 
 func (s *Server) a1111Interrupt(c *gin.Context) {
 	s.mu.Lock()
-	j := s.running
+	running := append([]*Job(nil), s.running...)
 	s.mu.Unlock()
-	if j != nil {
+	for _, j := range running {
 		s.cancel(j, "interrupted")
 	}
 	c.JSON(http.StatusOK, gin.H{})

@@ -53,6 +53,7 @@ type metrics struct {
 	imageN    uint64
 	stepSecs  *histogram
 	jobSecs   *histogram
+	batchJobs *histogram
 	startedAt time.Time
 }
 
@@ -61,6 +62,7 @@ func newMetrics() *metrics {
 		finishes: map[State]uint64{}, rejects: map[string]uint64{},
 		stepSecs:  newHistogram(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 		jobSecs:   newHistogram(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+		batchJobs: newHistogram(1, 2, 4, 8, 16),
 		startedAt: time.Now(),
 	}
 }
@@ -92,6 +94,12 @@ func (m *metrics) images(n int) {
 	m.mu.Unlock()
 }
 
+func (m *metrics) batch(jobs int) {
+	m.mu.Lock()
+	m.batchJobs.observe(float64(jobs))
+	m.mu.Unlock()
+}
+
 func (m *metrics) step(d time.Duration) {
 	m.mu.Lock()
 	m.stepSecs.observe(d.Seconds())
@@ -107,10 +115,7 @@ func (s *Server) serveMetrics(c *gin.Context) {
 func (s *Server) writeMetrics(w io.Writer) {
 	queued := s.q.len()
 	s.mu.Lock()
-	running := 0
-	if s.running != nil {
-		running = 1
-	}
+	running := len(s.running)
 	model := s.model.Name
 	s.mu.Unlock()
 	m := s.metrics
@@ -131,6 +136,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 	fmt.Fprintf(w, "# HELP ldm_images_total Images generated.\n# TYPE ldm_images_total counter\nldm_images_total %d\n", m.imageN)
 	m.stepSecs.write(w, "ldm_step_seconds", "Time between denoising steps (U-Net calls with guidance and the sampler update).")
 	m.jobSecs.write(w, "ldm_job_seconds", "Run time of a job, from start to its last image.")
+	m.batchJobs.write(w, "ldm_batch_jobs", "Jobs run together in one model batch (request batching).")
 	fmt.Fprintf(w, "# HELP ldm_model_info The loaded model.\n# TYPE ldm_model_info gauge\nldm_model_info{name=%q} 1\n", model)
 	fmt.Fprintf(w, "# HELP ldm_uptime_seconds Seconds since the server started.\n# TYPE ldm_uptime_seconds gauge\nldm_uptime_seconds %g\n", time.Since(m.startedAt).Seconds())
 }

@@ -128,7 +128,7 @@ type Server struct {
 	mu      sync.Mutex
 	model   *Loaded
 	jobs    map[string]*Job
-	running *Job
+	running []*Job         // started, not finished (several when batched)
 	options map[string]any // A1111 options clients have set
 	avgJob  time.Duration  // moving average of run times, for Retry-After
 
@@ -306,34 +306,61 @@ func (s *Server) work() {
 		if j == nil {
 			return
 		}
-		s.run(j)
+		jobs := []*Job{j}
+		if bm, ok := s.current().Model.(BatchModel); ok && s.cfg.BatchJobs > 1 {
+			jobs = append(jobs, s.q.takeIf(s.cfg.BatchJobs-1, func(k *Job) bool { return bm.Compatible(j.Req, k.Req) })...)
+		}
+		s.run(jobs)
 	}
 }
 
-// run executes one job on the current model.
-func (s *Server) run(j *Job) {
+// run executes jobs on the current model: together when it is a
+// BatchModel, else one after another.
+func (s *Server) run(jobs []*Job) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	m := s.current()
+	if bm, ok := m.Model.(BatchModel); ok && len(jobs) > 1 {
+		s.runBatch(bm, jobs)
+		return
+	}
+	for _, j := range jobs {
+		a := s.begin(j)
+		if a == nil {
+			continue
+		}
+		s.metrics.batch(1)
+		results, err := s.generate(a.ctx, m.Model, j.Req, a.opts)
+		s.complete(a, results, err)
+	}
+}
+
+// active is a job that has started.
+type active struct {
+	j      *Job
+	ctx    context.Context
+	cancel context.CancelFunc
+	opts   ldm.Options
+	start  time.Time
+}
+
+// begin starts a job with its own deadline and progress reporting; nil
+// when the job was cancelled while it waited.
+func (s *Server) begin(j *Job) *active {
 	ctx, cancel := context.WithTimeout(s.hardCtx, s.cfg.JobTimeout)
-	defer cancel()
 	if !j.start(cancel) {
+		cancel()
 		if j.finish(Cancelled, nil, errors.New(j.cause()), "cancelled") {
 			s.metrics.finished(Cancelled, 0)
 		}
-		return
+		return nil
 	}
 	s.mu.Lock()
-	s.running = j
+	s.running = append(s.running, j)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.running = nil
-		s.mu.Unlock()
-	}()
-	start := time.Now()
-	last := start
-	opts := ldm.Options{PreviewEvery: max(0, s.cfg.PreviewEvery), Progress: func(p ldm.Progress) {
+	a := &active{j: j, ctx: ctx, cancel: cancel, start: time.Now()}
+	last := a.start
+	a.opts = ldm.Options{PreviewEvery: max(0, s.cfg.PreviewEvery), Progress: func(p ldm.Progress) {
 		now := time.Now()
 		s.metrics.step(now.Sub(last))
 		last = now
@@ -343,12 +370,18 @@ func (s *Server) run(j *Job) {
 		}
 		j.setProgress(p, preview)
 	}}
-	results, err := s.generate(ctx, m.Model, j.Req, opts)
+	return a
+}
+
+// complete records a started job's outcome.
+func (s *Server) complete(a *active, results []ldm.Result, err error) {
+	defer a.cancel()
+	j := a.j
 	images, encErr := encodeResults(results)
 	if err == nil {
 		err = encErr
 	}
-	took := time.Since(start)
+	took := time.Since(a.start)
 	state, code := Succeeded, ""
 	switch {
 	case err == nil:
@@ -356,7 +389,7 @@ func (s *Server) run(j *Job) {
 		state, code, err = Cancelled, "cancelled", errors.New(j.cause())
 	case s.hardCtx.Err() != nil:
 		state, code, err = Cancelled, "shutdown", errShuttingDown
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+	case errors.Is(a.ctx.Err(), context.DeadlineExceeded):
 		state, code, err = Failed, "timeout", fmt.Errorf("the job ran longer than the %v limit", s.cfg.JobTimeout)
 	default:
 		state, code = Failed, "internal"
@@ -372,6 +405,12 @@ func (s *Server) run(j *Job) {
 		s.metrics.images(len(images))
 	}
 	s.mu.Lock()
+	for i, r := range s.running {
+		if r == j {
+			s.running = append(s.running[:i], s.running[i+1:]...)
+			break
+		}
+	}
 	if s.avgJob == 0 {
 		s.avgJob = took
 	} else {
