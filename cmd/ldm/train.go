@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ldm-project/ldm/nn"
+	"github.com/ldm-project/ldm/train"
+)
+
+func init() { subcommands = append(subcommands, newTrainCmd, newFinetuneCmd) }
+
+func newTrainCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Train a model from scratch: vae, ldm",
+	}
+	cmd.AddCommand(newTrainVAECmd(), newTrainLDMCmd())
+	return cmd
+}
+
+// optimFlags adds the optimiser flags shared by every training command.
+func optimFlags(cmd *cobra.Command, c *train.Config) {
+	f := cmd.Flags()
+	f.Float64Var(&c.LR, "lr", c.LR, "peak learning rate (AdamW)")
+	f.IntVar(&c.Steps, "steps", c.Steps, "optimiser steps (the cosine schedule's length)")
+	f.IntVar(&c.WarmupSteps, "warmup", c.WarmupSteps, "linear warm-up steps")
+	f.Float64Var(&c.MinLRFrac, "min-lr-frac", c.MinLRFrac, "cosine floor as a fraction of --lr")
+	f.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW decoupled weight decay")
+	f.Float64Var(&c.ClipNorm, "clip", c.ClipNorm, "clip gradients to this global norm (0: off)")
+	f.Float64Var(&c.EMADecay, "ema", c.EMADecay, "EMA decay of the weights used for samples and export (0: off)")
+	f.IntVar(&c.Accum, "accum", c.Accum, "gradient accumulation: micro-batches per step")
+}
+
+// runFlags are the flags of the loop itself.
+type runFlags struct {
+	out       string
+	every     int
+	keep      int
+	hookEvery int
+	resume    bool
+}
+
+func (r *runFlags) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&r.out, "out", "o", "", "run folder: checkpoints, loss curve, samples, metrics.jsonl (required)")
+	f.IntVar(&r.every, "checkpoint-every", 200, "write a checkpoint every N steps")
+	f.IntVar(&r.keep, "keep", 3, "checkpoints kept")
+	f.IntVar(&r.hookEvery, "sample-every", 500, "loss curve, samples and metrics every N steps")
+	f.BoolVar(&r.resume, "resume", false, "continue the newest checkpoint in --out exactly (its stored settings win)")
+	_ = cmd.MarkFlagRequired("out")
+}
+
+// resumePath is the checkpoint to resume, or "" for a fresh run.
+func (r *runFlags) resumePath() (string, error) {
+	if !r.resume {
+		if train.Latest(r.out) != "" {
+			return "", fmt.Errorf("%s already holds checkpoints: pass --resume to continue, or choose another --out", r.out)
+		}
+		return "", nil
+	}
+	p := train.Latest(r.out)
+	if p == "" {
+		return "", fmt.Errorf("--resume: no checkpoint in %s", r.out)
+	}
+	return p, nil
+}
+
+// signalContext is cancelled by SIGINT/SIGTERM so that the loop writes a
+// final checkpoint.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// progressBar draws one line per update: bar, step, loss, it/s, img/s, ETA.
+func progressBar(w io.Writer) func(train.Progress) {
+	last := time.Time{}
+	return func(p train.Progress) {
+		if time.Since(last) < 500*time.Millisecond && p.Step != p.Steps && p.Checkpoint == "" {
+			return
+		}
+		last = time.Now()
+		const width = 30
+		done := width * p.Step / max(p.Steps, 1)
+		bar := strings.Repeat("█", done) + strings.Repeat("░", width-done)
+		fmt.Fprintf(w, "\r%s %d/%d loss %.4f lr %.2e %.2f it/s %.1f img/s ETA %s ", bar, p.Step, p.Steps,
+			p.Loss, p.LR, p.ItPerSec, p.ImgPerSec, p.ETA.Round(time.Second))
+		if p.Checkpoint != "" {
+			fmt.Fprintf(w, "\n  checkpoint %s\n", p.Checkpoint)
+		}
+	}
+}
+
+func newTrainVAECmd() *cobra.Command {
+	run := train.VAERun{Size: 64, Batch: 16, Seed: 1, VAE: train.SmallVAEConfig(),
+		Loss: train.VAELossOpts{L1: 1, KL: 1e-6}, Train: train.DefaultConfig()}
+	run.Train.LR = 1e-3
+	var rf runFlags
+	var blocks []int
+	cmd := &cobra.Command{
+		Use:   "vae <image-folder>",
+		Short: "Train a KL-VAE (L1/MSE reconstruction + β·KL) on an image folder",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				run.Data = args[0]
+			}
+			if len(blocks) > 0 {
+				run.VAE.BlockOutChannels = blocks
+				run.VAE.DownBlockTypes = repeat("DownEncoderBlock2D", len(blocks))
+				run.VAE.UpBlockTypes = repeat("UpDecoderBlock2D", len(blocks))
+			}
+			resume, err := rf.resumePath()
+			if err != nil {
+				return err
+			}
+			if resume == "" && run.Data == "" {
+				return fmt.Errorf("give the image folder")
+			}
+			b, err := nn.NewBackend(backendFlag(cmd))
+			if err != nil {
+				return err
+			}
+			t, err := train.NewVAETrainer(b, run, resume)
+			if err != nil {
+				return err
+			}
+			out := cmd.ErrOrStderr()
+			fmt.Fprintf(out, "VAE: %d parameters, %d training images, batch %d×%d\n", t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum)
+			ctx, stop := signalContext()
+			defer stop()
+			hook := func(step int) error {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+					return err
+				}
+				ev, err := t.Evaluate(b, rf.out, 64)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "\n  step %d: held-out PSNR %.2f dB (%d images)\n", step, ev.PSNR, ev.Images)
+				return train.AppendJSONL(filepath.Join(rf.out, "metrics.jsonl"), ev)
+			}
+			err = t.Loop(ctx, t.Run.Train.Steps, t.Batch, train.LoopOptions{Dir: rf.out, Every: rf.every, Keep: rf.keep,
+				Extra: t.Run, ImgPerStep: t.Run.Batch * t.Run.Train.Accum, Hook: hook, HookEvery: rf.hookEvery, Progress: progressBar(out)})
+			fmt.Fprintln(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&run.Size, "size", run.Size, "image size")
+	f.IntVar(&run.Crop, "crop", run.Crop, "train on random crops of this size (0: whole images)")
+	f.IntVar(&run.VAE.NormNumGroups, "norm-groups", run.VAE.NormNumGroups, "GroupNorm groups")
+	f.IntVar(&run.Batch, "batch", run.Batch, "micro-batch size")
+	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of initialisation, data order and noise")
+	f.IntSliceVar(&blocks, "blocks", nil, "block_out_channels (default 32,64,64: f4)")
+	f.IntVar(&run.VAE.LatentChannels, "latent-channels", run.VAE.LatentChannels, "latent channels")
+	f.IntVar(&run.VAE.LayersPerBlock, "layers", run.VAE.LayersPerBlock, "ResNet layers per block")
+	f.Float64Var(&run.Loss.L1, "l1", run.Loss.L1, "L1 reconstruction weight")
+	f.Float64Var(&run.Loss.MSE, "mse", run.Loss.MSE, "MSE reconstruction weight")
+	f.Float64Var(&run.Loss.KL, "kl", run.Loss.KL, "KL weight (LDM convention: per-image sums)")
+	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight (not implemented yet)")
+	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight (not implemented yet)")
+	optimFlags(cmd, &run.Train)
+	rf.add(cmd)
+	return cmd
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+func backendFlag(cmd *cobra.Command) string {
+	s, _ := cmd.Flags().GetString("backend")
+	return s
+}
+
+func newTrainLDMCmd() *cobra.Command {
+	run := train.LDMRun{Size: 64, Batch: 16, Seed: 1, TokenizerMerges: 2000, MaxLength: 32, Prediction: "epsilon",
+		CaptionDropout: 0.1, TrainText: true, SchedulerClass: "EulerDiscreteScheduler", Train: train.DefaultConfig()}
+	run.Train.LR = 5e-4
+	var rf runFlags
+	var hidden, layers, crossDim int
+	var blocks []int
+	var prompts []string
+	cmd := &cobra.Command{
+		Use:   "ldm <image-folder>",
+		Short: "Train a latent diffusion model (U-Net + CLIP text encoder) on a frozen VAE",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				run.Data = args[0]
+			}
+			resume, err := rf.resumePath()
+			if err != nil {
+				return err
+			}
+			if resume == "" {
+				if run.Data == "" || run.VAE == "" {
+					return fmt.Errorf("give the image folder and --vae")
+				}
+				run.UNet = train.SmallUNetConfig(hidden)
+				if len(blocks) > 0 {
+					run.UNet.BlockOutChannels = blocks
+				}
+				run.Text = train.SmallTextConfig(0, hidden, layers, run.MaxLength)
+				if crossDim != 0 && crossDim != hidden {
+					return fmt.Errorf("--cross-dim must equal --text-hidden")
+				}
+				if run.Scheduler, err = train.SDSchedulerConfig(run.SchedulerClass, run.Prediction); err != nil {
+					return err
+				}
+			}
+			b, err := nn.NewBackend(backendFlag(cmd))
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(rf.out, 0o755); err != nil {
+				return err
+			}
+			out := cmd.ErrOrStderr()
+			t, err := train.NewLDMTrainer(b, run, rf.out, resume)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "LDM: %d trainable parameters, %d training images, batch %d×%d, latent scale %.4f\n",
+				t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum, t.Run.ScalingFactor)
+			ctx, stop := signalContext()
+			defer stop()
+			hook := func(step int) error {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+					return err
+				}
+				dir := filepath.Join(rf.out, "model")
+				if err := t.Export(dir); err != nil {
+					return err
+				}
+				path := filepath.Join(rf.out, fmt.Sprintf("samples-%08d.png", step))
+				if err := train.SampleGrid(ctx, dir, path, prompts, 20, 1); err != nil {
+					fmt.Fprintf(out, "\n  samples: %v\n", err)
+				}
+				return nil
+			}
+			err = t.Loop(ctx, t.Run.Train.Steps, t.Batch, train.LoopOptions{Dir: rf.out, Every: rf.every, Keep: rf.keep,
+				Extra: t.Run, ImgPerStep: t.Run.Batch * t.Run.Train.Accum, Hook: hook, HookEvery: rf.hookEvery, Progress: progressBar(out)})
+			fmt.Fprintln(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&run.VAE, "vae", "", "frozen VAE: a diffusers vae folder, or a checkpoint of `ldm train vae`")
+	f.StringVar(&run.Tokenizer, "tokenizer", "", "CLIP tokenizer folder (default: train a BPE on the captions)")
+	f.IntVar(&run.TokenizerMerges, "merges", run.TokenizerMerges, "BPE merges when training the tokenizer")
+	f.IntVar(&run.MaxLength, "max-length", run.MaxLength, "tokens per caption (text encoder positions)")
+	f.IntVar(&run.Size, "size", run.Size, "image size")
+	f.IntVar(&run.Batch, "batch", run.Batch, "micro-batch size")
+	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of initialisation, data order and noise")
+	f.StringVar(&run.Prediction, "prediction", run.Prediction, `"epsilon" or "v_prediction"`)
+	f.Float64Var(&run.CaptionDropout, "caption-dropout", run.CaptionDropout, "probability of an empty caption (classifier-free guidance)")
+	f.BoolVar(&run.TrainText, "train-text", run.TrainText, "train the text encoder jointly (false: frozen at its initialisation)")
+	f.StringVar(&run.SchedulerClass, "scheduler", run.SchedulerClass, "diffusers scheduler class written into the model")
+	f.IntVar(&hidden, "text-hidden", 64, "text encoder width = U-Net cross-attention width")
+	f.IntVar(&crossDim, "cross-dim", 0, "U-Net cross-attention width (must equal --text-hidden)")
+	f.IntVar(&layers, "text-layers", 2, "text encoder layers")
+	f.IntSliceVar(&blocks, "blocks", nil, "U-Net block_out_channels (default 32,64,64)")
+	f.StringArrayVar(&prompts, "prompt", []string{"grinning face", "red apple", "red heart", "thumbs up", "dog face", "sun", "pizza", "rocket"}, "sample-grid prompts")
+	optimFlags(cmd, &run.Train)
+	rf.add(cmd)
+	return cmd
+}
+
+func newFinetuneCmd() *cobra.Command { return &cobra.Command{Use: "finetune"} }

@@ -1,0 +1,163 @@
+package train
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	_ "image/jpeg" // decoders for the image folder
+	_ "image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/disintegration/imaging"
+)
+
+// Example is one image–caption pair held in memory as 8-bit RGB, composited
+// onto the background, Size×Size, row-major HWC.
+type Example struct {
+	RGB     []uint8
+	Caption string
+	File    string
+	Split   string // "train", "test", or "" when the folder does not say
+}
+
+// Dataset is an image folder loaded into memory.
+type Dataset struct {
+	Size     int
+	Examples []Example
+	Skipped  []string // files that could not be read, with the reason
+}
+
+// LoadImageFolder reads dir/metadata.jsonl (the Hugging Face imagefolder
+// layout: one {"file_name", "text"} object a line; an optional "split") and
+// the images it names, composited onto white and resized to size×size.
+// split, when not empty, keeps only rows of that split. Unreadable images
+// are skipped and listed in Skipped.
+func LoadImageFolder(dir string, size int, split string) (*Dataset, error) {
+	f, err := os.Open(filepath.Join(dir, "metadata.jsonl"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ds := &Dataset{Size: size}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		var row struct {
+			FileName string `json:"file_name"`
+			Text     string `json:"text"`
+			Split    string `json:"split"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			return nil, fmt.Errorf("metadata.jsonl line %d: %w", line, err)
+		}
+		if split != "" && row.Split != split {
+			continue
+		}
+		rgb, err := readRGB(filepath.Join(dir, row.FileName), size)
+		if err != nil {
+			ds.Skipped = append(ds.Skipped, fmt.Sprintf("%s: %v", row.FileName, err))
+			continue
+		}
+		ds.Examples = append(ds.Examples, Example{RGB: rgb, Caption: row.Text, File: row.FileName, Split: row.Split})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(ds.Examples) == 0 {
+		return nil, fmt.Errorf("%s: no images", dir)
+	}
+	return ds, nil
+}
+
+func readRGB(path string, size int) ([]uint8, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, err
+	}
+	return compositeRGB(img, size), nil
+}
+
+// compositeRGB draws img over white at size×size (Lanczos when resizing).
+func compositeRGB(img image.Image, size int) []uint8 {
+	dst := image.NewRGBA(image.Rect(0, 0, size, size))
+	draw.Draw(dst, dst.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	if img.Bounds().Dx() != size || img.Bounds().Dy() != size {
+		img = imaging.Resize(img, size, size, imaging.Lanczos)
+	}
+	draw.Draw(dst, dst.Bounds(), img, img.Bounds().Min, draw.Over)
+	out := make([]uint8, 0, size*size*3)
+	for i := 0; i < len(dst.Pix); i += 4 {
+		out = append(out, dst.Pix[i], dst.Pix[i+1], dst.Pix[i+2])
+	}
+	return out
+}
+
+// Order is the deterministic data order of a run: sample position p (counted
+// from the start of training) is example Perm(epoch)[p mod N] with epoch =
+// p / N, each epoch a fresh permutation drawn from (seed, epoch). Resuming at
+// a step therefore continues with exactly the examples an uninterrupted run
+// would have seen.
+type Order struct {
+	N    int
+	Seed uint64
+
+	epoch int
+	perm  []int
+}
+
+// Index returns the example index at sample position p.
+func (o *Order) Index(p int) int {
+	e := p / o.N
+	if o.perm == nil || e != o.epoch {
+		o.epoch = e
+		o.perm = rand.New(rand.NewPCG(o.Seed, uint64(e)+0x9e3779b97f4a7c15)).Perm(o.N)
+	}
+	return o.perm[p%o.N]
+}
+
+// StepRand is the random source of one optimiser step's micro-batch: a
+// function of (seed, step, micro) only, so that a resumed run draws the same
+// noise, timesteps and caption dropout.
+func StepRand(seed uint64, step, micro int) *rand.Rand {
+	return rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, uint64(step)<<8|uint64(micro)))
+}
+
+// NCHW converts examples[idx] to float32 NCHW in [-1, 1].
+func (ds *Dataset) NCHW(idx []int) []float32 {
+	s := ds.Size
+	out := make([]float32, len(idx)*3*s*s)
+	for b, i := range idx {
+		rgb := ds.Examples[i].RGB
+		for p := 0; p < s*s; p++ {
+			for c := 0; c < 3; c++ {
+				out[(b*3+c)*s*s+p] = float32(rgb[p*3+c])/127.5 - 1
+			}
+		}
+	}
+	return out
+}
+
+// Normal fills n standard normal values from r.
+func Normal(r *rand.Rand, n int) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(r.NormFloat64())
+	}
+	return out
+}

@@ -1,0 +1,461 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/ldm-project/ldm/internal/fsutil"
+	"github.com/ldm-project/ldm/nn"
+	"github.com/ldm-project/ldm/scheduler"
+	"github.com/ldm-project/ldm/textenc"
+	"github.com/ldm-project/ldm/unet"
+	"github.com/ldm-project/ldm/vae"
+	"github.com/ldm-project/ldm/weights"
+)
+
+// LDMRun describes a latent-diffusion training run; it is stored in every
+// checkpoint so that --resume needs only the folder.
+type LDMRun struct {
+	Data  string `json:"data"`
+	Size  int    `json:"size"`
+	Batch int    `json:"batch"`
+	Seed  uint64 `json:"seed"`
+	// VAE is the frozen autoencoder: a diffusers vae folder or a checkpoint
+	// of `ldm train vae` (its EMA weights).
+	VAE string `json:"vae"`
+	// Tokenizer is a CLIP tokenizer folder; empty trains a BPE of
+	// TokenizerMerges merges on the captions into <out>/tokenizer.
+	Tokenizer       string `json:"tokenizer"`
+	TokenizerMerges int    `json:"tokenizer_merges"`
+	MaxLength       int    `json:"max_length"`
+	// ScalingFactor is 1/std of the training latents, measured at the start.
+	ScalingFactor  float64            `json:"scaling_factor"`
+	Prediction     string             `json:"prediction"` // epsilon or v_prediction
+	CaptionDropout float64            `json:"caption_dropout"`
+	TrainText      bool               `json:"train_text"`
+	UNet           unet.Config        `json:"unet"`
+	Text           textenc.CLIPConfig `json:"text"`
+	Scheduler      scheduler.Config   `json:"scheduler"`
+	SchedulerClass string             `json:"scheduler_class"`
+	Train          Config             `json:"train"`
+}
+
+// SmallUNetConfig is the default model's U-Net on 16×16×4 latents: three
+// levels of 32/64/64 channels, one ResNet each, cross-attention on the two
+// lower levels and the mid block, context width crossDim.
+func SmallUNetConfig(crossDim int) unet.Config {
+	c := unet.DefaultConfig()
+	c.SampleSize = 16
+	c.BlockOutChannels = []int{32, 64, 64}
+	c.DownBlockTypes = []string{"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"}
+	c.UpBlockTypes = []string{"CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"}
+	c.LayersPerBlock = unet.IntList{1}
+	c.CrossAttentionDim = unet.IntList{crossDim}
+	c.AttentionHeadDim = unet.IntList{4}
+	g := 16
+	c.NormNumGroups = &g
+	return c
+}
+
+// SmallTextConfig is the default model's CLIP text encoder.
+func SmallTextConfig(vocab, hidden, layers, maxLen int) textenc.CLIPConfig {
+	c := textenc.DefaultCLIPConfig()
+	c.VocabSize = vocab
+	c.HiddenSize = hidden
+	c.IntermediateSize = 4 * hidden
+	c.NumHiddenLayers = layers
+	c.NumAttentionHeads = 4
+	c.MaxPositionEmbeddings = maxLen
+	c.ProjectionDim = hidden
+	return c
+}
+
+// SDSchedulerConfig is Stable Diffusion 1.x's training noise schedule
+// (scaled_linear 0.00085…0.012 over 1000 steps) for class.
+func SDSchedulerConfig(class, prediction string) (scheduler.Config, error) {
+	c, err := scheduler.DefaultConfig(class)
+	if err != nil {
+		return c, err
+	}
+	c.NumTrainTimesteps, c.BetaStart, c.BetaEnd, c.BetaSchedule = 1000, 0.00085, 0.012, "scaled_linear"
+	c.PredictionType, c.StepsOffset, c.TimestepSpacing = prediction, 1, "leading"
+	return c, nil
+}
+
+// LDMTrainer is a latent-diffusion run ready to Loop.
+type LDMTrainer struct {
+	*Trainer
+	Run       LDMRun
+	Data      *Dataset
+	Tokenizer *textenc.CLIPTokenizer
+	UNet      *unet.Model
+	Text      *textenc.CLIPTextModel
+	VAEModel  *vae.AutoencoderKL
+	Schedule  *scheduler.Schedule
+
+	// mean and std of every training image's posterior, [N][L·h·w].
+	mean, std [][]float32
+	latent    []int // L, h, w
+	ord       Order
+	emptyIDs  []int32
+}
+
+// NewLDMTrainer prepares a run: tokenizer (trained on the captions when
+// none is given), the frozen VAE's posteriors of every training image, and a
+// fresh U-Net and text encoder — or, with resume set to a checkpoint, the run
+// stored there.
+func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*LDMTrainer, error) {
+	if resume != "" {
+		if err := ReadCheckpointExtra(resume, &run); err != nil {
+			return nil, err
+		}
+	}
+	ds, err := LoadImageFolder(run.Data, run.Size, "train")
+	if err != nil {
+		return nil, err
+	}
+	if run.Tokenizer == "" {
+		caps := make([]string, len(ds.Examples))
+		for i, e := range ds.Examples {
+			caps[i] = e.Caption
+		}
+		vocab, merges, err := textenc.TrainBPE(caps, textenc.BPETrainOptions{Merges: run.TokenizerMerges, MinFrequency: 2})
+		if err != nil {
+			return nil, err
+		}
+		run.Tokenizer = filepath.Join(out, "tokenizer")
+		if err := textenc.WriteCLIPTokenizer(run.Tokenizer, vocab, merges, run.MaxLength); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := textenc.LoadCLIPTokenizer(run.Tokenizer, textenc.WithMaxLength(run.MaxLength))
+	if err != nil {
+		return nil, err
+	}
+	if resume == "" {
+		run.Text.VocabSize = tok.VocabSize()
+		run.Text.BOSTokenID, run.Text.EOSTokenID, run.Text.PadTokenID = tok.BOS(), tok.EOS(), tok.EOS()
+	}
+	vm, err := LoadVAE(backend, run.VAE)
+	if err != nil {
+		return nil, err
+	}
+	sched, err := scheduler.NewSchedule(run.Scheduler)
+	if err != nil {
+		return nil, err
+	}
+	u, err := unet.New(run.UNet)
+	if err != nil {
+		return nil, err
+	}
+	text, err := textenc.NewCLIPTextModel(run.Text)
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.New()
+	ue, err := u.ExpectedKeys()
+	if err != nil {
+		return nil, err
+	}
+	te, err := text.ExpectedKeys()
+	if err != nil {
+		return nil, err
+	}
+	if err := InitComponent(ctx, UNetScope, ue, run.Seed); err != nil {
+		return nil, err
+	}
+	if err := InitComponent(ctx, TextScope, te, run.Seed+1); err != nil {
+		return nil, err
+	}
+	trainable := []string{UNetScope}
+	if run.TrainText {
+		trainable = append(trainable, TextScope)
+	}
+	tr, err := New(backend, ctx, run.Train, trainable, LDMLoss(u, text))
+	if err != nil {
+		return nil, err
+	}
+	t := &LDMTrainer{Trainer: tr, Data: ds, Tokenizer: tok, UNet: u, Text: text, VAEModel: vm, Schedule: sched,
+		ord: Order{N: len(ds.Examples), Seed: run.Seed}}
+	if err := t.encodeAll(); err != nil {
+		return nil, err
+	}
+	if run.ScalingFactor == 0 {
+		run.ScalingFactor = t.latentScale(run.Seed)
+	}
+	t.Run = run
+	empty, _ := tok.Encode("", tok.PadID(), run.MaxLength)
+	t.emptyIDs = toInt32(empty)
+	if resume != "" {
+		if err := tr.Resume(resume, nil); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// LoadVAE loads a diffusers vae folder, or the EMA weights of a checkpoint
+// written by `ldm train vae`.
+func LoadVAE(backend backends.Backend, path string) (*vae.AutoencoderKL, error) {
+	if strings.HasSuffix(path, ".safetensors") {
+		var run VAERun
+		if err := ReadCheckpointExtra(path, &run); err != nil {
+			return nil, err
+		}
+		f, err := weights.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		ctx := context.New()
+		if err := loadFile(ctx, f, ""); err != nil {
+			return nil, err
+		}
+		return VAEFromContext(backend, ctx, run.VAE)
+	}
+	m, err := weights.OpenModel(path, weights.OpenOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	c := m.Components[weights.VAE]
+	if c == nil {
+		return nil, fmt.Errorf("%s: no VAE", path)
+	}
+	cfg, err := vae.ParseConfig(c.Config)
+	if err != nil {
+		return nil, err
+	}
+	v, err := vae.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v.Backend = backend
+	return v, v.LoadWeights(c.Source)
+}
+
+// encodeAll stores the posterior mean and std of every training image.
+func (t *LDMTrainer) encodeAll() error {
+	n := len(t.Data.Examples)
+	const chunk = 32
+	for lo := 0; lo < n; lo += chunk {
+		idx := make([]int, min(chunk, n-lo))
+		for i := range idx {
+			idx[i] = lo + i
+		}
+		moments, shape, err := t.VAEModel.EncodeRun(t.Data.NCHW(idx), []int{len(idx), 3, t.Data.Size, t.Data.Size})
+		if err != nil {
+			return err
+		}
+		l, hw := shape[1]/2, shape[2]*shape[3]
+		t.latent = []int{l, shape[2], shape[3]}
+		for b := range idx {
+			m := moments[b*2*l*hw : (b*2*l+l)*hw]
+			lv := moments[(b*2*l+l)*hw : (b*2*l+2*l)*hw]
+			s := make([]float32, len(lv))
+			for i, v := range lv {
+				s[i] = float32(math.Exp(0.5 * math.Max(-30, math.Min(20, float64(v)))))
+			}
+			t.mean = append(t.mean, append([]float32(nil), m...))
+			t.std = append(t.std, s)
+		}
+	}
+	return nil
+}
+
+// latentScale is 1/std of posterior samples of the training set, as the
+// LDM paper sets scale_factor (its footnote: "component-wise variance").
+func (t *LDMTrainer) latentScale(seed uint64) float64 {
+	r := StepRand(seed, -1, 0)
+	var s, ss, n float64
+	for i := range t.mean {
+		for j, m := range t.mean[i] {
+			v := float64(m) + float64(t.std[i][j])*r.NormFloat64()
+			s += v
+			ss += v * v
+			n++
+		}
+	}
+	mean := s / n
+	return 1 / math.Sqrt(ss/n-mean*mean)
+}
+
+func toInt32(ids []int) []int32 {
+	out := make([]int32, len(ids))
+	for i, v := range ids {
+		out[i] = int32(v)
+	}
+	return out
+}
+
+// Batch returns the micro-batches of step: noisy latents, timesteps, token
+// ids (empty captions with probability CaptionDropout) and targets, all
+// functions of (seed, step).
+func (t *LDMTrainer) Batch(step int) ([][]any, error) {
+	r := t.Run
+	l, h, w := t.latent[0], t.latent[1], t.latent[2]
+	per := l * h * w
+	out := make([][]any, r.Train.Accum)
+	for m := range out {
+		rnd := StepRand(r.Seed, step, m)
+		x0 := make([]float32, 0, r.Batch*per)
+		ids := make([]int32, 0, r.Batch*r.MaxLength)
+		ts := make([]int, r.Batch)
+		tf := make([]float32, r.Batch)
+		for b := range r.Batch {
+			i := t.ord.Index((step*r.Train.Accum+m)*r.Batch + b)
+			for j := range per {
+				x0 = append(x0, float32(r.ScalingFactor*(float64(t.mean[i][j])+float64(t.std[i][j])*rnd.NormFloat64())))
+			}
+			caption := t.Data.Examples[i].Caption
+			if rnd.Float64() < r.CaptionDropout {
+				ids = append(ids, t.emptyIDs...)
+			} else {
+				e, _ := t.Tokenizer.Encode(caption, t.Tokenizer.PadID(), r.MaxLength)
+				ids = append(ids, toInt32(e)...)
+			}
+			ts[b] = rnd.IntN(r.Scheduler.NumTrainTimesteps)
+			tf[b] = float32(ts[b])
+		}
+		noise := Normal(rnd, len(x0))
+		noisy, err := t.Schedule.AddNoiseBatch(x0, noise, ts)
+		if err != nil {
+			return nil, err
+		}
+		target := noise
+		if r.Prediction == "v_prediction" {
+			if target, err = t.Schedule.VelocityBatch(x0, noise, ts); err != nil {
+				return nil, err
+			}
+		}
+		out[m] = []any{
+			tensors.FromFlatDataAndDimensions(noisy, r.Batch, l, h, w),
+			tensors.FromFlatDataAndDimensions(tf, r.Batch),
+			tensors.FromFlatDataAndDimensions(ids, r.Batch, r.MaxLength),
+			tensors.FromFlatDataAndDimensions(target, r.Batch, l, h, w),
+		}
+	}
+	return out, nil
+}
+
+// Export writes the EMA weights as a diffusers pipeline folder: model_index.json,
+// scheduler/, tokenizer/, text_encoder/, unet/ and vae/ (the frozen VAE with
+// the run's scaling factor).
+func (t *LDMTrainer) Export(dir string) error {
+	r := t.Run
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	index := map[string]any{
+		"_class_name":             "StableDiffusionPipeline",
+		"_diffusers_version":      "0.29.2",
+		"scheduler":               []string{"diffusers", r.SchedulerClass},
+		"text_encoder":            []string{"transformers", "CLIPTextModel"},
+		"tokenizer":               []string{"transformers", "CLIPTokenizer"},
+		"unet":                    []string{"diffusers", "UNet2DConditionModel"},
+		"vae":                     []string{"diffusers", "AutoencoderKL"},
+		"safety_checker":          []any{nil, nil},
+		"feature_extractor":       []any{nil, nil},
+		"requires_safety_checker": false,
+	}
+	ij, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "model_index.json"), ij); err != nil {
+		return err
+	}
+	sj, err := ConfigJSON(r.SchedulerClass, r.Scheduler)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "scheduler"), 0o755); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "scheduler", "scheduler_config.json"), sj); err != nil {
+		return err
+	}
+	if err := copyTokenizer(r.Tokenizer, filepath.Join(dir, "tokenizer")); err != nil {
+		return err
+	}
+	tj, err := ConfigJSON("", r.Text)
+	if err != nil {
+		return err
+	}
+	tj, err = addJSON(tj, map[string]any{"architectures": []string{"CLIPTextModel"}, "model_type": "clip_text_model", "torch_dtype": "float32"})
+	if err != nil {
+		return err
+	}
+	if err := exportComponent(t.Ctx, TextScope, filepath.Join(dir, "text_encoder"), "model.safetensors", tj); err != nil {
+		return err
+	}
+	uj, err := ConfigJSON("UNet2DConditionModel", r.UNet)
+	if err != nil {
+		return err
+	}
+	if err := exportComponent(t.Ctx, UNetScope, filepath.Join(dir, "unet"), "diffusion_pytorch_model.safetensors", uj); err != nil {
+		return err
+	}
+	vcfg := t.VAEModel.Config
+	vcfg.ScalingFactor = r.ScalingFactor
+	vctx := context.New()
+	src, err := vaeSource(t.VAEModel)
+	if err != nil {
+		return err
+	}
+	if err := LoadComponent(vctx, VAEScope, src); err != nil {
+		return err
+	}
+	return ExportVAE(vctx, vcfg, filepath.Join(dir, "vae"))
+}
+
+// vaeSource reads a loaded VAE's variables back as a source.
+func vaeSource(m *vae.AutoencoderKL) (nn.MapSource, error) {
+	ctx := context.New()
+	for v := range m.Ctx.IterVariables() {
+		t, err := v.Value()
+		if err != nil {
+			return nil, err
+		}
+		setVar(ctx, "vae."+keyOf(v), t)
+	}
+	return ComponentSource(ctx, VAEScope, false)
+}
+
+func addJSON(b []byte, extra map[string]any) ([]byte, error) {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return json.MarshalIndent(m, "", "  ")
+}
+
+func copyTokenizer(from, to string) error {
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"} {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			if os.IsNotExist(err) && name != "vocab.json" && name != "merges.txt" {
+				continue
+			}
+			return err
+		}
+		if err := fsutil.WriteFileAtomic(filepath.Join(to, name), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}

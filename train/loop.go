@@ -1,0 +1,90 @@
+package train
+
+import (
+	stdctx "context"
+	"fmt"
+	"time"
+)
+
+// Progress is reported after every optimiser step.
+type Progress struct {
+	Step, Steps int
+	Loss        float32
+	GradNorm    float32
+	LR          float64
+	ItPerSec    float64 // optimiser steps per second over the last steps
+	ImgPerSec   float64 // training examples per second
+	ETA         time.Duration
+	Checkpoint  string // set on the step a checkpoint was written
+}
+
+// LoopOptions are the side jobs of Loop.
+type LoopOptions struct {
+	Dir        string // checkpoint folder; "" writes none
+	Every      int    // checkpoint every Every steps (and at the end)
+	Keep       int    // checkpoints kept
+	Extra      any    // run description stored in every checkpoint
+	ImgPerStep int    // examples per optimiser step, for the throughput
+	// Hook, when set, runs every HookEvery steps and at the end (loss curve,
+	// sample grid); an error stops the loop.
+	Hook      func(step int) error
+	HookEvery int
+	Progress  func(Progress)
+}
+
+// Loop runs optimiser steps until t.Step reaches steps or ctx is cancelled
+// (a checkpoint is written before returning either way). batch returns the
+// micro-batches of a step, as a function of the step only.
+func (t *Trainer) Loop(ctx stdctx.Context, steps int, batch func(step int) ([][]any, error), o LoopOptions) error {
+	start, startStep := time.Now(), t.Step
+	window := []time.Time{start}
+	save := func() (string, error) {
+		if o.Dir == "" {
+			return "", nil
+		}
+		return t.Save(o.Dir, o.Keep, o.Extra)
+	}
+	lastSaved := -1
+	for t.Step < steps {
+		if err := ctx.Err(); err != nil {
+			if t.Step != lastSaved && t.Step > startStep {
+				_, _ = save()
+			}
+			return err
+		}
+		micro, err := batch(t.Step)
+		if err != nil {
+			return fmt.Errorf("step %d: data: %w", t.Step, err)
+		}
+		r, err := t.TrainStep(micro)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		window = append(window, now)
+		if len(window) > 21 {
+			window = window[1:]
+		}
+		p := Progress{Step: r.Step, Steps: steps, Loss: r.Loss, GradNorm: r.GradNorm, LR: r.LR}
+		if dt := now.Sub(window[0]).Seconds(); dt > 0 {
+			p.ItPerSec = float64(len(window)-1) / dt
+			p.ImgPerSec = p.ItPerSec * float64(o.ImgPerStep)
+			p.ETA = time.Duration(float64(steps-r.Step) / p.ItPerSec * float64(time.Second))
+		}
+		if o.Dir != "" && o.Every > 0 && (r.Step%o.Every == 0 || r.Step == steps) {
+			if p.Checkpoint, err = save(); err != nil {
+				return fmt.Errorf("checkpoint: %w", err)
+			}
+			lastSaved = r.Step
+		}
+		if o.Hook != nil && o.HookEvery > 0 && (r.Step%o.HookEvery == 0 || r.Step == steps) {
+			if err := o.Hook(r.Step); err != nil {
+				return err
+			}
+		}
+		if o.Progress != nil {
+			o.Progress(p)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,28 @@
+package train
+
+import (
+	stdctx "context"
+	"fmt"
+	"image"
+
+	"github.com/ldm-project/ldm/ldm"
+)
+
+// SampleGrid loads the diffusers folder modelDir with the pipeline and writes
+// one image per prompt (seed, steps, guidance 5, the model's sample size) as a
+// grid PNG at path: the same code path `ldm generate` takes.
+func SampleGrid(ctx stdctx.Context, modelDir, path string, prompts []string, steps int, seed int64) error {
+	p, err := ldm.Load(modelDir, ldm.LoadOptions{})
+	if err != nil {
+		return err
+	}
+	imgs := make([]image.Image, 0, len(prompts))
+	for _, prompt := range prompts {
+		res, err := p.Generate(ctx, ldm.Request{Prompt: prompt, Steps: steps, GuidanceScale: 5, Seed: seed}, ldm.Options{})
+		if err != nil {
+			return fmt.Errorf("%q: %w", prompt, err)
+		}
+		imgs = append(imgs, res[0].Image)
+	}
+	return writePNG(path, Grid(imgs, min(len(imgs), 8)))
+}
