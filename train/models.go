@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
@@ -125,3 +126,5 @@ func ComponentSource(ctx *context.Context, scope string, ema bool) (nn.MapSource
 
 // keyOf is a variable's dotted key.
 func keyOf(v *context.Variable) string { return nn.ScopeToKey(v.Scope(), v.Name()) }
+
+func shapeOf(dims ...int) shapes.Shape { return shapes.Make(nn.DType, dims...) }
