@@ -22,10 +22,32 @@ var benchShapes = []struct {
 	{"linear_8192x320x320", 1, 8192, 320, 320, "dense", "transposed"},
 	{"attn_qk_16x4096x4096x40", 16, 4096, 4096, 40, "dense", "transposed"},
 	{"attn_pv_16x4096x40x4096", 16, 4096, 40, 4096, "dense", "dense"},
+	// Low resolution convolutions: a big weight against few pixels, with
+	// k in im2col order (the weight gathered) or in the weight's order (the
+	// pixels gathered).
+	{"conv_128x11520x1280", 1, 128, 1280, 11520, "dense", "convweight"},
+	{"conv_128x11520x1280_wk", 1, 128, 1280, 11520, "im2colT", "transposed"},
+	{"conv_32x11520x1280", 1, 32, 1280, 11520, "dense", "convweight"},
+	{"conv_32x11520x1280_wk", 1, 32, 1280, 11520, "im2colT", "transposed"},
+	{"linear_154x768x3072", 1, 154, 3072, 768, "dense", "transposed"},
 }
 
 func benchOperand(r *rand.Rand, kind string, batch, rows, cols int) Operand {
-	if kind != "convweight" {
+	switch kind {
+	case "convweight":
+	case "im2colT":
+		// rows = pixels, cols = I·3·3 in the weight's (I, kh, kw) order,
+		// stored [pixels, kh, kw, I].
+		in := cols / 9
+		offs := make([]int, cols)
+		for i := range in {
+			for t := range 9 {
+				offs[i*9+t] = t*in + i
+			}
+		}
+		return Operand{Data: randData(r, batch*rows*cols), Batch: Axis{Stride: rows * cols},
+			Rows: Axis{Stride: cols}, Cols: Axis{Offsets: offs}}
+	default:
 		return layout(r, kind, batch, rows, cols)
 	}
 	// rows = I·3·3 contracted in (kh, kw, I) order, cols = O; stored [O, I, 3, 3].

@@ -153,14 +153,15 @@ type problem struct {
 	ldc, cBatch    int
 
 	kern     microKernel
+	packBT   packBTFunc
 	rowsKern rowsKernel // non-nil: full row panels of A are read in place
 	lda      int        // A's row stride then
 
 	// Derived blocking.
-	kBlocks        []int // start of each k block, then k
-	nPanels, nPad  int   // B panels of nr columns; nPanels*nr
-	mc, mBlocks    int
-	nGroups, perGr int // column panel groups per row block, panels per group
+	kBlocks       []int // start of each k block, then k
+	kc            int   // size of the first (largest) k block
+	nPanels, nPad int   // B panels of nr columns; nPanels*nr
+	mc, mBlocks   int   // rows per block of A, number of blocks
 }
 
 func run(p *problem) (err error) {
@@ -195,6 +196,7 @@ func run(p *problem) (err error) {
 	}()
 	var rowsKern rowsKernel
 	p.kern, rowsKern, _ = activeKernel()
+	p.packBT = activePackBT()
 	if rowsKern != nil && p.a.Cols.unit() && p.a.Rows.Offsets == nil && useRowsKernel(p) {
 		p.rowsKern, p.lda = rowsKern, p.a.Rows.Stride
 	}
@@ -204,10 +206,10 @@ func run(p *problem) (err error) {
 		threads = 1
 	}
 
-	// k blocks of (nearly) equal size ≤ kcMax.
+	// k blocks of (nearly) equal size ≤ kcMax, the first one the largest.
 	nk := (p.k + kcMax - 1) / kcMax
-	kc := (p.k + nk - 1) / nk
-	for k0 := 0; k0 < p.k; k0 += kc {
+	p.kc = (p.k + nk - 1) / nk
+	for k0 := 0; k0 < p.k; k0 += p.kc {
 		p.kBlocks = append(p.kBlocks, k0)
 	}
 	p.kBlocks = append(p.kBlocks, p.k)
@@ -216,29 +218,39 @@ func run(p *problem) (err error) {
 	p.mc = min(mcMax, (p.m+mr-1)/mr*mr)
 	p.mBlocks = (p.m + p.mc - 1) / p.mc
 
-	perBatch := p.k * p.nPad
-	group := max(1, min(p.batch, maxPackedB/perBatch))
-	packed := getBuf(&bPool, group*perBatch)
-	defer bPool.Put(packed)
-
-	// Scratch per worker: a packed block of A and an edge tile.
 	scratch := make([]*workerScratch, threads)
 	defer func() {
 		for _, s := range scratch {
 			if s != nil {
 				aPool.Put(s.a)
+				if s.b != nil {
+					bPool.Put(s.b)
+				}
 			}
 		}
 	}()
-	aSize := p.mc * (p.kBlocks[1] - p.kBlocks[0])
+	if schedule == scheduleSharedB || schedule == scheduleAuto && p.batch*p.mBlocks >= 2*threads {
+		return p.runSharedB(threads, scratch)
+	}
+	return p.runSplitN(threads, scratch)
+}
 
+// runSharedB is the schedule for many blocks of rows: B is packed once
+// (per batch entry, in parallel) and shared; tasks are row blocks of C, each
+// reading the whole packed B (in L3, a kc×nr panel at a time in L1) against
+// its A block (in L2).
+func (p *problem) runSharedB(threads int, scratch []*workerScratch) error {
+	perBatch := p.k * p.nPad
+	group := max(1, min(p.batch, maxPackedB/perBatch))
+	packed := getBuf(&bPool, group*perBatch)
+	defer bPool.Put(packed)
+	nkb := len(p.kBlocks) - 1
 	for b0 := 0; b0 < p.batch; b0 += group {
 		g := min(group, p.batch-b0)
 		bp := (*packed)[:g*perBatch]
 
 		// Phase 1: pack B for the group.
 		packGroups := (p.nPanels + panelsPerPackTask - 1) / panelsPerPackTask
-		nkb := len(p.kBlocks) - 1
 		err := parallelFor(g*nkb*packGroups, threads, func(_, t int) {
 			pg := t % packGroups
 			kb := (t / packGroups) % nkb
@@ -246,31 +258,25 @@ func run(p *problem) (err error) {
 			k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
 			jp0 := pg * panelsPerPackTask
 			jp1 := min(p.nPanels, jp0+panelsPerPackTask)
-			kcur := k1 - k0
-			dst := bp[bl*perBatch+k0*p.nPad+jp0*kcur*nr : bl*perBatch+k0*p.nPad+jp1*kcur*nr]
-			packB(dst, &p.b, p.b.Batch.at(b0+bl), k0, kcur, p.n, jp0, jp1)
+			kc := k1 - k0
+			base := bl*perBatch + k0*p.nPad
+			packB(bp[base+jp0*kc*nr:base+jp1*kc*nr], &p.b, p.b.Batch.at(b0+bl), k0, kc, p.n, jp0, jp1, p.packBT)
 		})
 		if err != nil {
 			return err
 		}
 
-		// Phase 2: row blocks (× column panel groups when there are few).
-		p.nGroups = 1
-		if want := 4 * threads; threads > 1 && g*p.mBlocks < want {
-			p.nGroups = min(p.nPanels, (want+g*p.mBlocks-1)/(g*p.mBlocks))
-		}
-		p.perGr = (p.nPanels + p.nGroups - 1) / p.nGroups
-		p.nGroups = (p.nPanels + p.perGr - 1) / p.perGr
-		err = parallelFor(g*p.mBlocks*p.nGroups, threads, func(w, t int) {
-			s := scratch[w]
-			if s == nil {
-				s = &workerScratch{a: getBuf(&aPool, aSize)}
-				scratch[w] = s
+		// Phase 2: one task per row block (and batch entry).
+		err = parallelFor(g*p.mBlocks, threads, func(w, t int) {
+			s := p.worker(scratch, w)
+			ib, bl := t%p.mBlocks, t/p.mBlocks
+			i0 := ib * p.mc
+			mcur := min(p.mc, p.m-i0)
+			pb := bp[bl*perBatch : (bl+1)*perBatch]
+			for kb := range nkb {
+				k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
+				p.compute(s, b0+bl, i0, mcur, k0, k1-k0, kb > 0, pb[k0*p.nPad:k1*p.nPad], 0, 0, p.nPanels)
 			}
-			jg := t % p.nGroups
-			ib := (t / p.nGroups) % p.mBlocks
-			bl := t / (p.nGroups * p.mBlocks)
-			p.block(s, bp[bl*perBatch:(bl+1)*perBatch], b0+bl, ib, jg)
 		})
 		if err != nil {
 			return err
@@ -278,6 +284,53 @@ func run(p *problem) (err error) {
 	}
 	return nil
 }
+
+// runSplitN is the schedule for few blocks of rows (a large B against a
+// small A, e.g. a convolution at low resolution): tasks are groups of
+// column panels, each packing its own part of B one k block at a time
+// (so B is read once, and packed into L2 rather than to memory) and
+// running every row block against it.
+func (p *problem) runSplitN(threads int, scratch []*workerScratch) error {
+	nGroups := 1
+	if threads > 1 {
+		nGroups = min(p.nPanels, (4*threads+p.batch-1)/p.batch)
+	}
+	perGr := (p.nPanels + nGroups - 1) / nGroups
+	nGroups = (p.nPanels + perGr - 1) / perGr
+	nkb := len(p.kBlocks) - 1
+	return parallelFor(p.batch*nGroups, threads, func(w, t int) {
+		s := p.worker(scratch, w)
+		jg, b := t%nGroups, t/nGroups
+		jp0 := jg * perGr
+		jp1 := min(p.nPanels, jp0+perGr)
+		if need := p.kc * (jp1 - jp0) * nr; s.b == nil || cap(*s.b) < need {
+			if s.b != nil {
+				bPool.Put(s.b)
+			}
+			s.b = getBuf(&bPool, p.kc*perGr*nr)
+		}
+		bBase := p.b.Batch.at(b)
+		for kb := range nkb {
+			k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
+			kc := k1 - k0
+			bk := (*s.b)[:kc*(jp1-jp0)*nr]
+			packB(bk, &p.b, bBase, k0, kc, p.n, jp0, jp1, p.packBT)
+			for ib := range p.mBlocks {
+				i0 := ib * p.mc
+				p.compute(s, b, i0, min(p.mc, p.m-i0), k0, kc, kb > 0, bk, jp0, jp0, jp1)
+			}
+		}
+	})
+}
+
+// Schedules; schedule forces one (tests), scheduleAuto picks by shape.
+const (
+	scheduleAuto = iota
+	scheduleSharedB
+	scheduleSplitN
+)
+
+var schedule = scheduleAuto
 
 // rowsMode forces (1) or forbids (-1) reading A in place; 0 decides by shape.
 var rowsMode = 0
@@ -294,71 +347,73 @@ func useRowsKernel(p *problem) bool {
 	return true
 }
 
+// workerScratch is one goroutine's: a packed block of A, a packed block of B
+// (runSplitN) and an edge tile.
 type workerScratch struct {
-	a   *[]float32
-	tmp [mr * nr]float32
+	a, b *[]float32
+	tmp  [mr * nr]float32
 }
 
-// block computes the row block ib (mc rows) × column panel group jg of
-// C[b], bp being the packed B of that batch entry.
-func (p *problem) block(s *workerScratch, bp []float32, b, ib, jg int) {
-	i0 := ib * p.mc
-	mcur := min(p.mc, p.m-i0)
-	jp0 := jg * p.perGr
-	jp1 := min(p.nPanels, jp0+p.perGr)
+func (p *problem) worker(scratch []*workerScratch, w int) *workerScratch {
+	s := scratch[w]
+	if s == nil {
+		s = &workerScratch{a: getBuf(&aPool, p.mc*p.kc)}
+		scratch[w] = s
+	}
+	return s
+}
+
+// compute adds (accumulate) or writes the product of rows [i0, i0+mcur) ×
+// k block [k0, k0+kc) of A[b] by the packed B k block bk (whose first panel
+// is column panel jpBase) into C[b], for column panels [jp0, jp1).
+func (p *problem) compute(s *workerScratch, b, i0, mcur, k0, kc int, accumulate bool, bk []float32, jpBase, jp0, jp1 int) {
 	aBase := p.a.Batch.at(b)
 	cBase := b * p.cBatch
 	ldc := p.ldc
 	c := p.c
 	kern := p.kern
 	tmp := s.tmp[:]
-	for kb := 0; kb+1 < len(p.kBlocks); kb++ {
-		k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
-		kc := k1 - k0
-		accumulate := kb > 0
-		ap := (*s.a)[:(mcur+mr-1)/mr*mr*kc]
-		full := 0 // rows read in place
-		if p.rowsKern != nil {
-			full = mcur / mr * mr
-			if full < mcur {
-				packA(ap[full*kc:], &p.a, aBase, i0+full, mcur-full, k0, kc)
-			}
-		} else {
-			packA(ap, &p.a, aBase, i0, mcur, k0, kc)
+	ap := (*s.a)[:(mcur+mr-1)/mr*mr*kc]
+	full := 0 // rows read in place
+	if p.rowsKern != nil {
+		full = mcur / mr * mr
+		if full < mcur {
+			packA(ap[full*kc:], &p.a, aBase, i0+full, mcur-full, k0, kc)
 		}
-		bk := bp[k0*p.nPad : k1*p.nPad]
-		for jp := jp0; jp < jp1; jp++ {
-			bpanel := bk[jp*kc*nr : (jp+1)*kc*nr]
-			j := jp * nr
-			nrem := min(nr, p.n-j)
-			for ir := 0; ir < mcur; ir += mr {
-				apanel := ap[ir*kc : (ir+mr)*kc]
-				mrem := min(mr, mcur-ir)
-				off := cBase + (i0+ir)*ldc + j
-				if ir < full {
-					ao := aBase + (i0+ir)*p.lda + k0
-					arows := p.a.Data[ao : ao+(mr-1)*p.lda+kc]
-					if nrem == nr {
-						p.rowsKern(kc, arows, p.lda, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
-						continue
-					}
-					p.rowsKern(kc, arows, p.lda, bpanel, tmp, nr, false)
-				} else if mrem == mr && nrem == nr {
-					kern(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
+	} else {
+		packA(ap, &p.a, aBase, i0, mcur, k0, kc)
+	}
+	for jp := jp0; jp < jp1; jp++ {
+		bpanel := bk[(jp-jpBase)*kc*nr : (jp-jpBase+1)*kc*nr]
+		j := jp * nr
+		nrem := min(nr, p.n-j)
+		for ir := 0; ir < mcur; ir += mr {
+			apanel := ap[ir*kc : (ir+mr)*kc]
+			mrem := min(mr, mcur-ir)
+			off := cBase + (i0+ir)*ldc + j
+			if ir < full {
+				ao := aBase + (i0+ir)*p.lda + k0
+				arows := p.a.Data[ao : ao+(mr-1)*p.lda+kc]
+				if nrem == nr {
+					p.rowsKern(kc, arows, p.lda, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
 					continue
-				} else {
-					kern(kc, apanel, bpanel, tmp, nr, false)
 				}
-				for r := range mrem {
-					dst := c[off+r*ldc : off+r*ldc+nrem]
-					src := tmp[r*nr : r*nr+nrem]
-					if accumulate {
-						for x, v := range src {
-							dst[x] += v
-						}
-					} else {
-						copy(dst, src)
+				p.rowsKern(kc, arows, p.lda, bpanel, tmp, nr, false)
+			} else if mrem == mr && nrem == nr {
+				kern(kc, apanel, bpanel, c[off:off+(mr-1)*ldc+nr], ldc, accumulate)
+				continue
+			} else {
+				kern(kc, apanel, bpanel, tmp, nr, false)
+			}
+			for r := range mrem {
+				dst := c[off+r*ldc : off+r*ldc+nrem]
+				src := tmp[r*nr : r*nr+nrem]
+				if accumulate {
+					for x, v := range src {
+						dst[x] += v
 					}
+				} else {
+					copy(dst, src)
 				}
 			}
 		}

@@ -88,6 +88,18 @@ func layout(r *rand.Rand, kind string, batch, rows, cols int) Operand {
 
 var layouts = []string{"dense", "transposed", "padded", "tables", "batchmid", "colstride"}
 
+// withSchedules runs fn under each schedule.
+func withSchedules(t *testing.T, fn func(t *testing.T)) {
+	for _, sc := range []int{scheduleSharedB, scheduleSplitN} {
+		t.Run([]string{"", "sharedB", "splitN"}[sc], func(t *testing.T) {
+			saved := schedule
+			schedule = sc
+			defer func() { schedule = saved }()
+			fn(t)
+		})
+	}
+}
+
 func withKernels(t *testing.T, fn func(t *testing.T)) {
 	kernels := []bool{false}
 	if archKernel != nil {
@@ -117,32 +129,38 @@ func TestShapes(t *testing.T) {
 		shapes = append(shapes, [4]int{1, 300, 500, 700}, [4]int{2, 289, 48, 1000})
 	}
 	withKernels(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(1, 2))
-		for _, s := range shapes {
-			batch, m, n, k := s[0], s[1], s[2], s[3]
-			for _, la := range layouts {
-				for _, lb := range []string{"dense", "transposed", "tables", "batchmid", "colstride"} {
-					if m*n*k > 1e6 && (la != "dense" || lb != "transposed") && (la != "transposed" || lb != "dense") {
-						continue
+		withSchedules(t, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			for _, s := range shapes {
+				batch, m, n, k := s[0], s[1], s[2], s[3]
+				for _, la := range layouts {
+					for _, lb := range []string{"dense", "transposed", "tables", "batchmid", "colstride"} {
+						if m*n*k > 1e6 && (la != "dense" || lb != "transposed") && (la != "transposed" || lb != "dense") {
+							continue
+						}
+						a := layout(r, la, batch, m, k)
+						b := layout(r, lb, batch, k, n)
+						c := make([]float32, batch*m*n)
+						for i := range c {
+							c[i] = float32(math.NaN()) // must be overwritten
+						}
+						if err := BatchedMul(batch, m, n, k, a, b, c); err != nil {
+							t.Fatal(err)
+						}
+						compare(t, fmt.Sprintf("%dx%dx%dx%d A=%s B=%s", batch, m, n, k, la, lb), k, c, reference(batch, m, n, k, &a, &b))
 					}
-					a := layout(r, la, batch, m, k)
-					b := layout(r, lb, batch, k, n)
-					c := make([]float32, batch*m*n)
-					for i := range c {
-						c[i] = float32(math.NaN()) // must be overwritten
-					}
-					if err := BatchedMul(batch, m, n, k, a, b, c); err != nil {
-						t.Fatal(err)
-					}
-					compare(t, fmt.Sprintf("%dx%dx%dx%d A=%s B=%s", batch, m, n, k, la, lb), k, c, reference(batch, m, n, k, &a, &b))
 				}
 			}
-		}
+		})
 	})
 }
 
 // TestThreads checks that every thread count gives the same bits.
 func TestThreads(t *testing.T) {
+	withSchedules(t, testThreads)
+}
+
+func testThreads(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	batch, m, n, k := 3, 301, 77, 600
 	a := layout(r, "dense", batch, m, k)

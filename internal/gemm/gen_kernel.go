@@ -26,6 +26,8 @@ func main() {
 	emitKernel(e, false)
 	e("")
 	emitKernel(e, true)
+	e("")
+	emitPackBT(e)
 	if err := os.WriteFile("kernel_amd64.s", []byte(s.String()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -145,6 +147,66 @@ func emitKernel(e func(string, ...any), rows bool) {
 			e("\tADDQ R8, DX")
 		}
 	}
+	e("\tVZEROUPPER")
+	e("\tRET")
+}
+
+// emitPackBT writes packBT16: sixteen rows of B-transposed (each contiguous
+// along k, ldb floats apart) interleaved into a k-major 16-wide panel, eight
+// k at a time with two 8×8 in-register transposes.
+func emitPackBT(e func(string, ...any)) {
+	e("// func packBT16(groups int, src *float32, ldb int, dst *float32)")
+	e("//")
+	e("// dst[k*16+j] = src[j*ldb+k] for j < 16, k < 8·groups.")
+	e("// Rows 0-7 from SI, rows 8-15 from BX, at offsets 0, ldb, 2ldb (R10*1, R10*2),")
+	e("// 3ldb (R11), 4ldb (R10*4), 5ldb (R12), 6ldb (R11*2), 7ldb (R13) bytes/4.")
+	e("TEXT ·packBT16(SB), NOSPLIT, $0-32")
+	e("\tMOVQ groups+0(FP), CX")
+	e("\tMOVQ src+8(FP), SI")
+	e("\tMOVQ ldb+16(FP), R10")
+	e("\tMOVQ dst+24(FP), DI")
+	e("\tSHLQ $2, R10")
+	e("\tLEAQ (R10)(R10*2), R11")
+	e("\tLEAQ (R10)(R10*4), R12")
+	e("\tLEAQ (R11)(R10*4), R13")
+	e("\tLEAQ (SI)(R10*8), BX")
+	e("\tTESTQ CX, CX")
+	e("\tJZ packBT16_done")
+	e("packBT16_loop:")
+	rowAddr := [8]string{"", "(R10*1)", "(R10*2)", "(R11*1)", "(R10*4)", "(R12*1)", "(R11*2)", "(R13*1)"}
+	for half, base := range []string{"SI", "BX"} {
+		for r := range 8 {
+			e("\tVMOVUPS (%s)%s, Y%d", base, rowAddr[r], r)
+		}
+		// t(8+i): unpack pairs of rows.
+		for i := 0; i < 4; i++ {
+			e("\tVUNPCKLPS Y%d, Y%d, Y%d", 2*i+1, 2*i, 8+2*i)
+			e("\tVUNPCKHPS Y%d, Y%d, Y%d", 2*i+1, 2*i, 9+2*i)
+		}
+		// s0..s7 into Y0..Y7: s0=(t0,t2,44) s1=(t0,t2,EE) s2=(t1,t3,44) s3=(t1,t3,EE)
+		// s4=(t4,t6,44) s5=(t4,t6,EE) s6=(t5,t7,44) s7=(t5,t7,EE); t_i is Y(8+i).
+		sh := [][3]int{{8, 10, 0x44}, {8, 10, 0xEE}, {9, 11, 0x44}, {9, 11, 0xEE}, {12, 14, 0x44}, {12, 14, 0xEE}, {13, 15, 0x44}, {13, 15, 0xEE}}
+		for i, x := range sh {
+			e("\tVSHUFPS $0x%X, Y%d, Y%d, Y%d", x[2], x[1], x[0], i)
+		}
+		// out k: k<4: perm(s_k, s_(k+4), 0x20); k≥4: perm(s_(k-4), s_k, 0x31).
+		for k := range 8 {
+			lo, hi, imm := k, k+4, 0x20
+			if k >= 4 {
+				lo, hi, imm = k-4, k, 0x31
+			}
+			e("\tVPERM2F128 $0x%X, Y%d, Y%d, Y%d", imm, hi, lo, 8+k)
+		}
+		for k := range 8 {
+			e("\tVMOVUPS Y%d, %d(DI)", 8+k, k*64+half*32)
+		}
+	}
+	e("\tADDQ $32, SI")
+	e("\tADDQ $32, BX")
+	e("\tADDQ $512, DI")
+	e("\tDECQ CX")
+	e("\tJNZ packBT16_loop")
+	e("packBT16_done:")
 	e("\tVZEROUPPER")
 	e("\tRET")
 }

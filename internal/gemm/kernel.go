@@ -15,7 +15,15 @@ type microKernel func(kc int, a, b, c []float32, ldc int, accumulate bool)
 // is a[r*lda : r*lda+kc].
 type rowsKernel func(kc int, a []float32, lda int, b, c []float32, ldc int, accumulate bool)
 
+// packBTFunc packs one column panel of a B stored transposed (column j of
+// the panel contiguous along k at src[j*ldb:]): dst[k*nr+j] = src[j*ldb+k]
+// for k < kc, j < nr.
+type packBTFunc func(kc int, src []float32, ldb int, dst []float32)
+
 var (
+	// archPackBT is the assembly packBTFunc, nil when there is none.
+	archPackBT packBTFunc
+
 	// archRowsKernel is the assembly rowsKernel, nil when there is none.
 	archRowsKernel rowsKernel
 
@@ -28,6 +36,14 @@ var (
 	// benchmarks compare the two).
 	forceGeneric bool
 )
+
+// activePackBT returns the assembly panel packer, or nil.
+func activePackBT() packBTFunc {
+	if forceGeneric {
+		return nil
+	}
+	return archPackBT
+}
 
 // activeKernel returns the micro-kernels to use and their name; rows is
 // nil when A must always be packed.

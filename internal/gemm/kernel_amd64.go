@@ -24,10 +24,17 @@ func kernel6x16(kc int, a, b, c *float32, ldc int, accumulate int)
 //go:noescape
 func kernel6x16rows(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate int)
 
+// packBT16 interleaves 16 rows of B-transposed, 8·groups values each,
+// into a k-major panel: dst[k*16+j] = src[j*ldb+k].
+//
+//go:noescape
+func packBT16(groups int, src *float32, ldb int, dst *float32)
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		archKernel = avx2Kernel
 		archRowsKernel = avx2RowsKernel
+		archPackBT = avx2PackBT
 		archKernelName = "avx2-fma-6x16"
 	}
 }
@@ -57,4 +64,20 @@ func avx2Kernel(kc int, a, b, c []float32, ldc int, accumulate bool) {
 		acc = 1
 	}
 	kernel6x16(kc, unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), ldc, acc)
+}
+
+// avx2PackBT is packBT16 on slices, bounds checked, with the k tail in Go.
+func avx2PackBT(kc int, src []float32, ldb int, dst []float32) {
+	_ = src[(nr-1)*ldb+kc-1]
+	_ = dst[kc*nr-1]
+	g := kc / 8
+	if g > 0 {
+		packBT16(g, unsafe.SliceData(src), ldb, unsafe.SliceData(dst))
+	}
+	for kk := g * 8; kk < kc; kk++ {
+		q := dst[kk*nr : kk*nr+nr : kk*nr+nr]
+		for j := range q {
+			q[j] = src[j*ldb+kk]
+		}
+	}
 }

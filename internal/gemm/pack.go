@@ -54,10 +54,27 @@ func packA(dst []float32, a *Operand, base, i0, mc, k0, kc int) {
 // packB packs rows [k0, k0+kc) × column panels [jp0, jp1) (nr columns each,
 // n columns in all) of B's batch entry at offset base into dst: one kc×nr
 // micro-panel per column panel, k-major, columns past n zero.
-func packB(dst []float32, b *Operand, base, k0, kc, n, jp0, jp1 int) {
+func packB(dst []float32, b *Operand, base, k0, kc, n, jp0, jp1 int, bt packBTFunc) {
 	data := b.Data
+	first := jp0
+	if b.Cols.unit() {
+		// Row-major B: each row of the block is read once, left to right,
+		// sixteen values to each full panel.
+		full := min(jp1, n/nr) // panels before full are nr wide
+		if full > jp0 {
+			for kk := range kc {
+				o := base + b.Rows.at(k0+kk) + jp0*nr
+				row := data[o : o+(full-jp0)*nr]
+				for p := range full - jp0 {
+					d := (jp0-first+p)*kc*nr + kk*nr
+					*(*[nr]float32)(dst[d : d+nr]) = *(*[nr]float32)(row[p*nr : p*nr+nr])
+				}
+			}
+			jp0 = full
+		}
+	}
 	for jp := jp0; jp < jp1; jp++ {
-		d := dst[(jp-jp0)*kc*nr : (jp-jp0+1)*kc*nr]
+		d := dst[(jp-first)*kc*nr : (jp-first+1)*kc*nr]
 		j := jp * nr
 		cols := min(nr, n-j)
 		switch {
@@ -65,8 +82,13 @@ func packB(dst []float32, b *Operand, base, k0, kc, n, jp0, jp1 int) {
 			// Row-major B: sixteen adjacent values per k.
 			for kk := range kc {
 				o := base + b.Rows.at(k0+kk) + j
-				copy(d[kk*nr:kk*nr+nr], data[o:o+nr])
+				*(*[nr]float32)(d[kk*nr : kk*nr+nr]) = *(*[nr]float32)(data[o : o+nr])
 			}
+		case cols == nr && b.Rows.unit() && b.Cols.Offsets == nil && bt != nil:
+			// B transposed, columns evenly spaced: in-register transposes.
+			ldb := b.Cols.Stride
+			o := base + j*ldb + k0
+			bt(kc, data[o:o+(nr-1)*ldb+kc], ldb, d)
 		case cols == nr && b.Rows.unit():
 			// B transposed (columns contiguous along k): scatter each column.
 			for jj := range nr {

@@ -28,3 +28,26 @@ func BenchmarkPackA(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkPackB(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	const k, n = 2304, 1280
+	for _, kind := range []string{"dense", "transposed", "convweight"} {
+		b.Run(kind, func(b *testing.B) {
+			op := benchOperand(r, kind, 1, k, n)
+			nPanels := (n + nr - 1) / nr
+			dst := make([]float32, k*nPanels*nr)
+			cpu0 := processCPUTime()
+			cnt := 0
+			for b.Loop() {
+				for k0 := 0; k0 < k; k0 += kcMax {
+					kc := min(kcMax, k-k0)
+					packB(dst[k0*nPanels*nr:], &op, 0, k0, kc, n, 0, nPanels, activePackBT())
+					cnt += kc * n
+				}
+			}
+			b.ReportMetric(float64(cnt)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+			b.ReportMetric(float64(cnt)/(processCPUTime()-cpu0).Seconds()/1e9, "Gelem/cpu-s")
+		})
+	}
+}

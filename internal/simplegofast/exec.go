@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -119,6 +120,7 @@ func plan(lhsShape, rhsShape shapes.Shape, p *dotGeneralNodeData) (pl product, e
 		}
 	}
 	pl.batch, pl.k, pl.m, pl.n = lb.size(), lc.size(), lx.size(), rx.size()
+	lc, rc = contractionOrder(lc, rc, lx, rx, pl.m, pl.n)
 	if pl.batch != p.batchSize || pl.k != p.contractingSize || pl.m != p.lhsCrossSize || pl.n != p.rhsCrossSize {
 		return pl, fmt.Errorf("sizes batch=%d k=%d m=%d n=%d disagree with the node's %d, %d, %d, %d",
 			pl.batch, pl.k, pl.m, pl.n, p.batchSize, p.contractingSize, p.lhsCrossSize, p.rhsCrossSize)
@@ -126,6 +128,65 @@ func plan(lhsShape, rhsShape shapes.Shape, p *dotGeneralNodeData) (pl product, e
 	pl.a = gemm.Operand{Batch: lb.axis(), Rows: lx.axis(), Cols: lc.axis()}
 	pl.b = gemm.Operand{Batch: rb.axis(), Rows: rc.axis(), Cols: rx.axis()}
 	return pl, nil
+}
+
+// contractionOrder reorders the contracted axis pairs (any common order
+// gives the same product) to make packing cheap: the candidates are the
+// given order and the orders that make lhs's or rhs's contracted axes run
+// through memory in order; the estimate counts values packed, weighted by
+// how they are gathered.
+func contractionOrder(lc, rc, lx, rx axes, m, n int) (axes, axes) {
+	if len(lc.dims) < 2 {
+		return lc, rc
+	}
+	cost := func(lc, rc axes) float64 {
+		k := float64(lc.size())
+		ak, bk := lc.axis(), rc.axis()
+		am, bn := lx.axis(), rx.axis()
+		var a, b float64
+		switch {
+		case ak.Offsets == nil && ak.Stride == 1 && am.Offsets == nil:
+			a = 0 // read in place
+		case ak.Offsets == nil && am.Offsets == nil:
+			a = 1
+		default:
+			a = 2
+		}
+		switch {
+		case bk.Offsets == nil && bk.Stride == 1 && bn.Offsets == nil:
+			b = 0.5 // transposed panels, packed with in-register transposes
+		case bn.Offsets == nil && bn.Stride == 1 && bk.Offsets == nil:
+			b = 1
+		default:
+			b = 2
+		}
+		return a*float64(m)*k + b*k*float64(n)
+	}
+	best, bestL, bestR := cost(lc, rc), lc, rc
+	for _, byLhs := range []bool{true, false} {
+		perm := make([]int, len(lc.dims))
+		for i := range perm {
+			perm[i] = i
+		}
+		key := rc.strides
+		if byLhs {
+			key = lc.strides
+		}
+		slices.SortStableFunc(perm, func(i, j int) int { return key[j] - key[i] })
+		l, r := lc.permute(perm), rc.permute(perm)
+		if c := cost(l, r); c < best {
+			best, bestL, bestR = c, l, r
+		}
+	}
+	return bestL, bestR
+}
+
+func (g axes) permute(perm []int) axes {
+	out := axes{dims: make([]int, len(perm)), strides: make([]int, len(perm))}
+	for i, p := range perm {
+		out.dims[i], out.strides[i] = g.dims[p], g.strides[p]
+	}
+	return out
 }
 
 // axes is a group of axes of a row-major tensor flattened into one index
