@@ -229,9 +229,13 @@ type sse struct {
 }
 
 // readEvents reads a server-sent event stream to its end.
-func readEvents(t *testing.T, url string) []sse {
+func readEvents(t *testing.T, url string, header ...string) []sse {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +307,27 @@ func TestEventsComeInOrder(t *testing.T) {
 	}
 	if want := "queued running progress progress progress preview done"; strings.Join(later, " ") != want {
 		t.Errorf("replay %v, want %q", later, want)
+	}
+	// A reconnecting EventSource resumes after the last id it saw.
+	resumed := readEvents(t, ts.URL+v["events_url"].(string), "Last-Event-ID", "3")
+	if len(resumed) == 0 || resumed[0].name != "progress" || resumed[0].data["step"] != 2.0 {
+		t.Errorf("resumed after id 3: %v", resumed)
+	}
+}
+
+func TestNativeImg2ImgTakesBase64InitImage(t *testing.T) {
+	_, ts := testServer(t, tinyModel(t), Config{})
+	r := call(t, "POST", ts.URL+"/api/v1/generate", map[string]any{
+		"prompt": "a wall", "steps": 2, "width": 32, "height": 32, "seed": 2, "strength": 0.5,
+		"init_image": pngB64(t, blank(48, 48)),
+	})
+	if r.Status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.Status, r.Body)
+	}
+	im := r.json(t)["images"].([]any)[0].(map[string]any)
+	img, params := decodePNG(t, im["png"].(string))
+	if img.Bounds().Dx() != 32 || !strings.Contains(params, "Denoising strength: 0.5") {
+		t.Errorf("image %v, parameters %q", img.Bounds(), params)
 	}
 }
 

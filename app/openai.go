@@ -192,6 +192,7 @@ type fileStore struct {
 	size  int64
 	files map[string]storedFile
 	order []string // insertion order = expiry order
+	now   func() time.Time
 }
 
 type storedFile struct {
@@ -200,13 +201,13 @@ type storedFile struct {
 }
 
 func newFileStore(ttl time.Duration, cap int64) *fileStore {
-	return &fileStore{ttl: ttl, cap: cap, files: map[string]storedFile{}}
+	return &fileStore{ttl: ttl, cap: cap, files: map[string]storedFile{}, now: time.Now}
 }
 
 func (f *fileStore) put(data []byte) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	now := time.Now()
+	now := f.now()
 	for len(f.order) > 0 {
 		old := f.files[f.order[0]]
 		if now.Before(old.expires) && f.size+int64(len(data)) <= f.cap {
@@ -227,7 +228,7 @@ func (f *fileStore) get(name string) ([]byte, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sf, ok := f.files[name]
-	if !ok || time.Now().After(sf.expires) {
+	if !ok || f.now().After(sf.expires) {
 		return nil, false
 	}
 	return sf.data, true

@@ -55,7 +55,7 @@ func TestOpenAISDKCallSucceedsUnchanged(t *testing.T) {
 }
 
 func TestOpenAIURLsServeImagesForALimitedTime(t *testing.T) {
-	_, ts := testServer(t, fake(), Config{APIKey: "sk-test-123", FileTTL: 300 * time.Millisecond})
+	s, ts := testServer(t, fake(), Config{APIKey: "sk-test-123", FileTTL: time.Minute})
 	// response_format is left out: OpenAI's default is "url".
 	r := call(t, "POST", ts.URL+"/v1/images/generations", `{"prompt":"a","size":"32x32"}`, openAISDKHeaders...)
 	if r.Status != http.StatusOK {
@@ -73,7 +73,9 @@ func TestOpenAIURLsServeImagesForALimitedTime(t *testing.T) {
 	if im, _ := pngBytes(t, img.Body); im.Bounds().Size() != image.Pt(32, 32) {
 		t.Errorf("image %v", im.Bounds())
 	}
-	time.Sleep(400 * time.Millisecond)
+	s.files.mu.Lock()
+	s.files.now = func() time.Time { return time.Now().Add(time.Minute + time.Second) }
+	s.files.mu.Unlock()
 	gone := call(t, "GET", url, nil)
 	if gone.Status != http.StatusNotFound || get(gone.json(t), "error", "type") != "invalid_request_error" {
 		t.Errorf("expired url: %d %s", gone.Status, gone.Body)
