@@ -46,6 +46,13 @@ type LDMRun struct {
 	Scheduler      scheduler.Config   `json:"scheduler"`
 	SchedulerClass string             `json:"scheduler_class"`
 	Train          Config             `json:"train"`
+	// Base, when set, fine-tunes a loaded diffusers model (its tokenizer,
+	// text encoder, U-Net, VAE and scheduler) instead of training new ones.
+	Base string `json:"base,omitempty"`
+	// LoRARank > 0 trains rank-r adapters on the U-Net's attention
+	// projections (LoRAAlpha, default the rank) instead of the full U-Net.
+	LoRARank  int     `json:"lora_rank,omitempty"`
+	LoRAAlpha float64 `json:"lora_alpha,omitempty"`
 }
 
 // SmallUNetConfig is the default model's U-Net on 16×16×4 latents: three
@@ -102,6 +109,8 @@ type LDMTrainer struct {
 	Schedule  *scheduler.Schedule
 
 	// mean and std of every training image's posterior, [N][L·h·w].
+	LoRA *LoRA
+
 	mean, std [][]float32
 	latent    []int // L, h, w
 	ord       Order
@@ -122,6 +131,16 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 	if err != nil {
 		return nil, err
 	}
+	var base *weights.Model
+	if run.Base != "" {
+		if base, err = weights.OpenModel(run.Base, weights.OpenOptions{}); err != nil {
+			return nil, err
+		}
+		defer base.Close()
+		if err := run.fromBase(base, resume == ""); err != nil {
+			return nil, err
+		}
+	}
 	if run.Tokenizer == "" {
 		caps := make([]string, len(ds.Examples))
 		for i, e := range ds.Examples {
@@ -136,11 +155,16 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 			return nil, err
 		}
 	}
-	tok, err := textenc.LoadCLIPTokenizer(run.Tokenizer, textenc.WithMaxLength(run.MaxLength))
+	var topts []textenc.TokenizerOption
+	if run.MaxLength > 0 {
+		topts = append(topts, textenc.WithMaxLength(run.MaxLength))
+	}
+	tok, err := textenc.LoadCLIPTokenizer(run.Tokenizer, topts...)
 	if err != nil {
 		return nil, err
 	}
-	if resume == "" {
+	run.MaxLength = tok.MaxLength()
+	if resume == "" && base == nil {
 		run.Text.VocabSize = tok.VocabSize()
 		run.Text.BOSTokenID, run.Text.EOSTokenID, run.Text.PadTokenID = tok.BOS(), tok.EOS(), tok.EOS()
 	}
@@ -161,29 +185,49 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 		return nil, err
 	}
 	ctx := context.New()
-	ue, err := u.ExpectedKeys()
-	if err != nil {
-		return nil, err
-	}
-	te, err := text.ExpectedKeys()
-	if err != nil {
-		return nil, err
-	}
-	if err := InitComponent(ctx, UNetScope, ue, run.Seed); err != nil {
-		return nil, err
-	}
-	if err := InitComponent(ctx, TextScope, te, run.Seed+1); err != nil {
-		return nil, err
+	if base != nil {
+		if err := LoadComponent(ctx, UNetScope, base.Components[weights.UNet].Source); err != nil {
+			return nil, err
+		}
+		if err := LoadComponent(ctx, TextScope, base.Components[weights.TextEncoder].Source); err != nil {
+			return nil, err
+		}
+	} else {
+		ue, err := u.ExpectedKeys()
+		if err != nil {
+			return nil, err
+		}
+		te, err := text.ExpectedKeys()
+		if err != nil {
+			return nil, err
+		}
+		if err := InitComponent(ctx, UNetScope, ue, run.Seed); err != nil {
+			return nil, err
+		}
+		if err := InitComponent(ctx, TextScope, te, run.Seed+1); err != nil {
+			return nil, err
+		}
 	}
 	trainable := []string{UNetScope}
 	if run.TrainText {
 		trainable = append(trainable, TextScope)
 	}
-	tr, err := New(backend, ctx, run.Train, trainable, LDMLoss(u, text))
+	loss := LDMLoss(u, text)
+	var lora *LoRA
+	if run.LoRARank > 0 {
+		if run.LoRAAlpha == 0 {
+			run.LoRAAlpha = float64(run.LoRARank)
+		}
+		if lora, err = AddLoRA(ctx, UNetScope, run.LoRARank, run.LoRAAlpha, run.Seed); err != nil {
+			return nil, err
+		}
+		trainable, loss = []string{LoRAScope}, lora.Wrap(loss)
+	}
+	tr, err := New(backend, ctx, run.Train, trainable, loss)
 	if err != nil {
 		return nil, err
 	}
-	t := &LDMTrainer{Trainer: tr, Data: ds, Tokenizer: tok, UNet: u, Text: text, VAEModel: vm, Schedule: sched,
+	t := &LDMTrainer{Trainer: tr, LoRA: lora, Data: ds, Tokenizer: tok, UNet: u, Text: text, VAEModel: vm, Schedule: sched,
 		ord: Order{N: len(ds.Examples), Seed: run.Seed}}
 	if err := t.encodeAll(); err != nil {
 		return nil, err
@@ -200,6 +244,42 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 		}
 	}
 	return t, nil
+}
+
+// fromBase takes the components' configs and the tokenizer from a loaded
+// model; fresh runs also take its VAE and scaling factor.
+func (run *LDMRun) fromBase(m *weights.Model, fresh bool) error {
+	for _, c := range []string{weights.UNet, weights.TextEncoder, weights.VAE, weights.Tokenizer} {
+		if m.Components[c] == nil {
+			return fmt.Errorf("%s: no %s to fine-tune", run.Base, c)
+		}
+	}
+	var err error
+	if run.UNet, err = unet.ParseConfig(m.Components[weights.UNet].Config); err != nil {
+		return err
+	}
+	if run.Text, err = textenc.ParseCLIPConfig(m.Components[weights.TextEncoder].Config); err != nil {
+		return err
+	}
+	run.Tokenizer = m.Components[weights.Tokenizer].Dir
+	if !fresh {
+		return nil
+	}
+	run.VAE = run.Base
+	vcfg, err := vae.ParseConfig(m.Components[weights.VAE].Config)
+	if err != nil {
+		return err
+	}
+	run.ScalingFactor = vcfg.ScalingFactor
+	if sc := m.Components[weights.Scheduler]; sc != nil {
+		if run.SchedulerClass, run.Scheduler, err = scheduler.ParseConfig("", sc.Config); err != nil {
+			return err
+		}
+	}
+	if run.Prediction == "" {
+		run.Prediction = run.Scheduler.PredictionType
+	}
+	return nil
 }
 
 // LoadVAE loads a diffusers vae folder, or the EMA weights of a checkpoint

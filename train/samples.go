@@ -12,9 +12,20 @@ import (
 // one image per prompt (seed, steps, guidance 5, the model's sample size) as a
 // grid PNG at path: the same code path `ldm generate` takes.
 func SampleGrid(ctx stdctx.Context, modelDir, path string, prompts []string, steps int, seed int64) error {
+	return SampleGridLoRA(ctx, modelDir, "", path, prompts, steps, seed)
+}
+
+// SampleGridLoRA is SampleGrid with a LoRA file (when not "") merged into
+// the U-Net at weight 1.
+func SampleGridLoRA(ctx stdctx.Context, modelDir, lora, path string, prompts []string, steps int, seed int64) error {
 	p, err := ldm.Load(modelDir, ldm.LoadOptions{})
 	if err != nil {
 		return err
+	}
+	if lora != "" {
+		if _, _, err := MergeLoRA(p.UNet, lora, 1); err != nil {
+			return err
+		}
 	}
 	imgs := make([]image.Image, 0, len(prompts))
 	for _, prompt := range prompts {

@@ -75,6 +75,14 @@ func (r *runFlags) resumePath() (string, error) {
 	return p, nil
 }
 
+// extendSteps applies an explicit --steps to a resumed run (which otherwise
+// keeps its stored settings): the cosine schedule is stretched to the new end.
+func extendSteps(cmd *cobra.Command, t *train.Trainer, stored *train.Config, steps int) {
+	if cmd.Flags().Changed("steps") {
+		stored.Steps, t.Config.Steps = steps, steps
+	}
+}
+
 // signalContext is cancelled by SIGINT/SIGTERM so that the loop writes a
 // final checkpoint.
 func signalContext() (context.Context, context.CancelFunc) {
@@ -134,6 +142,7 @@ func newTrainVAECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			extendSteps(cmd, t.Trainer, &t.Run.Train, run.Train.Steps)
 			out := cmd.ErrOrStderr()
 			fmt.Fprintf(out, "VAE: %d parameters, %d training images, batch %d×%d\n", t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum)
 			ctx, stop := signalContext()
@@ -231,10 +240,12 @@ func newTrainLDMCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.ErrOrStderr()
+			steps := run.Train.Steps
 			t, err := train.NewLDMTrainer(b, run, rf.out, resume)
 			if err != nil {
 				return err
 			}
+			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
 			fmt.Fprintf(out, "LDM: %d trainable parameters, %d training images, batch %d×%d, latent scale %.4f\n",
 				t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum, t.Run.ScalingFactor)
 			ctx, stop := signalContext()
@@ -281,4 +292,87 @@ func newTrainLDMCmd() *cobra.Command {
 	return cmd
 }
 
-func newFinetuneCmd() *cobra.Command { return &cobra.Command{Use: "finetune"} }
+func newFinetuneCmd() *cobra.Command {
+	run := train.LDMRun{Size: 64, Batch: 4, Seed: 1, CaptionDropout: 0.1, Train: train.DefaultConfig()}
+	run.Train.LR, run.Train.WarmupSteps, run.Train.Steps = 1e-4, 20, 500
+	var rf runFlags
+	var prompts []string
+	cmd := &cobra.Command{
+		Use:   "finetune <model> <image-folder>",
+		Short: "Fine-tune a model's U-Net (full, or LoRA with --lora r) on an image folder",
+		Long: `finetune trains the U-Net of a diffusers model (text encoder and VAE frozen) on an image folder
+with metadata.jsonl captions. With --lora r only rank-r adapters on the attention projections are
+trained and saved as <out>/lora.safetensors (kohya lora_unet_* keys; train.MergeLoRA applies one);
+otherwise the fine-tuned model is exported to <out>/model.`,
+		Args: cobra.RangeArgs(0, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				run.Base, run.Data = args[0], args[1]
+			}
+			resume, err := rf.resumePath()
+			if err != nil {
+				return err
+			}
+			if resume == "" && run.Base == "" {
+				return fmt.Errorf("give the model and the image folder")
+			}
+			if err := os.MkdirAll(rf.out, 0o755); err != nil {
+				return err
+			}
+			b, err := nn.NewBackend(backendFlag(cmd))
+			if err != nil {
+				return err
+			}
+			out := cmd.ErrOrStderr()
+			steps := run.Train.Steps
+			t, err := train.NewLDMTrainer(b, run, rf.out, resume)
+			if err != nil {
+				return err
+			}
+			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
+			what := "full U-Net"
+			if t.LoRA != nil {
+				what = fmt.Sprintf("LoRA rank %d", t.LoRA.Rank)
+			}
+			fmt.Fprintf(out, "finetune (%s): %d trainable parameters, %d images, batch %d×%d\n",
+				what, t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum)
+			ctx, stop := signalContext()
+			defer stop()
+			hook := func(step int) error {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+					return err
+				}
+				model, lora := filepath.Join(rf.out, "model"), ""
+				if t.LoRA != nil {
+					model, lora = t.Run.Base, filepath.Join(rf.out, "lora.safetensors")
+					if err := t.LoRA.SaveLoRA(t.Ctx, lora); err != nil {
+						return err
+					}
+				} else if err := t.Export(model); err != nil {
+					return err
+				}
+				path := filepath.Join(rf.out, fmt.Sprintf("samples-%08d.png", step))
+				if err := train.SampleGridLoRA(ctx, model, lora, path, prompts, 20, 1); err != nil {
+					fmt.Fprintf(out, "\n  samples: %v\n", err)
+				}
+				return nil
+			}
+			err = t.Loop(ctx, t.Run.Train.Steps, t.Batch, train.LoopOptions{Dir: rf.out, Every: rf.every, Keep: rf.keep,
+				Extra: t.Run, ImgPerStep: t.Run.Batch * t.Run.Train.Accum, Hook: hook, HookEvery: rf.hookEvery, Progress: progressBar(out)})
+			fmt.Fprintln(out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&run.LoRARank, "lora", 0, "train rank-r LoRA adapters instead of the full U-Net (0: full)")
+	f.Float64Var(&run.LoRAAlpha, "lora-alpha", 0, "LoRA alpha (default: the rank)")
+	f.IntVar(&run.Size, "size", run.Size, "image size")
+	f.IntVar(&run.Batch, "batch", run.Batch, "micro-batch size")
+	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of data order and noise")
+	f.IntVar(&run.MaxLength, "max-length", 0, "tokens per caption (default: the model's tokenizer)")
+	f.Float64Var(&run.CaptionDropout, "caption-dropout", run.CaptionDropout, "probability of an empty caption")
+	f.StringArrayVar(&prompts, "prompt", []string{"red apple", "grinning face", "red heart", "rocket"}, "sample-grid prompts")
+	optimFlags(cmd, &run.Train)
+	rf.add(cmd)
+	return cmd
+}
