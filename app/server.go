@@ -428,6 +428,8 @@ func (s *Server) generate(ctx context.Context, m Model, req ldm.Request, o ldm.O
 			err = fmt.Errorf("internal error: %v", r)
 		}
 	}()
+	limits := s.cfg.Limits
+	o.Limits = &limits
 	return m.Generate(ctx, req, o)
 }
 

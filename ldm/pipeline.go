@@ -199,6 +199,8 @@ type Options struct {
 	Progress func(Progress)
 	// PreviewEvery asks for a preview every n steps (0: never).
 	PreviewEvery int
+	// Limits bound the request (nil: DefaultLimits). A server passes its own.
+	Limits *Limits
 
 	// onStep and onPrompt let tests observe the loop (latents after each
 	// step, the prompt embeddings).
@@ -220,7 +222,11 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, o Options) ([]Resu
 	if req.Seed == -1 {
 		req.Seed = int64(rng.RandomSeed())
 	}
-	if err := req.Validate(DefaultLimits, p.Factor()); err != nil {
+	limits := DefaultLimits
+	if o.Limits != nil {
+		limits = *o.Limits
+	}
+	if err := req.Validate(limits, p.Factor()); err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
