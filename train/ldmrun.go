@@ -229,8 +229,14 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 	}
 	t := &LDMTrainer{Trainer: tr, LoRA: lora, Data: ds, Tokenizer: tok, UNet: u, Text: text, VAEModel: vm, Schedule: sched,
 		ord: Order{N: len(ds.Examples), Seed: run.Seed}}
-	if err := t.encodeAll(); err != nil {
-		return nil, err
+	cache := filepath.Join(out, "latents.safetensors")
+	if !t.loadLatents(cache, run.VAE) {
+		if err := t.encodeAll(); err != nil {
+			return nil, err
+		}
+		if err := t.saveLatents(cache, run.VAE); err != nil {
+			return nil, err
+		}
 	}
 	if run.ScalingFactor == 0 {
 		run.ScalingFactor = t.latentScale(run.Seed)
@@ -349,6 +355,49 @@ func (t *LDMTrainer) encodeAll() error {
 		}
 	}
 	return nil
+}
+
+// saveLatents caches the posteriors (encoding the data set is the slowest
+// part of starting or resuming a run on the pure-Go backend).
+func (t *LDMTrainer) saveLatents(path, vaePath string) error {
+	n, per := len(t.mean), len(t.mean[0])
+	flat := func(x [][]float32) []float32 {
+		out := make([]float32, 0, n*per)
+		for _, r := range x {
+			out = append(out, r...)
+		}
+		return out
+	}
+	shape := append([]int{n}, t.latent...)
+	return weights.WriteFile(path, []weights.WriteTensor{
+		{Name: "mean", DType: weights.F32, Shape: shape, Float32: flat(t.mean)},
+		{Name: "std", DType: weights.F32, Shape: shape, Float32: flat(t.std)},
+	}, map[string]string{"vae": vaePath, "data": t.Data.Examples[0].File + fmt.Sprint(len(t.Data.Examples))})
+}
+
+// loadLatents reads the cache written by saveLatents if it was made from the
+// same VAE and data.
+func (t *LDMTrainer) loadLatents(path, vaePath string) bool {
+	f, err := weights.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if f.Metadata["vae"] != vaePath || f.Metadata["data"] != t.Data.Examples[0].File+fmt.Sprint(len(t.Data.Examples)) {
+		return false
+	}
+	mean, shape, err1 := f.Float32("mean")
+	std, _, err2 := f.Float32("std")
+	if err1 != nil || err2 != nil || len(shape) != 4 || shape[0] != len(t.Data.Examples) {
+		return false
+	}
+	per := shape[1] * shape[2] * shape[3]
+	t.latent = shape[1:]
+	for i := range shape[0] {
+		t.mean = append(t.mean, mean[i*per:(i+1)*per])
+		t.std = append(t.std, std[i*per:(i+1)*per])
+	}
+	return true
 }
 
 // latentScale is 1/std of posterior samples of the training set, as the
