@@ -275,7 +275,7 @@ func (p *problem) runSharedB(threads int, scratch []*workerScratch) error {
 			pb := bp[bl*perBatch : (bl+1)*perBatch]
 			for kb := range nkb {
 				k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
-				p.compute(s, b0+bl, i0, mcur, k0, k1-k0, kb > 0, pb[k0*p.nPad:k1*p.nPad], 0, 0, p.nPanels)
+				p.compute(s, b0+bl, i0, mcur, k0, k1-k0, kb > 0, nil, pb[k0*p.nPad:k1*p.nPad], 0, 0, p.nPanels)
 			}
 		})
 		if err != nil {
@@ -298,6 +298,29 @@ func (p *problem) runSplitN(threads int, scratch []*workerScratch) error {
 	perGr := (p.nPanels + nGroups - 1) / nGroups
 	nGroups = (p.nPanels + perGr - 1) / perGr
 	nkb := len(p.kBlocks) - 1
+
+	// A that must be packed is packed once, shared by the column groups.
+	var apacked []float32
+	mPad := (p.m + mr - 1) / mr * mr
+	if p.rowsKern == nil && nGroups > 1 {
+		buf := getBuf(&bPool, p.batch*mPad*p.k)
+		defer bPool.Put(buf)
+		apacked = *buf
+		err := parallelFor(p.batch*nkb*p.mBlocks, threads, func(_, t int) {
+			ib := t % p.mBlocks
+			kb := (t / p.mBlocks) % nkb
+			b := t / (p.mBlocks * nkb)
+			k0, k1 := p.kBlocks[kb], p.kBlocks[kb+1]
+			i0 := ib * p.mc
+			mcur := min(p.mc, p.m-i0)
+			o := b*mPad*p.k + k0*mPad + i0*(k1-k0)
+			packA(apacked[o:o+(mcur+mr-1)/mr*mr*(k1-k0)], &p.a, p.a.Batch.at(b), i0, mcur, k0, k1-k0)
+		})
+		if err != nil {
+			return err
+		}
+	}
+
 	return parallelFor(p.batch*nGroups, threads, func(w, t int) {
 		s := p.worker(scratch, w)
 		jg, b := t%nGroups, t/nGroups
@@ -317,7 +340,13 @@ func (p *problem) runSplitN(threads int, scratch []*workerScratch) error {
 			packB(bk, &p.b, bBase, k0, kc, p.n, jp0, jp1, p.packBT)
 			for ib := range p.mBlocks {
 				i0 := ib * p.mc
-				p.compute(s, b, i0, min(p.mc, p.m-i0), k0, kc, kb > 0, bk, jp0, jp0, jp1)
+				mcur := min(p.mc, p.m-i0)
+				var ap []float32
+				if apacked != nil {
+					o := b*mPad*p.k + k0*mPad + i0*kc
+					ap = apacked[o : o+(mcur+mr-1)/mr*mr*kc]
+				}
+				p.compute(s, b, i0, mcur, k0, kc, kb > 0, ap, bk, jp0, jp0, jp1)
 			}
 		}
 	})
@@ -365,8 +394,9 @@ func (p *problem) worker(scratch []*workerScratch, w int) *workerScratch {
 
 // compute adds (accumulate) or writes the product of rows [i0, i0+mcur) ×
 // k block [k0, k0+kc) of A[b] by the packed B k block bk (whose first panel
-// is column panel jpBase) into C[b], for column panels [jp0, jp1).
-func (p *problem) compute(s *workerScratch, b, i0, mcur, k0, kc int, accumulate bool, bk []float32, jpBase, jp0, jp1 int) {
+// is column panel jpBase) into C[b], for column panels [jp0, jp1). A is
+// read in place, or taken from apacked when not nil, or packed here.
+func (p *problem) compute(s *workerScratch, b, i0, mcur, k0, kc int, accumulate bool, apacked, bk []float32, jpBase, jp0, jp1 int) {
 	aBase := p.a.Batch.at(b)
 	cBase := b * p.cBatch
 	ldc := p.ldc
@@ -375,7 +405,9 @@ func (p *problem) compute(s *workerScratch, b, i0, mcur, k0, kc int, accumulate 
 	tmp := s.tmp[:]
 	ap := (*s.a)[:(mcur+mr-1)/mr*mr*kc]
 	full := 0 // rows read in place
-	if p.rowsKern != nil {
+	if apacked != nil {
+		ap = apacked
+	} else if p.rowsKern != nil {
 		full = mcur / mr * mr
 		if full < mcur {
 			packA(ap[full*kc:], &p.a, aBase, i0+full, mcur-full, k0, kc)

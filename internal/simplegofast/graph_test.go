@@ -18,7 +18,7 @@ import (
 // backend is nn's pure-Go backend (it has the Pad op that gradients of
 // Slice need); nn's DotGeneral gradient is two DotGenerals, the transposed
 // products this package must get right.
-func backend(t *testing.T) backends.Backend {
+func backend(t testing.TB) backends.Backend {
 	t.Helper()
 	b, err := nn.NewBackend("go")
 	if err != nil {
