@@ -83,6 +83,13 @@ func extendSteps(cmd *cobra.Command, t *train.Trainer, stored *train.Config, ste
 	}
 }
 
+// reportSkipped names the images a dataset could not read.
+func reportSkipped(w io.Writer, ds *train.Dataset) {
+	for _, s := range ds.Skipped {
+		fmt.Fprintf(w, "skipped %s\n", s)
+	}
+}
+
 // signalContext is cancelled by SIGINT/SIGTERM so that the loop writes a
 // final checkpoint.
 func signalContext() (context.Context, context.CancelFunc) {
@@ -144,6 +151,7 @@ func newTrainVAECmd() *cobra.Command {
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, run.Train.Steps)
 			out := cmd.ErrOrStderr()
+			reportSkipped(out, t.Data)
 			fmt.Fprintf(out, "VAE: %d parameters, %d training images, batch %d×%d\n", t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum)
 			ctx, stop := signalContext()
 			defer stop()
@@ -246,6 +254,7 @@ func newTrainLDMCmd() *cobra.Command {
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
+			reportSkipped(out, t.Data)
 			fmt.Fprintf(out, "LDM: %d trainable parameters, %d training images, batch %d×%d, latent scale %.4f\n",
 				t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum, t.Run.ScalingFactor)
 			ctx, stop := signalContext()
@@ -330,6 +339,7 @@ otherwise the fine-tuned model is exported to <out>/model.`,
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
+			reportSkipped(out, t.Data)
 			what := "full U-Net"
 			if t.LoRA != nil {
 				what = fmt.Sprintf("LoRA rank %d", t.LoRA.Rank)
