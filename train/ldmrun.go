@@ -123,8 +123,19 @@ type LDMTrainer struct {
 // stored there.
 func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*LDMTrainer, error) {
 	if resume != "" {
+		// Paths given with --resume win: the run's files may have moved.
+		vaePath, data := run.VAE, run.Data
 		if err := ReadCheckpointExtra(resume, &run); err != nil {
 			return nil, err
+		}
+		if vaePath != "" {
+			run.VAE = vaePath
+		}
+		if data != "" {
+			run.Data = data
+		}
+		if _, err := os.Stat(run.Tokenizer); err != nil && run.Base == "" {
+			run.Tokenizer = filepath.Join(filepath.Dir(resume), "tokenizer")
 		}
 	}
 	ds, err := LoadImageFolder(run.Data, run.Size, "train")

@@ -55,8 +55,12 @@ type VAETrainer struct {
 // then ignored).
 func NewVAETrainer(backend backends.Backend, run VAERun, resume string) (*VAETrainer, error) {
 	if resume != "" {
+		data := run.Data // a folder given with --resume wins: the data may have moved
 		if err := ReadCheckpointExtra(resume, &run); err != nil {
 			return nil, err
+		}
+		if data != "" {
+			run.Data = data
 		}
 	}
 	if err := run.Loss.Validate(); err != nil {
