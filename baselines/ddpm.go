@@ -1,0 +1,158 @@
+package baselines
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/gomlx/gomlx/backends"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/pkg/core/tensors"
+	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/ldm-project/ldm/scheduler"
+	"github.com/ldm-project/ldm/train"
+	"github.com/ldm-project/ldm/unet"
+)
+
+// PixelUNetConfig is the LDM's small U-Net (three levels of 32/64/64
+// channels, one ResNet each, 16 groups) on RGB pixels instead of latents,
+// unconditional: no attention blocks and no mid block, since there is no
+// context to attend to and self-attention at pixel resolution would dominate
+// a CPU budget.
+func PixelUNetConfig(size int) unet.Config {
+	c := unet.DefaultConfig()
+	c.SampleSize = size
+	c.InChannels, c.OutChannels = 3, 3
+	c.BlockOutChannels = []int{32, 64, 64}
+	c.DownBlockTypes = []string{"DownBlock2D", "DownBlock2D", "DownBlock2D"}
+	c.UpBlockTypes = []string{"UpBlock2D", "UpBlock2D", "UpBlock2D"}
+	c.MidBlockType = nil
+	c.LayersPerBlock = unet.IntList{1}
+	c.CrossAttentionDim = unet.IntList{ddpmContextDim}
+	c.AttentionHeadDim = unet.IntList{4}
+	g := 16
+	c.NormNumGroups = &g
+	return c
+}
+
+// ddpmContextDim is the width of the (zero, unused) text context the
+// U-Net's signature asks for.
+const ddpmContextDim = 8
+
+// DDPM is the pixel-space denoising diffusion model of Ho et al. (2020):
+// the simplified ε objective and ancestral sampling.
+type DDPM struct {
+	UNet     *unet.Model
+	Schedule *scheduler.Schedule
+	Scope    string
+}
+
+// NewDDPM builds the model for a U-Net config and a linear β schedule of
+// steps training timesteps from 1e-4 to 0.02·1000/steps (Ho et al.'s
+// schedule, stretched so that fewer steps reach the same final noise).
+func NewDDPM(cfg unet.Config, steps int, scope string) (*DDPM, error) {
+	u, err := unet.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := scheduler.DefaultConfig(scheduler.ClassDDPM)
+	if err != nil {
+		return nil, err
+	}
+	sc.NumTrainTimesteps = steps
+	sc.BetaSchedule = "linear"
+	sc.BetaStart = 1e-4 * 1000 / float64(steps)
+	sc.BetaEnd = math.Min(0.02*1000/float64(steps), 0.999)
+	s, err := scheduler.NewSchedule(sc)
+	if err != nil {
+		return nil, err
+	}
+	return &DDPM{UNet: u, Schedule: s, Scope: scope}, nil
+}
+
+// Init creates the U-Net's variables under the model's scope.
+func (m *DDPM) Init(backend backends.Backend, ctx *context.Context, seed uint64) error {
+	keys, err := m.UNet.ExpectedKeys()
+	if err != nil {
+		return err
+	}
+	return train.InitComponent(ctx, "/"+m.Scope, keys, seed)
+}
+
+// Eps is the U-Net's noise prediction for noisy NCHW x_t at float32
+// timesteps t [B].
+func (m *DDPM) Eps(ctx *context.Context, xt, t *Node) *Node {
+	b := xt.Shape().Dim(0)
+	ehs := Zeros(xt.Graph(), shapeF(b, 1, ddpmContextDim))
+	return m.UNet.Apply(ctx.In(m.Scope), xt, t, ehs)
+}
+
+// EpsLoss is the simplified objective ‖ε − ε̂‖² (mean over values).
+func EpsLoss(eps, pred *Node) *Node { return MSE(pred, eps) }
+
+// Loss is EpsLoss of the U-Net. Inputs: x_t NCHW, t float32 [B], ε NCHW
+// (drawn by Batch).
+func (m *DDPM) Loss() train.LossFn {
+	return func(ctx *context.Context, in []*Node) *Node {
+		return EpsLoss(in[2], m.Eps(ctx, in[0], in[1]))
+	}
+}
+
+// Batch draws a training batch from clean images x0 (n back to back):
+// uniform timesteps, standard normal ε and x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε.
+func (m *DDPM) Batch(r *rand.Rand, x0 []float32, n, size int) (xt []float32, ts []float32, eps []float32, err error) {
+	eps = train.Normal(r, len(x0))
+	ti := make([]int, n)
+	ts = make([]float32, n)
+	for i := range ti {
+		ti[i] = r.IntN(len(m.Schedule.Betas))
+		ts[i] = float32(ti[i])
+	}
+	xt, err = m.Schedule.AddNoiseBatch(x0, eps, ti)
+	return xt, ts, eps, err
+}
+
+// Inputs packs a batch as the Loss's inputs.
+func (m *DDPM) Inputs(xt, ts, eps []float32, n, size int) []any {
+	return []any{tensors.FromFlatDataAndDimensions(xt, n, 3, size, size), tensors.FromFlatDataAndDimensions(ts, n),
+		tensors.FromFlatDataAndDimensions(eps, n, 3, size, size)}
+}
+
+// Sample runs ancestral sampling (Ho et al. 2020, algorithm 2) from pure
+// noise through every training timestep, with the posterior variance
+// β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t, and clips the result to [-1,1].
+func (m *DDPM) Sample(rt *Runtime, r *rand.Rand, n, size int) ([]float32, error) {
+	x := train.Normal(r, n*3*size*size)
+	fn := func(ctx *context.Context, in []*Node) []*Node { return []*Node{m.Eps(ctx, in[0], in[1])} }
+	s := m.Schedule
+	for t := len(s.Betas) - 1; t >= 0; t-- {
+		ts := make([]float32, n)
+		for i := range ts {
+			ts[i] = float32(t)
+		}
+		out, err := rt.Run("ddpm_eps", fn, tensors.FromFlatDataAndDimensions(x, n, 3, size, size), tensors.FromFlatDataAndDimensions(ts, n))
+		if err != nil {
+			return nil, fmt.Errorf("ddpm step %d: %w", t, err)
+		}
+		eps := Floats(out[0])
+		beta, ab := float64(s.Betas[t]), float64(s.AlphasCumprod[t])
+		c1 := 1 / math.Sqrt(1-beta)
+		c2 := beta / math.Sqrt(1-ab)
+		sigma := 0.0
+		if t > 0 {
+			sigma = math.Sqrt((1 - float64(s.AlphasCumprod[t-1])) / (1 - ab) * beta)
+		}
+		for i := range x {
+			v := c1 * (float64(x[i]) - c2*float64(eps[i]))
+			if sigma > 0 {
+				v += sigma * r.NormFloat64()
+			}
+			x[i] = float32(v)
+		}
+	}
+	for i, v := range x {
+		x[i] = max(-1, min(1, v))
+	}
+	return x, nil
+}
