@@ -5,6 +5,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/ldm-project/ldm/nn"
@@ -105,7 +106,7 @@ func (m VQVAE) Init(backend backends.Backend, ctx *context.Context, seed uint64)
 		st := ctx.InAbsPath("/" + m.Scope + "/stats").Checked(false)
 		st.VariableWithValue("cluster_size", ones(k, 1))
 		cb := ctx.GetVariableByScopeAndName("/"+m.Scope+"/quant", "codebook")
-		st.VariableWithValue("embed_sum", nn.Values(cb.MustValue()))
+		st.VariableWithValue("embed_sum", tensors.FromFlatDataAndDimensions(nn.Values(cb.MustValue()), k, d))
 		st.VariableWithValue("usage", ones(k, 1/float32(k)))
 	})
 }
