@@ -1,0 +1,146 @@
+// Package models embeds ldm's default model, a small KL-VAE, CLIP text
+// encoder and U-Net trained by this project on the Twemoji and Noto emoji
+// sets (see default/MODEL_CARD.md), so that `ldm generate` works offline with
+// no download. Default exposes the diffusers folder as an fs.FS; Path
+// materialises it once into the user's cache folder for loaders that read
+// files.
+package models
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+)
+
+//go:embed all:default
+var files embed.FS
+
+// Name is the default model's name, shown in image metadata.
+const Name = "ldm-emoji-small"
+
+// Default returns the embedded diffusers folder (model_index.json,
+// scheduler/, tokenizer/, text_encoder/, unet/, vae/, MODEL_CARD.md).
+func Default() fs.FS {
+	sub, err := fs.Sub(files, "default")
+	if err != nil {
+		panic(err) // unreachable: "default" is embedded at build time
+	}
+	return sub
+}
+
+var (
+	hashOnce sync.Once
+	hashHex  string
+	hashErr  error
+)
+
+// Hash is a SHA-256 over the embedded files' names and contents (first 12
+// hex digits): it names the cache folder, so a binary with other weights
+// never reads a stale copy.
+func Hash() (string, error) {
+	hashOnce.Do(func() {
+		h := sha256.New()
+		var names []string
+		hashErr = fs.WalkDir(Default(), ".", func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				names = append(names, p)
+			}
+			return err
+		})
+		if hashErr != nil {
+			return
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			b, err := fs.ReadFile(Default(), n)
+			if err != nil {
+				hashErr = err
+				return
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+			h.Write(b)
+		}
+		hashHex = hex.EncodeToString(h.Sum(nil))[:12]
+	})
+	return hashHex, hashErr
+}
+
+// Path returns a folder holding the default model, extracting it on first
+// use to <cache>/ldm/default-<hash> (cache: $LDM_CACHE, else
+// os.UserCacheDir(), else the temp folder). Extraction writes a temporary
+// folder and renames it into place, so a killed process never leaves a
+// partial model and concurrent processes agree on one copy.
+func Path() (string, error) {
+	h, err := Hash()
+	if err != nil {
+		return "", err
+	}
+	base := os.Getenv("LDM_CACHE")
+	if base == "" {
+		if c, err := os.UserCacheDir(); err == nil {
+			base = filepath.Join(c, "ldm")
+		} else {
+			base = filepath.Join(os.TempDir(), "ldm")
+		}
+	}
+	dir := filepath.Join(base, "default-"+h)
+	if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", fmt.Errorf("default model cache: %w", err)
+	}
+	tmp, err := os.MkdirTemp(base, ".default-"+h+"-*")
+	if err != nil {
+		return "", fmt.Errorf("default model cache: %w", err)
+	}
+	defer os.RemoveAll(tmp) // a no-op after a successful rename
+	if err := extract(Default(), tmp); err != nil {
+		return "", fmt.Errorf("extracting the default model: %w", err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// Another process finished first: use its copy.
+		if _, statErr := os.Stat(filepath.Join(dir, "model_index.json")); statErr == nil {
+			return dir, nil
+		}
+		return "", fmt.Errorf("default model cache: %w", err)
+	}
+	return dir, nil
+}
+
+func extract(src fs.FS, dst string) error {
+	return fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, filepath.FromSlash(p))
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		in, err := src.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(target)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		if err := out.Sync(); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
