@@ -140,7 +140,8 @@ func Mul(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ld
 
 // BatchedMul computes C[b] = A[b]·B[b] for every b < batch, A[b] being m×k
 // and B[b] k×n; c holds the results row-major and contiguous, [batch, m, n],
-// and is overwritten.
+// and is overwritten. c must not overlap the operands' data. Any stride or
+// offset outside an operand's Data is an error, never a fault.
 func BatchedMul(batch, m, n, k int, a, b Operand, c []float32) error {
 	return run(&problem{batch: batch, m: m, n: n, k: k, a: a, b: b, c: c, ldc: n, cBatch: m * n})
 }
