@@ -1,0 +1,143 @@
+package compare
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ldm-project/ldm/data"
+	"github.com/ldm-project/ldm/internal/fsutil"
+	"github.com/ldm-project/ldm/train"
+)
+
+// imageSet is n NCHW images in [-1,1] held in memory, with a category label
+// each ("" when the dataset has none).
+type imageSet struct {
+	N, Size    int
+	X          []float32
+	Categories []string
+}
+
+func (s *imageSet) image(i int) []float32 {
+	per := 3 * s.Size * s.Size
+	return s.X[i*per : (i+1)*per]
+}
+
+// gather returns images idx back to back.
+func (s *imageSet) gather(idx []int) []float32 {
+	per := 3 * s.Size * s.Size
+	out := make([]float32, 0, len(idx)*per)
+	for _, i := range idx {
+		out = append(out, s.X[i*per:(i+1)*per]...)
+	}
+	return out
+}
+
+// loadSplit reads one split of an image folder (at most limit images,
+// the first ones in file order) and the category of each image from
+// metadata.jsonl's "category" field.
+func loadSplit(dir string, size int, split string, limit int) (*imageSet, error) {
+	ds, err := train.LoadImageFolder(dir, size, split)
+	if err != nil {
+		return nil, err
+	}
+	n := len(ds.Examples)
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("compare: %s has no %q images", dir, split)
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	cats, _ := readCategories(filepath.Join(dir, "metadata.jsonl"))
+	s := &imageSet{N: n, Size: size, X: ds.NCHW(idx), Categories: make([]string, n)}
+	for i := range n {
+		s.Categories[i] = cats[ds.Examples[i].File]
+	}
+	return s, nil
+}
+
+func readCategories(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var row struct {
+			File     string `json:"file_name"`
+			Category string `json:"category"`
+		}
+		if json.Unmarshal(sc.Bytes(), &row) == nil && row.File != "" {
+			out[row.File] = row.Category
+			out[filepath.Base(row.File)] = row.Category
+		}
+	}
+	return out, sc.Err()
+}
+
+// shapesSet draws n images of the procedural shapes set (data.Shape), the
+// default out-of-distribution data for the anomaly score.
+func shapesSet(n, size int, seed uint64) (*imageSet, error) {
+	s := &imageSet{N: n, Size: size, X: make([]float32, 0, n*3*size*size), Categories: make([]string, n)}
+	o := data.ShapesOptions{N: n, Size: max(size, 16), Seed: seed}
+	for i := range n {
+		img, _, err := data.Shape(o, i)
+		if err != nil {
+			return nil, err
+		}
+		s.X = append(s.X, toNCHW(img, size)...)
+		s.Categories[i] = "shapes"
+	}
+	return s, nil
+}
+
+// toNCHW composites img over white at size×size (nearest sampling) and
+// returns [3,size,size] values in [-1,1].
+func toNCHW(img image.Image, size int) []float32 {
+	dst := image.NewRGBA(image.Rect(0, 0, size, size))
+	draw.Draw(dst, dst.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
+	b := img.Bounds()
+	for y := range size {
+		for x := range size {
+			c := img.At(b.Min.X+x*b.Dx()/size, b.Min.Y+y*b.Dy()/size)
+			r, g, bb, a := c.RGBA()
+			// Premultiplied over white.
+			w := 0xffff - a
+			dst.Set(x, y, color.RGBA64{uint16(r + w), uint16(g + w), uint16(bb + w), 0xffff})
+		}
+	}
+	out := make([]float32, 3*size*size)
+	for p := range size * size {
+		for c := range 3 {
+			out[c*size*size+p] = float32(dst.Pix[p*4+c])/127.5 - 1
+		}
+	}
+	return out
+}
+
+// writeGrid writes images (NCHW, n of them) as a PNG grid of cols columns.
+func writeGrid(path string, x []float32, n, size, cols int) error {
+	clipped := make([]float32, len(x))
+	for i, v := range x {
+		clipped[i] = max(-1, min(1, v))
+	}
+	return writePNG(path, train.Grid(train.NCHWToImages(clipped, n, size, size), cols))
+}
+
+func writePNG(path string, img image.Image) error {
+	return fsutil.WriteAtomic(path, func(w io.Writer) error { return png.Encode(w, img) })
+}
