@@ -49,9 +49,11 @@ func downConvs(ctx *context.Context, c Config, x *Node) *Node {
 // (a transposed convolution's native op has no gradient on the pure-Go
 // backend; upsample + conv also avoids its checkerboard artefacts), ending in
 // a 3×3 convolution to RGB. x is NHWC at the grid size; the result is NCHW.
+// Level i's output, at twice the resolution of the encoder's level i, has
+// half its channels, so that decoder and encoder cost about the same.
 func upConvs(ctx *context.Context, c Config, x *Node) *Node {
 	for i := len(c.Channels) - 1; i >= 0; i-- {
-		x = nn.SiLU(UpConv(ctx.In(fmt.Sprintf("up%d", i)), x, c.Channels[i]))
+		x = nn.SiLU(UpConv(ctx.In(fmt.Sprintf("up%d", i)), x, max(c.Channels[i]/2, 4)))
 	}
 	return ToNCHW(nn.Conv2D(ctx.In("out"), x, nn.Conv2DOpts{Out: 3, Kernel: 3, Pad: 1}))
 }
