@@ -111,6 +111,7 @@ type LDMTrainer struct {
 	// mean and std of every training image's posterior, [N][L·h·w].
 	LoRA *LoRA
 
+	cache     string // latents cache file
 	mean, std [][]float32
 	latent    []int // L, h, w
 	ord       Order
@@ -240,19 +241,15 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 	}
 	t := &LDMTrainer{Trainer: tr, LoRA: lora, Data: ds, Tokenizer: tok, UNet: u, Text: text, VAEModel: vm, Schedule: sched,
 		ord: Order{N: len(ds.Examples), Seed: run.Seed}}
-	cache := filepath.Join(out, "latents.safetensors")
-	if !t.loadLatents(cache, run.VAE) {
-		if err := t.encodeAll(); err != nil {
-			return nil, err
-		}
-		if err := t.saveLatents(cache, run.VAE); err != nil {
-			return nil, err
-		}
-	}
-	if run.ScalingFactor == 0 {
-		run.ScalingFactor = t.latentScale(run.Seed)
-	}
+	t.cache = filepath.Join(out, "latents.safetensors")
 	t.Run = run
+	if run.ScalingFactor == 0 { // a fresh run measures it; a resumed one has it
+		if err := t.ensureLatents(); err != nil {
+			return nil, err
+		}
+		t.Run.ScalingFactor = t.latentScale(run.Seed)
+	}
+	run = t.Run
 	empty, _ := tok.Encode("", tok.PadID(), run.MaxLength)
 	t.emptyIDs = toInt32(empty)
 	if resume != "" {
@@ -368,6 +365,17 @@ func (t *LDMTrainer) encodeAll() error {
 	return nil
 }
 
+// ensureLatents encodes the training set once (or reads the cache).
+func (t *LDMTrainer) ensureLatents() error {
+	if t.mean != nil || t.loadLatents(t.cache, t.Run.VAE) {
+		return nil
+	}
+	if err := t.encodeAll(); err != nil {
+		return err
+	}
+	return t.saveLatents(t.cache, t.Run.VAE)
+}
+
 // saveLatents caches the posteriors (encoding the data set is the slowest
 // part of starting or resuming a run on the pure-Go backend).
 func (t *LDMTrainer) saveLatents(path, vaePath string) error {
@@ -440,6 +448,9 @@ func toInt32(ids []int) []int32 {
 // ids (empty captions with probability CaptionDropout) and targets, all
 // functions of (seed, step).
 func (t *LDMTrainer) Batch(step int) ([][]any, error) {
+	if err := t.ensureLatents(); err != nil {
+		return nil, err
+	}
 	r := t.Run
 	l, h, w := t.latent[0], t.latent[1], t.latent[2]
 	per := l * h * w

@@ -210,6 +210,7 @@ func newTrainLDMCmd() *cobra.Command {
 	run.Train.LR = 5e-4
 	var rf runFlags
 	var hidden, layers, crossDim int
+	var exportTo string
 	var blocks []int
 	var prompts []string
 	cmd := &cobra.Command{
@@ -254,6 +255,9 @@ func newTrainLDMCmd() *cobra.Command {
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
+			if exportTo != "" {
+				return t.Export(exportTo)
+			}
 			reportSkipped(out, t.Data)
 			fmt.Fprintf(out, "LDM: %d trainable parameters, %d training images, batch %d×%d, latent scale %.4f\n",
 				t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum, t.Run.ScalingFactor)
@@ -280,6 +284,7 @@ func newTrainLDMCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&exportTo, "export", "", "with --resume: write the newest checkpoint's EMA weights as a diffusers folder here, and stop")
 	f.StringVar(&run.VAE, "vae", "", "frozen VAE: a diffusers vae folder, or a checkpoint of `ldm train vae`")
 	f.StringVar(&run.Tokenizer, "tokenizer", "", "CLIP tokenizer folder (default: train a BPE on the captions)")
 	f.IntVar(&run.TokenizerMerges, "merges", run.TokenizerMerges, "BPE merges when training the tokenizer")

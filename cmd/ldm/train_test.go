@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -99,6 +100,15 @@ func TestTrainVAEThenLDMThenLoRAFinetuneEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Close()
+	exported := filepath.Join(tmp, "exported")
+	run(t, "train", "ldm", "-o", ldmDir, "--resume", "--export", exported)
+	for _, f := range []string{"unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors", "tokenizer/vocab.json"} {
+		a, _ := os.ReadFile(filepath.Join(ldmDir, "model", f))
+		b, err := os.ReadFile(filepath.Join(exported, f))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s: --export differs from the run's own export (%v)", f, err)
+		}
+	}
 
 	run(t, "finetune", filepath.Join(ldmDir, "model"), data, "--lora", "2", "-o", loraDir, "--size", "16", "--batch", "2",
 		"--steps", "2", "--warmup", "1", "--checkpoint-every", "2", "--sample-every", "2", "--prompt", "a red square")
