@@ -15,23 +15,34 @@ import (
 	"github.com/ldm-project/ldm/unet"
 )
 
-// PixelUNetConfig is the LDM's small U-Net (three levels of 32/64/64
-// channels, one ResNet each, 16 groups) on RGB pixels instead of latents,
+// PixelUNetConfig is the LDM's small U-Net (three levels, 32/64/64
+// channels by default, one ResNet each) on RGB pixels instead of latents,
 // unconditional: no attention blocks and no mid block, since there is no
 // context to attend to and self-attention at pixel resolution would dominate
-// a CPU budget.
-func PixelUNetConfig(size int) unet.Config {
+// a CPU budget. channels, when given, replaces block_out_channels (GroupNorm
+// uses 16 groups, or 8 when the first level has fewer than 32 channels).
+func PixelUNetConfig(size int, channels ...int) unet.Config {
 	c := unet.DefaultConfig()
 	c.SampleSize = size
 	c.InChannels, c.OutChannels = 3, 3
 	c.BlockOutChannels = []int{32, 64, 64}
-	c.DownBlockTypes = []string{"DownBlock2D", "DownBlock2D", "DownBlock2D"}
-	c.UpBlockTypes = []string{"UpBlock2D", "UpBlock2D", "UpBlock2D"}
+	if len(channels) > 0 {
+		c.BlockOutChannels = channels
+	}
+	n := len(c.BlockOutChannels)
+	c.DownBlockTypes = make([]string, n)
+	c.UpBlockTypes = make([]string, n)
+	for i := range n {
+		c.DownBlockTypes[i], c.UpBlockTypes[i] = "DownBlock2D", "UpBlock2D"
+	}
 	c.MidBlockType = nil
 	c.LayersPerBlock = unet.IntList{1}
 	c.CrossAttentionDim = unet.IntList{ddpmContextDim}
 	c.AttentionHeadDim = unet.IntList{4}
 	g := 16
+	if c.BlockOutChannels[0] < 32 {
+		g = 8
+	}
 	c.NormNumGroups = &g
 	return c
 }

@@ -152,7 +152,7 @@ func TestTrainingLowersLoss(t *testing.T) {
 			trainAndCheck(t, tr, steps, 0.5, func(int) []any { return []any{tt} })
 		}},
 		{"pixel DDPM", func(t *testing.T) {
-			m, err := NewDDPM(PixelUNetConfig(s), 100, "ddpm")
+			m, err := NewDDPM(PixelUNetConfig(s, 16, 32), 100, "ddpm")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -431,7 +431,7 @@ func fmtSeries(v []float32) string {
 
 // runDDPM trains the pixel-space DDPM and samples it ancestrally.
 func (r *runner) runDDPM() (Row, error) {
-	m, err := baselines.NewDDPM(baselines.PixelUNetConfig(r.o.Size), r.o.DDPMTimesteps, "ddpm")
+	m, err := baselines.NewDDPM(baselines.PixelUNetConfig(r.o.Size, r.o.DDPMChannels...), r.o.DDPMTimesteps, "ddpm")
 	if err != nil {
 		return Row{}, err
 	}
@@ -455,8 +455,8 @@ func (r *runner) runDDPM() (Row, error) {
 	if err != nil {
 		return row, err
 	}
-	row.Notes = append(row.Notes, fmt.Sprintf("%d diffusion steps (linear β), unconditional U-Net 32/64/64 without attention; final loss is the ε-MSE; no likelihood bound computed (it needs %d network evaluations per image)",
-		r.o.DDPMTimesteps, r.o.DDPMTimesteps))
+	row.Notes = append(row.Notes, fmt.Sprintf("%d diffusion steps (linear β), unconditional U-Net %v without attention; final loss is the ε-MSE; no likelihood bound computed (it needs %d network evaluations per image)",
+		r.o.DDPMTimesteps, m.UNet.Config.BlockOutChannels, r.o.DDPMTimesteps))
 	rt := baselines.NewRuntime(r.backend, ctx)
 	start := time.Now()
 	rng := r.rand(41)

@@ -102,7 +102,7 @@ func conclusions(rep *Report) []string {
 		for i, x := range xs {
 			parts[i] = fmt.Sprintf("%s "+format, x.name, x.v)
 		}
-		out = append(out, fmt.Sprintf("%s: %s.", label, strings.Join(parts, " > ")))
+		out = append(out, fmt.Sprintf("%s, best first: %s.", label, strings.Join(parts, ", ")))
 	}
 	best("Sample quality by FD in AE features (lower is better)", func(r Row) *float64 { return r.FD }, true, "%.3g")
 	best("By FD on pooled pixels", func(r Row) *float64 { return r.FDPixel }, true, "%.3g")

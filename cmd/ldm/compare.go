@@ -27,7 +27,8 @@ same optimiser-step and batch budget, measures them with the same metrics
 (Fréchet distance and KID in the feature space of the run's autoencoder,
 precision/recall, PSNR/SSIM, bits/dim, codebook perplexity, anomaly ROC-AUC,
 training time, sampling speed) and writes report.md, results.json and the
-figures to --out. --quick uses reduced budgets (32², 150 steps, 512 images).`,
+figures to --out. --quick uses reduced budgets (32², 100 steps of batch 16, 512 images,
+64 samples, a 50-step DDPM on a half-width U-Net).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if quick {
@@ -48,6 +49,9 @@ figures to --out. --quick uses reduced budgets (32², 150 steps, 512 images).`,
 				keep("max-test", &o.MaxTest, q.MaxTest)
 				if !f.Changed("lr") {
 					o.LR = q.LR
+				}
+				if !f.Changed("ddpm-channels") {
+					o.DDPMChannels = q.DDPMChannels
 				}
 			}
 			o.Data = args[0]
@@ -77,6 +81,7 @@ figures to --out. --quick uses reduced budgets (32², 150 steps, 512 images).`,
 	f.IntVar(&o.Steps, "steps", o.Steps, "optimiser steps of every model")
 	f.IntVar(&o.PriorSteps, "prior-steps", o.PriorSteps, "optimiser steps of the VQ-VAE's prior")
 	f.IntVar(&o.DDPMTimesteps, "ddpm-timesteps", o.DDPMTimesteps, "diffusion steps of the pixel DDPM")
+	f.IntSliceVar(&o.DDPMChannels, "ddpm-channels", o.DDPMChannels, "block_out_channels of the pixel DDPM's U-Net")
 	f.Float64Var(&o.LR, "lr", o.LR, "peak learning rate of the autoencoders (the prior and DDPM use half, the DCGAN 2e-4)")
 	f.IntVar(&o.Samples, "samples", o.Samples, "generated images per model for the metrics")
 	f.IntVar(&o.MaxTrain, "max-train", o.MaxTrain, "use at most this many training images (0: all)")
