@@ -51,6 +51,7 @@ func Enable() error {
 	mu.Lock()
 	defer mu.Unlock()
 	if enabled.Load() {
+		enableElemLocked()
 		return nil
 	}
 	if failed != nil {
@@ -71,6 +72,7 @@ func Enable() error {
 		return failed
 	}
 	enabled.Store(true)
+	enableElemLocked()
 	return nil
 }
 
@@ -79,6 +81,7 @@ func Enable() error {
 func Disable() {
 	mu.Lock()
 	defer mu.Unlock()
+	disableElemLocked()
 	if !enabled.Load() {
 		return
 	}
