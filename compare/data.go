@@ -40,15 +40,17 @@ func (s *imageSet) gather(idx []int) []float32 {
 	return out
 }
 
-// loadSplit reads one split of an image folder (at most limit images,
-// the first ones in file order) and the category of each image from
-// metadata.jsonl's "category" field.
+// loadSplit reads one split of an image folder and the category of each
+// image from metadata.jsonl's "category" field. With a limit it keeps
+// evenly spaced images in file order, so that a subset of a folder sorted by
+// category still spans every category.
 func loadSplit(dir string, size int, split string, limit int) (*imageSet, error) {
 	ds, err := train.LoadImageFolder(dir, size, split)
 	if err != nil {
 		return nil, err
 	}
-	n := len(ds.Examples)
+	all := len(ds.Examples)
+	n := all
 	if limit > 0 {
 		n = min(n, limit)
 	}
@@ -57,12 +59,12 @@ func loadSplit(dir string, size int, split string, limit int) (*imageSet, error)
 	}
 	idx := make([]int, n)
 	for i := range idx {
-		idx[i] = i
+		idx[i] = i * all / n
 	}
 	cats, _ := readCategories(filepath.Join(dir, "metadata.jsonl"))
 	s := &imageSet{N: n, Size: size, X: ds.NCHW(idx), Categories: make([]string, n)}
-	for i := range n {
-		s.Categories[i] = cats[ds.Examples[i].File]
+	for i, j := range idx {
+		s.Categories[i] = cats[ds.Examples[j].File]
 	}
 	return s, nil
 }
