@@ -121,4 +121,13 @@ func TestTrainVAEThenLDMThenLoRAFinetuneEndToEnd(t *testing.T) {
 		t.Errorf("LoRA file has %d tensors, want down/up/alpha triples", n)
 	}
 	exists(t, filepath.Join(loraDir, "samples-00000002.png"))
+
+	fullDir := filepath.Join(tmp, "full")
+	run(t, "finetune", filepath.Join(ldmDir, "model"), data, "-o", fullDir, "--size", "16", "--batch", "2",
+		"--steps", "1", "--warmup", "1", "--checkpoint-every", "1", "--sample-every", "1", "--prompt", "a red square")
+	fm, err := weights.OpenModel(filepath.Join(fullDir, "model"), weights.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm.Close()
 }
