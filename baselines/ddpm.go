@@ -1,6 +1,7 @@
 package baselines
 
 import (
+	stdctx "context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -130,23 +131,38 @@ func (m *DDPM) Inputs(xt, ts, eps []float32, n, size int) []any {
 		tensors.FromFlatDataAndDimensions(eps, n, 3, size, size)}
 }
 
-// Sample runs ancestral sampling (Ho et al. 2020, algorithm 2) from pure
-// noise through every training timestep, with the posterior variance
-// β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t, and clips the result to [-1,1].
-func (m *DDPM) Sample(rt *Runtime, r *rand.Rand, n, size int) ([]float32, error) {
-	x := train.Normal(r, n*3*size*size)
+// Sample runs ancestral sampling with the U-Net; see Ancestral.
+func (m *DDPM) Sample(ctx stdctx.Context, rt *Runtime, r *rand.Rand, n, size int) ([]float32, error) {
 	fn := func(ctx *context.Context, in []*Node) []*Node { return []*Node{m.Eps(ctx, in[0], in[1])} }
-	s := m.Schedule
-	for t := len(s.Betas) - 1; t >= 0; t-- {
+	return m.Ancestral(ctx, func(x []float32, t int) ([]float32, error) {
 		ts := make([]float32, n)
 		for i := range ts {
 			ts[i] = float32(t)
 		}
 		out, err := rt.Run("ddpm_eps", fn, tensors.FromFlatDataAndDimensions(x, n, 3, size, size), tensors.FromFlatDataAndDimensions(ts, n))
 		if err != nil {
+			return nil, err
+		}
+		return Floats(out[0]), nil
+	}, r, n*3*size*size)
+}
+
+// Ancestral runs ancestral sampling (Ho et al. 2020, algorithm 2) of dims
+// values from pure noise through every training timestep with the noise
+// predictor eps, using the posterior variance
+// β̃_t = (1−ᾱ_{t−1})/(1−ᾱ_t)·β_t, and clips the result to [-1,1]. It stops
+// with ctx's error when ctx is cancelled.
+func (m *DDPM) Ancestral(ctx stdctx.Context, eps func(x []float32, t int) ([]float32, error), r *rand.Rand, dims int) ([]float32, error) {
+	x := train.Normal(r, dims)
+	s := m.Schedule
+	for t := len(s.Betas) - 1; t >= 0; t-- {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		e, err := eps(x, t)
+		if err != nil {
 			return nil, fmt.Errorf("ddpm step %d: %w", t, err)
 		}
-		eps := Floats(out[0])
 		beta, ab := float64(s.Betas[t]), float64(s.AlphasCumprod[t])
 		c1 := 1 / math.Sqrt(1-beta)
 		c2 := beta / math.Sqrt(1-ab)
@@ -155,7 +171,7 @@ func (m *DDPM) Sample(rt *Runtime, r *rand.Rand, n, size int) ([]float32, error)
 			sigma = math.Sqrt((1 - float64(s.AlphasCumprod[t-1])) / (1 - ab) * beta)
 		}
 		for i := range x {
-			v := c1 * (float64(x[i]) - c2*float64(eps[i]))
+			v := c1 * (float64(x[i]) - c2*float64(e[i]))
 			if sigma > 0 {
 				v += sigma * r.NormFloat64()
 			}

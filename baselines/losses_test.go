@@ -1,6 +1,7 @@
 package baselines
 
 import (
+	stdctx "context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -206,5 +207,36 @@ func TestPriorIsCausal(t *testing.T) {
 		if pos > 3 && diff == 0 {
 			t.Errorf("position %d ignores earlier tokens", pos)
 		}
+	}
+}
+
+// TestAncestralSamplingWithTheExactPredictorRecoversThePointMass: for data
+// that is one image c, the exact noise predictor is (x_t − √ᾱ_t c)/√(1−ᾱ_t),
+// and the last ancestral step (ᾱ_0 = α_0, no noise) lands exactly on c.
+func TestAncestralSamplingWithTheExactPredictorRecoversThePointMass(t *testing.T) {
+	m, err := NewDDPM(PixelUNetConfig(8), 100, "ddpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := []float32{0.5, -0.25, 0.9, -0.8}
+	oracle := func(x []float32, step int) ([]float32, error) {
+		ab := float64(m.Schedule.AlphasCumprod[step])
+		e := make([]float32, len(x))
+		for i := range x {
+			e[i] = float32((float64(x[i]) - math.Sqrt(ab)*float64(c[i])) / math.Sqrt(1-ab))
+		}
+		return e, nil
+	}
+	x, err := m.Ancestral(stdctx.Background(), oracle, rand.New(rand.NewPCG(5, 5)), len(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c {
+		near(t, "sample", float64(x[i]), float64(c[i]), 1e-4)
+	}
+	ctx, cancel := stdctx.WithCancel(stdctx.Background())
+	cancel()
+	if _, err := m.Ancestral(ctx, oracle, rand.New(rand.NewPCG(5, 5)), len(c)); err == nil {
+		t.Error("a cancelled context must stop sampling")
 	}
 }

@@ -1,6 +1,7 @@
 package baselines
 
 import (
+	stdctx "context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -80,11 +81,14 @@ func (p Prior) Loss() train.LossFn {
 }
 
 // Sample draws n code sequences ancestrally (one forward pass per position,
-// temperature 1).
-func (p Prior) Sample(rt *Runtime, r *rand.Rand, n int) ([]int32, error) {
+// temperature 1); it stops with ctx's error when ctx is cancelled.
+func (p Prior) Sample(ctx stdctx.Context, rt *Runtime, r *rand.Rand, n int) ([]int32, error) {
 	codes := make([]int32, n*p.T)
 	fn := func(ctx *context.Context, in []*Node) []*Node { return []*Node{p.Logits(ctx, in[0])} }
 	for i := range p.T {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		out, err := rt.Run("prior_logits", fn, tensors.FromFlatDataAndDimensions(codes, n, p.T))
 		if err != nil {
 			return nil, err

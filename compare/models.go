@@ -313,7 +313,7 @@ func (r *runner) runVQ() (Row, error) {
 	rng := r.rand(21)
 	var samples []float32
 	for i0 := 0; i0 < r.o.Samples; i0 += r.o.Batch {
-		codes, err := p.Sample(rt, rng, r.o.Batch)
+		codes, err := p.Sample(r.ctx, rt, rng, r.o.Batch)
 		if err != nil {
 			return row, err
 		}
@@ -462,7 +462,7 @@ func (r *runner) runDDPM() (Row, error) {
 	rng := r.rand(41)
 	var samples []float32
 	for i0 := 0; i0 < r.o.Samples; i0 += r.o.Batch {
-		x, err := m.Sample(rt, rng, r.o.Batch, s)
+		x, err := m.Sample(r.ctx, rt, rng, r.o.Batch, s)
 		if err != nil {
 			return row, err
 		}
