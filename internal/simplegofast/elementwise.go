@@ -1,6 +1,8 @@
 package simplegofast
 
 import (
+	"math"
+
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -65,33 +67,28 @@ func unaryExec(backend *sgBackend, node *sgNode, inputs []*sgBuffer, inputsOwned
 	return out, true
 }
 
-// logisticFloat32 sets dst[i] = 1/(1+exp(-x)) as simplego does (through
-// exp(−|x|), which never overflows); dst may be src.
+// logisticFloat32 sets dst[i] = 1/(1+exp(-x)) as simplego does: with
+// e = exp(−|x|) (which never overflows), 1/(1+e) for x ≥ 0 and e/(1+e)
+// below; branch-free (the sign of x is random in activations). dst may be
+// src.
 func logisticFloat32(dst, src []float32) {
+	const one = 0x3f800000
 	var e [256]float32
 	for len(dst) > 0 {
 		n := min(len(dst), len(e))
 		x, y, t := src[:n], dst[:n], e[:n]
 		for i, v := range x {
-			t[i] = -abs32(v)
+			t[i] = math.Float32frombits(math.Float32bits(v) | 1<<31)
 		}
 		expFloat32(t, t)
 		for i, v := range x {
-			if v >= 0 {
-				y[i] = 1 / (1 + t[i])
-			} else {
-				y[i] = t[i] / (1 + t[i])
-			}
+			neg := uint32(int32(math.Float32bits(v)) >> 31) // all ones when the sign is set
+			eb := math.Float32bits(t[i])
+			num := math.Float32frombits(one ^ ((one ^ eb) & neg))
+			y[i] = num / (1 + t[i])
 		}
 		dst, src = dst[n:], src[n:]
 	}
-}
-
-func abs32(x float32) float32 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // bcastStrides gives the strides of operand shape s over the output
