@@ -30,6 +30,8 @@ const (
 	ModelVQVAE = "vq-vae"
 	ModelGAN   = "dcgan"
 	ModelDDPM  = "ddpm"
+	// ModelLDM is the latent diffusion model given by Options.LDM.
+	ModelLDM = "ldm"
 )
 
 // AllModels lists every model compare knows.
@@ -59,6 +61,13 @@ type Options struct {
 	Seed     uint64   `json:"seed"`
 	Models   []string `json:"models"`
 	Command  string   `json:"command"` // recorded in the report
+	// LDM, when set, is a trained latent diffusion model (anything ldm.Load
+	// opens) sampled with the test captions as prompts and measured like the
+	// baselines; LDMSteps sampler steps (default 20), BackendName is passed
+	// to ldm.Load.
+	LDM         string `json:"ldm,omitempty"`
+	LDMSteps    int    `json:"ldm_steps,omitempty"`
+	BackendName string `json:"-"`
 	// Log receives progress lines; nil discards them.
 	Log func(string) `json:"-"`
 }
@@ -181,6 +190,9 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 	r.report = &Report{Options: o, Backend: backend.Name(), TrainN: r.train.N, TestN: r.test.N}
 	r.log("data: %d training and %d test images at %d², %d shapes images as out-of-distribution", r.train.N, r.test.N, o.Size, r.ood.N)
 	models := append([]string{ModelAE}, o.Models...)
+	if o.LDM != "" {
+		models = append(models, ModelLDM)
+	}
 	done := map[string]bool{}
 	for _, m := range models {
 		if done[m] {
@@ -226,6 +238,8 @@ func (r *runner) runModel(m string) (Row, error) {
 		return r.runGAN()
 	case ModelDDPM:
 		return r.runDDPM()
+	case ModelLDM:
+		return r.runLDM()
 	}
 	return Row{}, fmt.Errorf("unknown model")
 }

@@ -118,3 +118,32 @@ func TestRunWritesTheFullReport(t *testing.T) {
 		t.Errorf("results.json: %v, %d rows", err, len(back.Rows))
 	}
 }
+
+// TestRunMeasuresALoadedLDM samples the golden tiny SD1.5 (random weights)
+// through the pipeline and measures it beside the autoencoder.
+func TestRunMeasuresALoadedLDM(t *testing.T) {
+	dir := os.Getenv("LDM_GOLDEN_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "golden")
+	}
+	model := filepath.Join(dir, "tiny_sd15")
+	if _, err := os.Stat(model); err != nil {
+		t.Skipf("no golden tiny model at %s (set LDM_GOLDEN_DIR)", model)
+	}
+	b, err := nn.NewBackend("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := QuickOptions()
+	o.Data, o.Out = tinyFolder(t, 64), t.TempDir()
+	o.Size, o.Batch, o.Steps, o.Samples, o.Models = 16, 8, 2, 8, nil
+	o.LDM, o.LDMSteps, o.BackendName = model, 2, "go"
+	rep, err := Run(stdctx.Background(), b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Rows[len(rep.Rows)-1]
+	if last.Model != ModelLDM || last.FD == nil || last.Params == 0 || last.Samples != 8 {
+		t.Errorf("LDM row: %+v", last)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/disintegration/imaging"
+
 	"github.com/ldm-project/ldm/data"
 	"github.com/ldm-project/ldm/internal/fsutil"
 	"github.com/ldm-project/ldm/train"
@@ -23,6 +25,7 @@ type imageSet struct {
 	N, Size    int
 	X          []float32
 	Categories []string
+	Captions   []string
 }
 
 func (s *imageSet) image(i int) []float32 {
@@ -62,9 +65,10 @@ func loadSplit(dir string, size int, split string, limit int) (*imageSet, error)
 		idx[i] = i * all / n
 	}
 	cats, _ := readCategories(filepath.Join(dir, "metadata.jsonl"))
-	s := &imageSet{N: n, Size: size, X: ds.NCHW(idx), Categories: make([]string, n)}
+	s := &imageSet{N: n, Size: size, X: ds.NCHW(idx), Categories: make([]string, n), Captions: make([]string, n)}
 	for i, j := range idx {
 		s.Categories[i] = cats[ds.Examples[j].File]
+		s.Captions[i] = ds.Examples[j].Caption
 	}
 	return s, nil
 }
@@ -107,21 +111,15 @@ func shapesSet(n, size int, seed uint64) (*imageSet, error) {
 	return s, nil
 }
 
-// toNCHW composites img over white at size×size (nearest sampling) and
+// toNCHW composites img over white, resizes it to size×size (Lanczos) and
 // returns [3,size,size] values in [-1,1].
 func toNCHW(img image.Image, size int) []float32 {
 	dst := image.NewRGBA(image.Rect(0, 0, size, size))
 	draw.Draw(dst, dst.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	b := img.Bounds()
-	for y := range size {
-		for x := range size {
-			c := img.At(b.Min.X+x*b.Dx()/size, b.Min.Y+y*b.Dy()/size)
-			r, g, bb, a := c.RGBA()
-			// Premultiplied over white.
-			w := 0xffff - a
-			dst.Set(x, y, color.RGBA64{uint16(r + w), uint16(g + w), uint16(bb + w), 0xffff})
-		}
+	if img.Bounds().Dx() != size || img.Bounds().Dy() != size {
+		img = imaging.Resize(img, size, size, imaging.Lanczos)
 	}
+	draw.Draw(dst, dst.Bounds(), img, img.Bounds().Min, draw.Over)
 	out := make([]float32, 3*size*size)
 	for p := range size * size {
 		for c := range 3 {

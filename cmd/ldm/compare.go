@@ -56,7 +56,8 @@ figures to --out. --quick uses reduced budgets (32², 100 steps of batch 16, 512
 			}
 			o.Data = args[0]
 			o.Command = "ldm " + strings.Join(os.Args[1:], " ")
-			b, err := nn.NewBackend(backendFlag(cmd))
+			o.BackendName = backendFlag(cmd)
+			b, err := nn.NewBackend(o.BackendName)
 			if err != nil {
 				return err
 			}
@@ -88,6 +89,8 @@ figures to --out. --quick uses reduced budgets (32², 100 steps of batch 16, 512
 	f.IntVar(&o.MaxTest, "max-test", o.MaxTest, "use at most this many test images (0: all)")
 	f.Uint64Var(&o.Seed, "seed", o.Seed, "seed of initialisation, data order and sampling")
 	f.StringSliceVar(&o.Models, "models", o.Models, "models to run (the autoencoder always runs: it is the feature space)")
+	f.StringVar(&o.LDM, "ldm", "", "also sample and measure this trained latent diffusion model (a diffusers folder or single file)")
+	f.IntVar(&o.LDMSteps, "ldm-steps", 20, "sampler steps of --ldm")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
 }
