@@ -30,6 +30,7 @@ var elemExecs = map[backends.OpType]nodeExecutor{
 	backends.OpTypeDiv:       fastDiv,
 	backends.OpTypeReduceMax: fastReduceMax,
 	backends.OpTypeReduceSum: fastReduceSum,
+	backends.OpTypeSlice:     fastSlice,
 }
 
 var (
@@ -120,6 +121,9 @@ func verifyElem() (err error) {
 		return fmt.Errorf("creating a simplego backend for the checks: %w", err)
 	}
 	defer b.Finalize()
+	if err := verifySliceLayout(b); err != nil {
+		return fmt.Errorf("simplego internals differ from what this package mirrors: %w", err)
+	}
 	r := rand.New(rand.NewPCG(5, 9))
 	for _, c := range elemSelfTestCases {
 		if err := runElemCase(b, r, c, dtypes.Float32, false); err != nil {
@@ -134,7 +138,9 @@ func verifyElem() (err error) {
 type elemCase struct {
 	op       backends.OpType
 	lhs, rhs []int
-	axes     []int
+	axes     []int // reductions; Slice: starts
+	limits   []int // Slice
+	strides  []int // Slice
 }
 
 var elemSelfTestCases = []elemCase{
@@ -159,6 +165,10 @@ var elemSelfTestCases = []elemCase{
 	{op: backends.OpTypeReduceSum, lhs: []int{2, 1, 9, 5}, axes: []int{1, 2}},
 	{op: backends.OpTypeReduceSum, lhs: []int{4, 3, 17}, axes: []int{0}},
 	{op: backends.OpTypeReduceSum, lhs: []int{7, 33}, axes: []int{0, 1}},
+	{op: backends.OpTypeSlice, lhs: []int{4, 9, 9, 3}, axes: []int{1, 0, 2, 0}, limits: []int{3, 8, 9, 3}, strides: []int{1, 1, 1, 1}},
+	{op: backends.OpTypeSlice, lhs: []int{4, 9, 9, 3}, axes: []int{0, 1, 0, 1}, limits: []int{4, 9, 9, 3}, strides: []int{2, 2, 3, 1}},
+	{op: backends.OpTypeSlice, lhs: []int{5, 7}, axes: []int{2, 3}, limits: []int{3, 4}, strides: []int{1, 1}},
+	{op: backends.OpTypeSlice, lhs: []int{6, 33}, axes: []int{0, 0}, limits: []int{6, 33}, strides: []int{1, 1}},
 }
 
 // runElemCase builds the op on backend b, runs simplego's executor and
@@ -204,6 +214,8 @@ func runElemCase(b backends.Backend, r *rand.Rand, c elemCase, dtype dtypes.DTyp
 		y, err = bld.ReduceMax(params[0], c.axes...)
 	case backends.OpTypeReduceSum:
 		y, err = bld.ReduceSum(params[0], c.axes...)
+	case backends.OpTypeSlice:
+		y, err = bld.Slice(params[0], clone(c.axes), clone(c.limits), clone(c.strides))
 	default:
 		return fmt.Errorf("no case for %s", c.op)
 	}

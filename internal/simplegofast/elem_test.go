@@ -79,10 +79,26 @@ func TestElementwiseVsStock(t *testing.T) {
 		elemCase{op: backends.OpTypeReduceMax, lhs: []int{16, 64, 1025}, axes: []int{2}},
 		elemCase{op: backends.OpTypeReduceSum, lhs: []int{1, 3000, 77}, axes: []int{1}},
 		elemCase{op: backends.OpTypeReduceSum, lhs: []int{5, 3000, 77}, axes: []int{1}},
+		elemCase{op: backends.OpTypeSlice, lhs: []int{2, 66, 66, 320}, axes: []int{0, 1, 2, 0}, limits: []int{2, 65, 66, 320}, strides: []int{1, 1, 1, 1}},
 	)
 	for range 300 {
 		d := randDims()
-		switch k := r.IntN(3); k {
+		switch k := r.IntN(4); k {
+		case 3:
+			if len(d) == 0 {
+				continue
+			}
+			c := elemCase{op: backends.OpTypeSlice, lhs: d}
+			for _, n := range d {
+				st := r.IntN(n)
+				lim := st + 1 + r.IntN(n-st)
+				stride := 1
+				if r.IntN(3) == 0 {
+					stride = 1 + r.IntN(3)
+				}
+				c.axes, c.limits, c.strides = append(c.axes, st), append(c.limits, lim), append(c.strides, stride)
+			}
+			cases = append(cases, c)
 		case 0:
 			cases = append(cases, elemCase{op: unary[r.IntN(2)], lhs: d})
 		case 1:
