@@ -48,6 +48,10 @@ type VQOpts struct {
 	// output of the current batch (dead-code restarts). It needs EMA: a
 	// codebook trained by gradient is written by the optimiser.
 	RestartBelow float64 `json:"restart_below"`
+	// UsageDecay is the decay of each code's usage average (0: 0.99). A
+	// dead code's usage falls below RestartBelow/K after about
+	// ln(RestartBelow)/ln(UsageDecay) steps: short runs need a faster decay.
+	UsageDecay float64 `json:"usage_decay,omitempty"`
 }
 
 // Validate checks the options.
@@ -57,6 +61,8 @@ func (o VQOpts) Validate() error {
 		return fmt.Errorf("baselines: a codebook needs at least 2 codes, got %d", o.K)
 	case o.EMA < 0 || o.EMA >= 1:
 		return fmt.Errorf("baselines: codebook EMA decay %g must be in [0,1)", o.EMA)
+	case o.UsageDecay < 0 || o.UsageDecay >= 1:
+		return fmt.Errorf("baselines: usage decay %g must be in [0,1)", o.UsageDecay)
 	case o.RestartBelow > 0 && o.EMA == 0:
 		return fmt.Errorf("baselines: dead-code restarts need EMA codebook updates")
 	}
@@ -70,8 +76,12 @@ type VQVAE struct {
 	Scope  string
 }
 
-// usageDecay is the decay of the per-code usage average the restarts use.
-const usageDecay = 0.99
+func (o VQOpts) usageDecay() float64 {
+	if o.UsageDecay == 0 {
+		return 0.99
+	}
+	return o.UsageDecay
+}
 
 // Trainable lists the scopes the optimiser updates: not the codebook when
 // it follows EMA updates.
@@ -185,7 +195,8 @@ func (m VQVAE) updateStats(ctx *context.Context, g *Graph, flat, idx *Node) {
 	}
 	onehot := OneHot(idx, k, flat.DType())
 	counts := ReduceSum(onehot, 0)
-	usage := Add(MulScalar(usageV.ValueGraph(g), usageDecay), MulScalar(counts, (1-usageDecay)/float64(n)))
+	ud := m.VQ.usageDecay()
+	usage := Add(MulScalar(usageV.ValueGraph(g), ud), MulScalar(counts, (1-ud)/float64(n)))
 	cb := cbV.ValueGraph(g)
 	if m.VQ.EMA > 0 {
 		gm := m.VQ.EMA

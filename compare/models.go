@@ -226,7 +226,10 @@ func (r *runner) vqConfig() baselines.Config {
 // runVQ trains the VQ-VAE (EMA codebook, dead-code restarts), then the
 // causal-transformer prior on the training images' codes, and samples.
 func (r *runner) runVQ() (Row, error) {
-	m := baselines.VQVAE{Config: r.vqConfig(), VQ: baselines.VQOpts{K: 128, Beta: 0.25, EMA: 0.99, RestartBelow: 0.03}, Scope: "vq"}
+	// Usage averages over about a tenth of the run, so that restarts can
+	// happen in a short one: a dead code is restarted after ~Steps/4.
+	ud := min(0.99, max(0.8, 1-10/float64(r.o.Steps)))
+	m := baselines.VQVAE{Config: r.vqConfig(), VQ: baselines.VQOpts{K: 128, Beta: 0.25, EMA: 0.99, RestartBelow: 0.1, UsageDecay: ud}, Scope: "vq"}
 	ctx := context.New()
 	if err := m.Init(r.backend, ctx, r.o.Seed); err != nil {
 		return Row{}, err
@@ -242,8 +245,8 @@ func (r *runner) runVQ() (Row, error) {
 	if err != nil {
 		return row, err
 	}
-	row.Notes = append(row.Notes, fmt.Sprintf("K = %d codes of %d values on an %d×%d grid, β = %g, EMA codebook (decay %g), dead-code restarts below %g of uniform usage",
-		m.VQ.K, m.Config.Latent, m.Config.Grid(), m.Config.Grid(), m.VQ.Beta, m.VQ.EMA, m.VQ.RestartBelow))
+	row.Notes = append(row.Notes, fmt.Sprintf("K = %d codes of %d values on an %d×%d grid, β = %g, EMA codebook (decay %g), dead-code restarts below %g of uniform usage (usage decay %.3g)",
+		m.VQ.K, m.Config.Latent, m.Config.Grid(), m.Config.Grid(), m.VQ.Beta, m.VQ.EMA, m.VQ.RestartBelow, ud))
 	rt := baselines.NewRuntime(r.backend, ctx)
 	t := m.Config.Grid() * m.Config.Grid()
 	codeFn := func(ctx *context.Context, in []*Node) []*Node {
