@@ -337,45 +337,70 @@ func TestFastDotGeneralGradientIsUsed(t *testing.T) {
 			t.Errorf("gradient graph materialises a tensor of %d elements", maxSize)
 		}
 		_ = grads
+
+		// Conv2D's input gradient must not transpose the im2col matrix
+		// (9·16·64 elements here): the small weight is transposed instead.
+		x := Parameter(g, "x", shapes.Make(dtypes.Float32, 1, 8, 8, 16))
+		wc := Parameter(g, "wc", shapes.Make(dtypes.Float32, 32, 16, 3, 3))
+		before := len(g.Nodes())
+		Gradient(ReduceAllSum(conv2DWith(x, wc, nil, 3, 1, 1)), x, wc)
+		for _, n := range g.Nodes()[before:] {
+			if n.Type() == NodeTypeTranspose && n.Shape().Size() > 32*16*9 {
+				t.Errorf("conv gradient transposes %s", n.Shape())
+			}
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestGeneralDotGeneralGradient checks the batched, transposed-axes case
-// against GoMLX's gradient.
+// TestGeneralDotGeneralGradient checks batched, transposed and interleaved
+// axis layouts (each picks a different formulation in gradProduct) against
+// GoMLX's gradient.
 func TestGeneralDotGeneralGradient(t *testing.T) {
 	b := testBackend(t)
-	r := rand.New(rand.NewPCG(5, 6))
-	at, wt := randTensor(r, dtypes.Float32, []int{2, 3, 4, 5}), randTensor(r, dtypes.Float32, []int{3, 2, 5, 6})
-	rt := randTensor(r, dtypes.Float32, []int{2, 3, 6})
-	grads := func() (out [][]float64) {
-		if err := Try(func() {
-			e := MustNewExec(b, func(a, w, rw *Node) []*Node {
-				y := DotGeneral(a, []int{3, 1}, []int{0}, w, []int{2, 0}, []int{1}) // [2, 4, 6]
-				y = Einsum("bij,bjk->bik", Reshape(y, 2, 4, 6), Transpose(Reshape(rw, 2, 3, 6), 1, 2))
-				return Gradient(ReduceAllSum(Square(y)), a, w)
-			})
-			for _, x := range e.MustExec(at, wt, rt) {
-				out = append(out, flat64(x))
+	for i, tc := range []struct {
+		lhs, rhs       []int
+		lc, lb, rc, rb []int
+	}{
+		{[]int{2, 3, 4, 5}, []int{3, 2, 5, 6}, []int{3, 1}, []int{0}, []int{2, 0}, []int{1}},
+		{[]int{6, 2, 2, 3}, []int{4, 3, 2, 2}, []int{1, 2, 3}, nil, []int{2, 3, 1}, nil},     // conv: cols·weight
+		{[]int{2, 5, 3, 4}, []int{2, 6, 3, 4}, []int{3}, []int{0, 2}, []int{3}, []int{0, 2}}, // attention scores
+		{[]int{2, 3, 5, 6}, []int{2, 6, 3, 4}, []int{1}, []int{0, 3}, []int{2}, []int{0, 1}}, // attention output
+		{[]int{5, 4}, []int{4, 3}, []int{1}, nil, []int{0}, nil},
+		{[]int{4, 5}, []int{3, 4}, []int{0}, nil, []int{1}, nil},
+		{[]int{3, 4, 5}, []int{5, 2, 4}, []int{2, 1}, nil, []int{0, 2}, nil},
+	} {
+		r := rand.New(rand.NewPCG(5, uint64(i)))
+		at, wt := randTensor(r, dtypes.Float32, tc.lhs), randTensor(r, dtypes.Float32, tc.rhs)
+		grads := func() (out [][]float64) {
+			if err := Try(func() {
+				e := MustNewExec(b, func(a, w *Node) []*Node {
+					y := DotGeneral(a, tc.lc, tc.lb, w, tc.rc, tc.rb)
+					c := Const(a.Graph(), randTensor(rand.New(rand.NewPCG(9, 9)), dtypes.Float32, y.Shape().Dimensions))
+					return Gradient(ReduceAllSum(Mul(Square(y), c)), a, w)
+				})
+				for _, x := range e.MustExec(at, wt) {
+					out = append(out, flat64(x))
+				}
+			}); err != nil {
+				t.Fatalf("case %d: %v", i, err)
 			}
-		}); err != nil {
-			t.Fatal(err)
+			return out
 		}
-		return out
-	}
-	fast := grads()
-	var stock [][]float64
-	withStockGradients(func() { stock = grads() })
-	for k := range fast {
-		sc := scale(stock[k])
-		worst := 0.0
-		for i := range fast[k] {
-			worst = max(worst, math.Abs(fast[k][i]-stock[k][i])/sc)
-		}
-		if worst > 1e-5 {
-			t.Errorf("input %d: max relative difference %g", k, worst)
+		fast := grads()
+		var stock [][]float64
+		withStockGradients(func() { stock = grads() })
+		for k := range fast {
+			sc := scale(stock[k])
+			worst := 0.0
+			for j := range fast[k] {
+				worst = max(worst, math.Abs(fast[k][j]-stock[k][j])/sc)
+			}
+			if worst > 1e-5 {
+				t.Errorf("case %d, operand %d: max relative difference %g", i, k, worst)
+			}
 		}
 	}
 }

@@ -178,8 +178,8 @@ func rankIn(axes []int, a int) int {
 }
 
 // dotGeneralGrads returns the gradients of y = DotGeneral(lhs, rhs) for the
-// adjoint v (shaped like y: [batch…, lhs cross…, rhs cross…]) as two
-// DotGenerals, each transposed back to its operand's axis order.
+// adjoint v (shaped like y: [batch…, lhs cross…, rhs cross…]), each one
+// DotGeneral of v with the other operand.
 func dotGeneralGrads(node, v *Node, ax dotAxes) []*Node {
 	lhs, rhs := node.Inputs()[0], node.Inputs()[1]
 	nb := len(ax.lb)
@@ -189,36 +189,127 @@ func dotGeneralGrads(node, v *Node, ax dotAxes) []*Node {
 	vLhsCross := seq(nb, len(lx))
 	vRhsCross := seq(nb+len(lx), len(rx))
 
-	// dL: contract v's rhs-cross axes with rhs's cross axes →
-	// [batch, lhs cross, rhs contracting (increasing rhs order)].
-	gl := DotGeneral(v, vRhsCross, vBatch, rhs, rx, ax.rb)
-	permL := make([]int, lhs.Rank())
-	for i, a := range ax.lb {
-		permL[a] = i
-	}
-	for k, a := range lx {
-		permL[a] = nb + k
-	}
-	for j, a := range ax.lc {
-		permL[a] = nb + len(lx) + rankIn(ax.rc, ax.rc[j])
-	}
-	gl = transposeIfNeeded(gl, permL)
-
-	// dR: contract lhs's cross axes with v's lhs-cross axes →
-	// [batch, lhs contracting (increasing lhs order), rhs cross].
-	gr := DotGeneral(lhs, lx, ax.lb, v, vLhsCross, vBatch)
-	permR := make([]int, rhs.Rank())
-	for i, a := range ax.rb {
-		permR[a] = i
-	}
-	for j, a := range ax.rc {
-		permR[a] = nb + rankIn(ax.lc, ax.lc[j])
-	}
-	for k, a := range rx {
-		permR[a] = nb + len(ax.lc) + k
-	}
-	gr = transposeIfNeeded(gr, permR)
+	// dL: v's rhs-cross axes contract with rhs's cross axes; v keeps the lhs
+	// cross axes, rhs keeps its contracting axes (which become lhs's).
+	gl := gradProduct(lhs.Rank(), ax.lb,
+		v, vBatch, vRhsCross, labels(vLhsCross, lx),
+		rhs, ax.rb, rx, labels(ax.rc, ax.lc))
+	// dR: symmetric.
+	gr := gradProduct(rhs.Rank(), ax.rb,
+		v, vBatch, vLhsCross, labels(vRhsCross, rx),
+		lhs, ax.lb, lx, labels(ax.lc, ax.rc))
 	return []*Node{gl, gr}
+}
+
+// labels maps axes[i] to target[i].
+func labels(axes, target []int) map[int]int {
+	m := make(map[int]int, len(axes))
+	for i, a := range axes {
+		m[a] = target[i]
+	}
+	return m
+}
+
+// gradProduct contracts v with other into a tensor of rank targetRank whose
+// axis batchTarget[i] is the i-th batch axis and whose other axes are the
+// kept axes of v and other (vKeep, oKeep: axis → target axis). Among the
+// equivalent formulations (v or other first, other pre-transposed or not) it
+// builds the one that moves the fewest elements through Transpose: a
+// DotGeneral result comes out as [batch, first's kept axes, second's kept
+// axes], each in its operand's axis order, and a transpose on the pure-Go
+// backend is an element-by-element copy.
+func gradProduct(targetRank int, batchTarget []int,
+	v *Node, vBatch, vContract []int, vKeep map[int]int,
+	other *Node, oBatch, oContract []int, oKeep map[int]int) *Node {
+	kept := func(rank int, keep map[int]int) []int { // kept axes in axis order
+		var out []int
+		for a := range rank {
+			if _, ok := keep[a]; ok {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	type plan struct {
+		otherFirst, pre bool
+		cost            int
+	}
+	resultLabels := func(p plan) []int {
+		out := slices.Clone(batchTarget)
+		vl := make([]int, 0, len(vKeep))
+		for _, a := range kept(v.Rank(), vKeep) {
+			vl = append(vl, vKeep[a])
+		}
+		ol := make([]int, 0, len(oKeep))
+		for _, a := range kept(other.Rank(), oKeep) {
+			ol = append(ol, oKeep[a])
+		}
+		if p.pre {
+			slices.Sort(ol) // pre-transposed so that its kept axes follow the target order
+		}
+		if p.otherFirst {
+			return append(append(out, ol...), vl...)
+		}
+		return append(append(out, vl...), ol...)
+	}
+	targetPerm := func(p plan) []int {
+		lab := resultLabels(p)
+		perm := make([]int, targetRank)
+		for pos, t := range lab {
+			perm[t] = pos
+		}
+		return perm
+	}
+	best := plan{cost: -1}
+	for _, pre := range []bool{false, true} {
+		for _, otherFirst := range []bool{false, true} {
+			p := plan{otherFirst: otherFirst, pre: pre}
+			if pre {
+				p.cost += other.Shape().Size()
+			}
+			if !isIdentity(targetPerm(p)) {
+				p.cost += v.Shape().Size() / max(sizeOf(v, vContract), 1) * sizeOf(other, kept(other.Rank(), oKeep))
+			}
+			if best.cost < 0 || p.cost < best.cost {
+				best = p
+			}
+		}
+	}
+	o, ob, oc := other, oBatch, oContract
+	if best.pre {
+		// other → [batch…, contracting…, kept axes in target order].
+		keptAxes := kept(other.Rank(), oKeep)
+		slices.SortFunc(keptAxes, func(a, b int) int { return oKeep[a] - oKeep[b] })
+		perm := slices.Concat(oBatch, oContract, keptAxes)
+		if !isIdentity(perm) {
+			o = TransposeAllAxes(other, perm...)
+		}
+		ob, oc = seq(0, len(oBatch)), seq(len(oBatch), len(oContract))
+	}
+	var y *Node
+	if best.otherFirst {
+		y = DotGeneral(o, oc, ob, v, vContract, vBatch)
+	} else {
+		y = DotGeneral(v, vContract, vBatch, o, oc, ob)
+	}
+	return transposeIfNeeded(y, targetPerm(best))
+}
+
+func sizeOf(x *Node, axes []int) int {
+	n := 1
+	for _, a := range axes {
+		n *= x.Shape().Dim(a)
+	}
+	return n
+}
+
+func isIdentity(perm []int) bool {
+	for i, p := range perm {
+		if i != p {
+			return false
+		}
+	}
+	return true
 }
 
 func seq(start, n int) []int {
@@ -230,12 +321,10 @@ func seq(start, n int) []int {
 }
 
 func transposeIfNeeded(x *Node, perm []int) *Node {
-	for i, p := range perm {
-		if i != p {
-			return TransposeAllAxes(x, perm...)
-		}
+	if isIdentity(perm) {
+		return x
 	}
-	return x
+	return TransposeAllAxes(x, perm...)
 }
 
 // padVJP is the gradient of Pad: the adjoint at the positions x was copied
