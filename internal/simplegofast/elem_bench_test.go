@@ -33,6 +33,8 @@ func BenchmarkElementwise(b *testing.B) {
 		{"Add_same", [][]int{s, s}, func(x []*Node) *Node { return Add(x[0], x[1]) }},
 		{"Mul_chanbcast_2x4096x320", [][]int{{2, 4096, 320}, {1, 1, 320}}, func(x []*Node) *Node { return Mul(x[0], x[1]) }},
 		{"Logistic_2x4096x1280", [][]int{{2, 4096, 1280}}, func(x []*Node) *Node { return Logistic(x[0]) }},
+		{"Erf_2x4096x1280", [][]int{{2, 4096, 1280}}, func(x []*Node) *Node { return Erf(x[0]) }},
+		{"Slice_im2col_2x66x66x320", [][]int{{2, 66, 66, 320}}, func(x []*Node) *Node { return Slice(x[0], AxisRange(), AxisRange(1, 65), AxisRange(2, 66)) }},
 		{"Softmax_last", [][]int{s}, func(x []*Node) *Node { return Softmax(x[0], -1) }},
 	}
 	be := backend(b)

@@ -24,6 +24,7 @@ const EnvFastElementwise = "LDM_FAST_ELEMWISE"
 var elemExecs = map[backends.OpType]nodeExecutor{
 	backends.OpTypeExp:       fastExp,
 	backends.OpTypeLogistic:  fastLogistic,
+	backends.OpTypeErf:       fastErf,
 	backends.OpTypeAdd:       fastAdd,
 	backends.OpTypeSub:       fastSub,
 	backends.OpTypeMul:       fastMul,
@@ -147,6 +148,7 @@ var elemSelfTestCases = []elemCase{
 	{op: backends.OpTypeExp, lhs: []int{3, 33}},
 	{op: backends.OpTypeExp, lhs: []int{7}},
 	{op: backends.OpTypeLogistic, lhs: []int{5, 13}},
+	{op: backends.OpTypeErf, lhs: []int{3, 43}},
 	{op: backends.OpTypeAdd, lhs: []int{4, 9}, rhs: []int{4, 9}},
 	{op: backends.OpTypeAdd, lhs: []int{2, 3, 4, 5}, rhs: []int{1, 1, 1, 5}},
 	{op: backends.OpTypeAdd, lhs: []int{}, rhs: []int{3, 7}},
@@ -173,7 +175,8 @@ var elemSelfTestCases = []elemCase{
 
 // runElemCase builds the op on backend b, runs simplego's executor and
 // ours on the same random operands, and compares: bit for bit for the
-// binary ops and ReduceMax, within 2e-6 relative for Exp and Logistic and
+// binary ops, ReduceMax and Slice, within 2e-6 relative for Exp, Logistic
+// and Erf and
 // 1e-5 of Σ|x| for ReduceSum. With owned, our executor may take its
 // operands (tests).
 func runElemCase(b backends.Backend, r *rand.Rand, c elemCase, dtype dtypes.DType, owned bool) (err error) {
@@ -202,6 +205,8 @@ func runElemCase(b backends.Backend, r *rand.Rand, c elemCase, dtype dtypes.DTyp
 		y, err = bld.Exp(params[0])
 	case backends.OpTypeLogistic:
 		y, err = bld.Logistic(params[0])
+	case backends.OpTypeErf:
+		y, err = bld.Erf(params[0])
 	case backends.OpTypeAdd:
 		y, err = bld.Add(params[0], params[1])
 	case backends.OpTypeSub:
@@ -278,7 +283,7 @@ func runElemCase(b backends.Backend, r *rand.Rand, c elemCase, dtype dtypes.DTyp
 	for i := range w {
 		var tol float64
 		switch c.op {
-		case backends.OpTypeExp, backends.OpTypeLogistic:
+		case backends.OpTypeExp, backends.OpTypeLogistic, backends.OpTypeErf:
 			tol = 2e-6 * math.Abs(w[i])
 		case backends.OpTypeReduceSum:
 			tol = 1e-5 * sums[0]

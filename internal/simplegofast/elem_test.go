@@ -67,7 +67,7 @@ func TestElementwiseVsStock(t *testing.T) {
 		}
 		return d
 	}
-	unary := []backends.OpType{backends.OpTypeExp, backends.OpTypeLogistic}
+	unary := []backends.OpType{backends.OpTypeExp, backends.OpTypeLogistic, backends.OpTypeErf}
 	binary := []backends.OpType{backends.OpTypeAdd, backends.OpTypeSub, backends.OpTypeMul, backends.OpTypeDiv}
 	reduce := []backends.OpType{backends.OpTypeReduceMax, backends.OpTypeReduceSum}
 	var cases []elemCase
@@ -100,7 +100,7 @@ func TestElementwiseVsStock(t *testing.T) {
 			}
 			cases = append(cases, c)
 		case 0:
-			cases = append(cases, elemCase{op: unary[r.IntN(2)], lhs: d})
+			cases = append(cases, elemCase{op: unary[r.IntN(len(unary))], lhs: d})
 		case 1:
 			l, rr := append([]int(nil), d...), append([]int(nil), d...)
 			for i := range d {

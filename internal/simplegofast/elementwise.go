@@ -438,6 +438,13 @@ func fastLogistic(b *sgBackend, n *sgNode, in []*sgBuffer, owned []bool) (*sgBuf
 	return elemStock[backends.OpTypeLogistic](b, n, in, owned)
 }
 
+func fastErf(b *sgBackend, n *sgNode, in []*sgBuffer, owned []bool) (*sgBuffer, error) {
+	if out, ok := unaryExec(b, n, in, owned, erfFloat32); ok {
+		return counted(out)
+	}
+	return elemStock[backends.OpTypeErf](b, n, in, owned)
+}
+
 func fastAdd(b *sgBackend, n *sgNode, in []*sgBuffer, owned []bool) (*sgBuffer, error) {
 	if out, ok := binaryExec(b, n, in, owned, binAdd); ok {
 		return counted(out)
