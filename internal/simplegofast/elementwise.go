@@ -301,6 +301,7 @@ func reduceExec(backend *sgBackend, node *sgNode, inputs []*sgBuffer, isMax bool
 	}
 	outer, red, inner := 1, 1, 1
 	stage := 0 // 0: before the reduced axes, 1: in them, 2: after
+	scattered := false
 	for a, d := range dims {
 		if d == 1 {
 			continue
@@ -310,13 +311,16 @@ func reduceExec(backend *sgBackend, node *sgNode, inputs []*sgBuffer, isMax bool
 			stage = 1
 			red *= d
 		case reduced[a]:
-			return nil, false // reduced axes not adjacent
+			scattered = true // reduced axes not adjacent
 		case stage == 0:
 			outer *= d
 		default:
 			stage = 2
 			inner *= d
 		}
+	}
+	if scattered {
+		return reduceScattered(backend, node, x, dims, reduced, isMax)
 	}
 	if node.shape.Size() != outer*inner {
 		return nil, false
@@ -359,6 +363,96 @@ func reduceExec(backend *sgBackend, node *sgNode, inputs []*sgBuffer, isMax bool
 			j0, j1 := lo*cb, min(hi*cb, inner)
 			reduceCols(y[j0:j1], x[j0:], inner, red, init, isMax)
 		})
+	}
+	return out, true
+}
+
+// reduceScattered reduces over axes that are not adjacent (GroupNorm's
+// [batch, pixels, groups, channels/group] over pixels and channels): the
+// operand's axes, unit ones dropped, are merged into runs of reduced and
+// kept axes; the last run is reduced row by row (a reduced run) or added
+// onto the output row (a kept run). Goroutines split the first run when it
+// is kept (each then owns its outputs); otherwise it runs on one.
+func reduceScattered(backend *sgBackend, node *sgNode, x []float32, dims []int, reduced []bool, isMax bool) (*sgBuffer, bool) {
+	type run struct {
+		d, outStride int // outStride 0 for reduced runs
+		red          bool
+	}
+	var runs []run
+	for a, d := range dims {
+		if d == 1 {
+			continue
+		}
+		if k := len(runs) - 1; k >= 0 && runs[k].red == reduced[a] {
+			runs[k].d *= d
+			continue
+		}
+		runs = append(runs, run{d: d, red: reduced[a]})
+	}
+	outSize := 1
+	for k := len(runs) - 1; k >= 0; k-- {
+		if !runs[k].red {
+			runs[k].outStride = outSize
+			outSize *= runs[k].d
+		}
+	}
+	if len(runs) < 3 || outSize != node.shape.Size() {
+		return nil, false
+	}
+	out := sgGetBufferForShape(backend, node.shape)
+	if out == nil {
+		return nil, false
+	}
+	y, ok := out.flat.([]float32)
+	if !ok || len(y) != outSize {
+		return nil, false
+	}
+	init := float32(0)
+	if isMax {
+		if init, ok = f32.LowestValue().(float32); !ok {
+			return nil, false
+		}
+	}
+	for j := range y {
+		y[j] = init
+	}
+	last := runs[len(runs)-1]
+	mid := runs[:len(runs)-1]
+	n := last.d
+	rowsPer := 1 // rows under one index of the first run
+	for _, r := range mid[1:] {
+		rowsPer *= r.d
+	}
+	do := func(row0, row1 int) {
+		for row := row0; row < row1; row++ {
+			o, r := 0, row
+			for k := len(mid) - 1; k >= 0; k-- {
+				o += (r % mid[k].d) * mid[k].outStride
+				r /= mid[k].d
+			}
+			src := x[row*n : (row+1)*n]
+			switch {
+			case last.red && isMax:
+				y[o] = max(y[o], maxRow(src, init))
+			case last.red:
+				y[o] += sumRow(src)
+			case isMax:
+				dst := y[o : o+n]
+				for j, v := range src {
+					dst[j] = max(dst[j], v)
+				}
+			default:
+				dst := y[o : o+n]
+				for j, v := range src {
+					dst[j] += v
+				}
+			}
+		}
+	}
+	if runs[0].red {
+		do(0, runs[0].d*rowsPer)
+	} else {
+		parallelFor(runs[0].d, rowsPer*n, func(lo, hi int) { do(lo*rowsPer, hi*rowsPer) })
 	}
 	return out, true
 }
