@@ -412,6 +412,9 @@ func (r *runner) runGAN() (Row, error) {
 	realDiv := eval.MeanPairwiseDistance(r.testFeat[:min(64, len(r.testFeat))])
 	row.Notes = append(row.Notes, fmt.Sprintf("final loss = D + G (BCE); sample diversity (mean pairwise AE-feature distance of 64 samples from fixed noise) over training: %s; test images: %.3f",
 		fmtSeries(diversity), realDiv))
+	if last := float64(diversity[len(diversity)-1]); last < 0.5*realDiv {
+		row.Notes = append(row.Notes, fmt.Sprintf("mode-collapse signal: the samples are %.0f%% as diverse as the test images", 100*last/realDiv))
+	}
 	startS := time.Now()
 	z := train.Normal(r.rand(32), r.o.Samples*zDim)
 	samples, err := generate(z, r.o.Samples)
