@@ -122,44 +122,65 @@ func GroupNorm(ctx *context.Context, x *Node, groups int, eps float64) *Node {
 	return groupNormWith(x, Param(ctx, g, "weight", c), Param(ctx, g, "bias", c), groups, eps)
 }
 
-// groupNormWith is GroupNorm with given affine weight and bias [C]. The
-// per-group 1/σ and the per-channel weight are folded into one small scale
-// tensor first, saving a full-size pass (≈10% of GroupNorm on the pure-Go
-// backend, where every broadcasting op walks an index iterator).
+// groupNormWith is GroupNorm with given affine weight and bias [C].
+//
+// Formulated for the pure-Go backend, with the same values everywhere: the
+// group statistics are reduced in two steps (channels within a group, then
+// positions), each over adjacent axes, which the fast reducer handles (one
+// reduction over the two non-adjacent axes falls back to a generic index
+// walk, 3× slower); 1/σ and the weight are folded into one small scale
+// tensor; the input gradient is standardize's closed form.
 func groupNormWith(x, weight, bias *Node, groups int, eps float64) *Node {
 	dims := x.Shape().Dimensions
 	b, c := dims[0], dims[len(dims)-1]
-	s := x.Shape().Size() / (b * c)
-	xg := Reshape(x, b, s, groups, c/groups)
-	mean := ReduceAndKeep(xg, ReduceMean, 1, 3)
-	xc := Sub(xg, mean)
-	v := ReduceAndKeep(Square(xc), ReduceMean, 1, 3)
-	inv := Reciprocal(Sqrt(AddScalar(v, eps))) // [b,1,g,1]; Rsqrt has no gradient on simplego
-	scale := Mul(inv, Reshape(weight, 1, 1, groups, c/groups))
-	y := Add(Mul(xc, scale), Reshape(bias, 1, 1, groups, c/groups))
+	s, cg := x.Shape().Size()/(b*c), c/groups
+	groupMean := func(t *Node) *Node { // [b,s,g,cg] → [b,1,g,1]
+		sum := ReduceSum(ReduceSum(t, 3), 1)
+		return Reshape(MulScalar(sum, 1/float64(s*cg)), b, 1, groups, 1)
+	}
+	xc, std := standardize(x, []int{b, s, groups, cg}, groupMean, eps)
+	scale := Mul(Reciprocal(std), Reshape(weight, 1, 1, groups, cg))
+	y := Add(Mul(xc, scale), Reshape(bias, 1, 1, groups, cg))
 	return Reshape(y, dims...)
 }
 
 // LayerNorm is torch.nn.LayerNorm over the last axis.
 func LayerNorm(ctx *context.Context, x *Node, eps float64) *Node {
-	c := x.Shape().Dim(-1)
-	return affine(ctx, normalize(x, eps, x.Rank()-1), c)
-}
-
-// normalize subtracts the mean and divides by the standard deviation over
-// axes. It uses Div(…, Sqrt) since Rsqrt has no gradient on the pure-Go
-// backend, and the two-pass variance, as PyTorch, for precision.
-func normalize(x *Node, eps float64, axes ...int) *Node {
-	mean := ReduceAndKeep(x, ReduceMean, axes...)
-	xc := Sub(x, mean)
-	v := ReduceAndKeep(Square(xc), ReduceMean, axes...)
-	return Div(xc, Sqrt(AddScalar(v, eps)))
-}
-
-func affine(ctx *context.Context, x *Node, c int) *Node {
 	g := x.Graph()
+	c := x.Shape().Dim(-1)
+	return layerNormWith(x, Param(ctx, g, "weight", c), Param(ctx, g, "bias", c), eps)
+}
+
+// layerNormWith is LayerNorm with given affine weight and bias [C].
+func layerNormWith(x, weight, bias *Node, eps float64) *Node {
+	mean := func(t *Node) *Node { return ReduceAndKeep(t, ReduceMean, -1) }
+	xc, std := standardize(x, x.Shape().Dimensions, mean, eps)
 	r := x.Rank()
-	return Add(Mul(x, ExpandLeftToRank(Param(ctx, g, "weight", c), r)), ExpandLeftToRank(Param(ctx, g, "bias", c), r))
+	return Add(Mul(Div(xc, std), ExpandLeftToRank(weight, r)), ExpandLeftToRank(bias, r))
+}
+
+// standardize returns x − mean and σ = √(var + eps), x reshaped to shape and
+// mean the (broadcastable) mean over the normalised axes, with the two-pass
+// variance as PyTorch computes it. It avoids Rsqrt, which has no gradient on
+// the pure-Go backend.
+//
+// The gradient with respect to x is attached in closed form,
+// dx = g − mean(g) − x̂·mean(g·x̂) with x̂ = (x − mean)/σ and g = ∂L/∂(x − mean)
+// (that is ∂L/∂x̂ / σ), through IdentityWithCustomGradient; the statistics
+// themselves carry no gradient. Autodiff through the mean and variance would
+// materialise several full-size broadcasts instead (GroupNorm forward and
+// backward: 20% less CPU time, measured in docs/PERFORMANCE.md).
+func standardize(x *Node, shape []int, mean func(*Node) *Node, eps float64) (xc, std *Node) {
+	dims := x.Shape().Dimensions
+	xi := IdentityWithCustomGradient(x, func(_, g *Node) *Node {
+		gs := Reshape(g, shape...)
+		k := Div(mean(Mul(gs, xc)), Square(std))
+		return Reshape(Sub(Sub(gs, mean(gs)), Mul(xc, k)), dims...)
+	})
+	xs := Reshape(xi, shape...)
+	xc = Sub(xs, StopGradient(mean(xs)))
+	std = StopGradient(Sqrt(AddScalar(mean(Square(xc)), eps)))
+	return xc, std
 }
 
 // SiLU is x·σ(x).

@@ -172,3 +172,29 @@ func assertClose(t *testing.T, got, want []float32, tol float64) {
 		t.Errorf("max abs error %g > %g", worst, tol)
 	}
 }
+
+func TestLayerNormMatchesDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	b, tk, c := 2, 3, 10
+	x := randn(r, b*tk*c)
+	gamma, beta := randn(r, c), randn(r, c)
+	got := run(t, MapSource{"ln.weight": {gamma, []int{c}}, "ln.bias": {beta, []int{c}}}, x, []int{b, tk, c},
+		func(ctx *context.Context, x *Node) *Node { return LayerNorm(ctx.In("ln"), x, 1e-5) })
+	want := make([]float32, len(x))
+	for row := 0; row < b*tk; row++ {
+		var mean, sq float64
+		for j := 0; j < c; j++ {
+			mean += float64(x[row*c+j])
+		}
+		mean /= float64(c)
+		for j := 0; j < c; j++ {
+			d := float64(x[row*c+j]) - mean
+			sq += d * d
+		}
+		std := math.Sqrt(sq/float64(c) + 1e-5)
+		for j := 0; j < c; j++ {
+			want[row*c+j] = float32((float64(x[row*c+j])-mean)/std*float64(gamma[j]) + float64(beta[j]))
+		}
+	}
+	assertClose(t, got, want, 1e-5)
+}
