@@ -240,3 +240,46 @@ func TestAncestralSamplingWithTheExactPredictorRecoversThePointMass(t *testing.T
 		t.Error("a cancelled context must stop sampling")
 	}
 }
+
+// TestNLLBoundWithTheExactPredictor: for a point mass the exact predictor
+// makes every denoising KL term zero, so the bound is the prior term plus the
+// decoder term, both computed here in closed form.
+func TestNLLBoundWithTheExactPredictor(t *testing.T) {
+	m, err := NewDDPM(PixelUNetConfig(8), 20, "ddpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := []float32{0, -1, 1, float32(2*200)/255 - 1} // on the 8-bit grid
+	var x0Mem []float32
+	oracle := func(x []float32, step int) ([]float32, error) {
+		ab := float64(m.Schedule.AlphasCumprod[step])
+		e := make([]float32, len(x))
+		for i := range x {
+			e[i] = float32((float64(x[i]) - math.Sqrt(ab)*float64(x0Mem[i])) / math.Sqrt(1-ab))
+		}
+		return e, nil
+	}
+	x0Mem = c
+	got, err := m.NLL(stdctx.Background(), oracle, c, 1, rand.New(rand.NewPCG(9, 9)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Schedule
+	abT := float64(s.AlphasCumprod[len(s.Betas)-1])
+	sigma := math.Sqrt(float64(s.Betas[0]))
+	phi := func(z float64) float64 { return 0.5 * (1 + math.Erf(z/math.Sqrt2)) }
+	want := 0.0
+	for _, v := range c {
+		mean := math.Sqrt(abT) * float64(v)
+		want += 0.5 * (-math.Log(1-abT) + (1 - abT) + mean*mean - 1)
+		// Decoder centred on the value: an interior bin has mass
+		// Φ(δ/σ) − Φ(−δ/σ); an edge bin Φ(δ/σ).
+		d := (1.0 / 255) / sigma
+		p := phi(d) - phi(-d)
+		if v == -1 || v == 1 {
+			p = phi(d)
+		}
+		want -= math.Log(p)
+	}
+	near(t, "bound (nats)", got[0], want, 1e-3)
+}

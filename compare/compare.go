@@ -51,6 +51,9 @@ type Options struct {
 	// DDPMTimesteps is the pixel DDPM's number of diffusion steps (training
 	// and ancestral sampling).
 	DDPMTimesteps int `json:"ddpm_timesteps"`
+	// DDPMNLL is the number of test images the DDPM's variational bound is
+	// computed on (0: none; it costs one U-Net pass per diffusion step).
+	DDPMNLL int `json:"ddpm_nll_images"`
 	// DDPMChannels is the pixel U-Net's block_out_channels.
 	DDPMChannels []int   `json:"ddpm_channels"`
 	LR           float64 `json:"lr"`
@@ -75,7 +78,7 @@ type Options struct {
 // DefaultOptions is the full comparison on the emoji set at the default
 // model's resolution.
 func DefaultOptions() Options {
-	return Options{Size: 64, Batch: 32, Steps: 3000, PriorSteps: 3000, DDPMTimesteps: 1000, DDPMChannels: []int{32, 64, 64},
+	return Options{Size: 64, Batch: 32, Steps: 3000, PriorSteps: 3000, DDPMTimesteps: 1000, DDPMNLL: 64, DDPMChannels: []int{32, 64, 64},
 		LR: 1e-3, Samples: 500, Seed: 1, Models: AllModels}
 }
 

@@ -62,7 +62,7 @@ func TestRunWritesTheFullReport(t *testing.T) {
 	}
 	o := QuickOptions()
 	o.Data, o.Out = tinyFolder(t, 64), t.TempDir()
-	o.Size, o.Batch, o.Steps, o.PriorSteps, o.DDPMTimesteps, o.Samples = 16, 8, 3, 3, 4, 16
+	o.Size, o.Batch, o.Steps, o.PriorSteps, o.DDPMTimesteps, o.Samples, o.DDPMNLL = 16, 8, 3, 3, 4, 16, 8
 	rep, err := Run(stdctx.Background(), b, o)
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +91,8 @@ func TestRunWritesTheFullReport(t *testing.T) {
 	if byName[ModelAE].AUC == nil || byName[ModelAE].PSNR == nil {
 		t.Error("AE: anomaly AUC or PSNR missing")
 	}
-	if byName[ModelVAE].BitsPerDim == nil || byName[ModelBVAE].BitsPerDim != nil {
-		t.Error("bits/dim must be reported for the VAE (β=1) only")
+	if byName[ModelVAE].BitsPerDim == nil || byName[ModelDDPM].BitsPerDim == nil || byName[ModelBVAE].BitsPerDim != nil {
+		t.Error("bits/dim must be reported for the VAE (β=1) and the DDPM only")
 	}
 	if byName[ModelVQVAE].Perplexity == nil || *byName[ModelVQVAE].CodesUsed < 1 {
 		t.Error("VQ-VAE: perplexity missing")
