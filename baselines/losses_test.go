@@ -283,3 +283,36 @@ func TestNLLBoundWithTheExactPredictor(t *testing.T) {
 	}
 	near(t, "bound (nats)", got[0], want, 1e-3)
 }
+
+func TestCorruption(t *testing.T) {
+	x := make([]float32, 20000)
+	for i := range x {
+		x[i] = 0.5
+	}
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, tc := range []struct {
+		name            string
+		c               Corruption
+		zeros, meanDiff float64 // expected fraction of zeros, mean |Δ| of the kept values
+	}{
+		{"none", Corruption{}, 0, 0},
+		{"all dropped", Corruption{Dropout: 1}, 1, 0},
+		{"dropout 0.25", Corruption{Dropout: 0.25}, 0.25, 0},
+		{"noise 0.1", Corruption{Noise: 0.1}, 0, 0.1 * math.Sqrt(2/math.Pi)}, // E|N(0,σ²)| = σ√(2/π)
+	} {
+		y := tc.c.Apply(r, x)
+		zeros, diff, kept := 0, 0.0, 0
+		for i, v := range y {
+			if v == 0 {
+				zeros++
+				continue
+			}
+			kept++
+			diff += math.Abs(float64(v - x[i]))
+		}
+		near(t, tc.name+" dropped", float64(zeros)/float64(len(x)), tc.zeros, 0.015)
+		if kept > 0 {
+			near(t, tc.name+" mean |noise|", diff/float64(kept), tc.meanDiff, 0.003)
+		}
+	}
+}
