@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
@@ -58,5 +59,47 @@ func TestVQEMAStatistics(t *testing.T) {
 	}
 	if moved == 0 {
 		t.Error("EMA updates did not move the codebook")
+	}
+}
+
+// TestDeadCodeRestartsRaiseCodebookUsage trains the same VQ-VAE with and
+// without restarts: with them, codes the encoder never picks are moved onto
+// its outputs, so more codes are in use at the end.
+func TestDeadCodeRestartsRaiseCodebookUsage(t *testing.T) {
+	b := goBackend(t)
+	const k, n = 32, 8
+	img := tensors.FromFlatDataAndDimensions(tinyImages(n), n, 3, 16, 16)
+	used := func(restart float64) int {
+		m := VQVAE{Config: smallCfg, VQ: VQOpts{K: k, Beta: 0.25, EMA: 0.9, RestartBelow: restart, UsageDecay: 0.5}, Scope: "vq"}
+		ctx := context.New()
+		if err := m.Init(b, ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := train.New(b, ctx, smokeConfig(15), m.Trainable(), m.Loss())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 15 {
+			if _, err := tr.TrainStep([][]any{{img}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rt := NewRuntime(b, ctx)
+		out, err := rt.Run("codes", func(ctx *context.Context, in []*Node) []*Node {
+			return []*Node{ConvertDType(m.Codes(ctx, in[0]), nn.DType)}
+		}, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[float32]bool{}
+		for _, c := range Floats(out[0]) {
+			seen[c] = true
+		}
+		return len(seen)
+	}
+	without, with := used(0), used(0.5)
+	t.Logf("codes used on %d images (%d cells): %d without restarts, %d with", n, n*16, without, with)
+	if with <= without {
+		t.Errorf("restarts did not raise usage: %d with, %d without", with, without)
 	}
 }
