@@ -181,11 +181,28 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 	}
 	r := &runner{ctx: ctx, backend: backend, o: o}
 	var err error
-	if r.train, err = loadSplit(o.Data, o.Size, "train", o.MaxTrain); err != nil {
-		return nil, err
+	r.train, err = loadSplit(o.Data, o.Size, "train", o.MaxTrain)
+	if err == nil {
+		r.test, err = loadSplit(o.Data, o.Size, "test", o.MaxTest)
 	}
-	if r.test, err = loadSplit(o.Data, o.Size, "test", o.MaxTest); err != nil {
-		return nil, err
+	if err != nil {
+		// A folder without a train/test split: every fifth image is held out.
+		all, errAll := loadSplit(o.Data, o.Size, "", 0)
+		if errAll != nil {
+			return nil, fmt.Errorf("%w (and without a split: %v)", err, errAll)
+		}
+		var tr, te []int
+		for i := range all.N {
+			if i%5 == 4 {
+				te = append(te, i)
+			} else {
+				tr = append(tr, i)
+			}
+		}
+		r.train, r.test = all.subset(tr, o.MaxTrain), all.subset(te, o.MaxTest)
+		if r.train.N == 0 || r.test.N < 2 {
+			return nil, fmt.Errorf("compare: %s has too few images (%d)", o.Data, all.N)
+		}
 	}
 	if r.ood, err = shapesSet(r.test.N, o.Size, o.Seed); err != nil {
 		return nil, err

@@ -17,7 +17,9 @@ import (
 
 // tinyFolder writes an imagefolder of n 16×16 images (coloured squares on
 // white, two categories) with a train/test split.
-func tinyFolder(t *testing.T, n int) string {
+func tinyFolder(t *testing.T, n int) string { return tinyFolderSplit(t, n, true) }
+
+func tinyFolderSplit(t *testing.T, n int, withSplit bool) string {
 	t.Helper()
 	dir := t.TempDir()
 	var meta strings.Builder
@@ -44,6 +46,10 @@ func tinyFolder(t *testing.T, n int) string {
 		split := "train"
 		if i%4 == 0 {
 			split = "test"
+		}
+		if !withSplit {
+			fmt.Fprintf(&meta, `{"file_name":%q,"text":"square","category":"c%d"}`+"\n", name, i%2)
+			continue
 		}
 		fmt.Fprintf(&meta, `{"file_name":%q,"text":"square","category":"c%d","split":%q}`+"\n", name, i%2, split)
 	}
@@ -145,5 +151,22 @@ func TestRunMeasuresALoadedLDM(t *testing.T) {
 	last := rep.Rows[len(rep.Rows)-1]
 	if last.Model != ModelLDM || last.FD == nil || last.Params == 0 || last.Samples != 8 {
 		t.Errorf("LDM row: %+v", last)
+	}
+}
+
+func TestRunHoldsOutAFifthOfAFolderWithoutSplit(t *testing.T) {
+	b, err := nn.NewBackend("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := QuickOptions()
+	o.Data, o.Out = tinyFolderSplit(t, 40, false), t.TempDir()
+	o.Size, o.Batch, o.Steps, o.Samples, o.Models = 16, 4, 1, 8, nil
+	rep, err := Run(stdctx.Background(), b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.TrainN != 32 || rep.TestN != 8 {
+		t.Errorf("train %d test %d, want 32 and 8", rep.TrainN, rep.TestN)
 	}
 }

@@ -43,6 +43,23 @@ func (s *imageSet) gather(idx []int) []float32 {
 	return out
 }
 
+// subset keeps images idx (evenly spaced ones when more than limit > 0).
+func (s *imageSet) subset(idx []int, limit int) *imageSet {
+	if limit > 0 && len(idx) > limit {
+		kept := make([]int, limit)
+		for i := range kept {
+			kept[i] = idx[i*len(idx)/limit]
+		}
+		idx = kept
+	}
+	out := &imageSet{N: len(idx), Size: s.Size, X: s.gather(idx)}
+	for _, i := range idx {
+		out.Categories = append(out.Categories, s.Categories[i])
+		out.Captions = append(out.Captions, s.Captions[i])
+	}
+	return out
+}
+
 // loadSplit reads one split of an image folder and the category of each
 // image from metadata.jsonl's "category" field. With a limit it keeps
 // evenly spaced images in file order, so that a subset of a folder sorted by
