@@ -217,9 +217,7 @@ func binRow(kind binKind, dst, a, b []float32, as, bs int) {
 				dst[i] = a[i] * b[i]
 			}
 		case binDiv:
-			for i := range dst {
-				dst[i] = a[i] / b[i]
-			}
+			divVV(dst, a, b)
 		}
 	case as == 1:
 		a, v := a[:n], b[0]
@@ -237,9 +235,7 @@ func binRow(kind binKind, dst, a, b []float32, as, bs int) {
 				dst[i] = a[i] * v
 			}
 		case binDiv:
-			for i := range dst {
-				dst[i] = a[i] / v
-			}
+			divVS(dst, a, v)
 		}
 	case bs == 1:
 		v, b := a[0], b[:n]
@@ -499,8 +495,8 @@ func sumRow(x []float32) float32 {
 	return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 }
 
-// maxRow is max(init, x...) with Go's max (NaN wins), in four lanes.
-func maxRow(x []float32, init float32) float32 {
+// maxRowGo is max(init, x...) with Go's max (NaN wins), in four lanes.
+func maxRowGo(x []float32, init float32) float32 {
 	m0, m1, m2, m3 := init, init, init, init
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
