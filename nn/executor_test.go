@@ -32,7 +32,7 @@ func TestExecutorStress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = wrapGo(b)
+	b = wrap(b) // the same fix-ups as NewBackend (and the fast executors, if any), without its config rewriting
 	r := rand.New(rand.NewPCG(41, 1))
 	x := randTensor(r, DType, []int{2, 16, 16, 32})
 	w1, w2 := randTensor(r, DType, []int{32, 32, 3, 3}), randTensor(r, DType, []int{32, 32, 3, 3})
