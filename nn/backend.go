@@ -16,12 +16,15 @@ import (
 // config such as "go:ops_parallel").
 const EnvBackend = "LDM_BACKEND"
 
-// DefaultGoConfig is the pure-Go backend configuration. The parallel op
-// executor deadlocks when more independent ops that split their own work
-// (DotGeneral, Erf) run at once than it has workers (2×cores): reproduced
-// every time by TestExecutorStress's "wide" graph on 2 cores, see
-// docs/PERFORMANCE.md. It was not measurably faster on the conv+GroupNorm
-// loop either. Sequential op order still runs each matrix product on all cores.
+// DefaultGoConfig is the pure-Go backend configuration. simplego's parallel
+// op executor deadlocks when more independent ops that split their own work
+// through its worker pool (its DotGeneral, Erf) run at once than it has
+// workers (2×cores): reproduced every time by TestExecutorStress's "wide"
+// graph on 2 cores. The fast executors of internal/simplegofast avoid the
+// pool (no hang in 3000 runs), but any op falling back to simplego's can
+// still hang, an op's panic there kills the process, and it was not
+// measurably faster (docs/PERFORMANCE.md). Sequential op order still runs
+// each op on all cores.
 const DefaultGoConfig = "go:ops_sequential"
 
 var logOnce sync.Once
