@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/models"
 )
 
 func init() { subcommands = append(subcommands, newGenerateCmd) }
@@ -32,7 +33,7 @@ type modelFlags struct {
 }
 
 func (m *modelFlags) register(f *pflag.FlagSet) {
-	f.StringVar(&m.path, "model", os.Getenv("LDM_MODEL"), "model: a diffusers folder or a single .safetensors file (env LDM_MODEL)")
+	f.StringVar(&m.path, "model", os.Getenv("LDM_MODEL"), "model: a diffusers folder or a single .safetensors file (env LDM_MODEL); default: the embedded emoji model")
 	f.StringVar(&m.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
 	f.StringVar(&m.load.Tokenizer, "tokenizer", "", "tokenizer folder (vocab.json + merges.txt); default: the model's, else the Hugging Face cache's")
 	f.StringVar(&m.load.Embeddings, "embeddings", "", "folder of textual-inversion embeddings (*.safetensors; the file name is the trigger word)")
@@ -43,7 +44,14 @@ func (m *modelFlags) register(f *pflag.FlagSet) {
 // open loads the model, logging what it skipped.
 func (m *modelFlags) open(cmd *cobra.Command) (*ldm.Pipeline, time.Duration, error) {
 	if m.path == "" {
-		return nil, 0, errors.New("no model: pass --model with a diffusers folder or a single .safetensors file (or set LDM_MODEL); there is no built-in model yet")
+		path, err := defaultModel()
+		if err != nil {
+			return nil, 0, err
+		}
+		m.path = path
+		if m.load.Name == "" {
+			m.load.Name = models.Name
+		}
 	}
 	if v, _ := cmd.Flags().GetString("backend"); v != "" {
 		m.load.Backend = v

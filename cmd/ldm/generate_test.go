@@ -12,6 +12,7 @@ import (
 
 	"github.com/ldm-project/ldm/internal/golden"
 	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/models"
 )
 
 // runSplit runs the command tree and returns stdout and stderr apart.
@@ -71,7 +72,6 @@ func TestGenerateNamesTheFlagOfEveryBadCombination(t *testing.T) {
 		{[]string{"x", "--format", "gif"}, `--format: image format "gif"`},
 		{[]string{"x", "--format", "jpeg", "-o", filepath.Join(dir, "a.png")}, "--format jpeg contradicts the output file's extension .png"},
 		{[]string{"x", "-o", filepath.Join(dir, "a.webp")}, "unknown image extension .webp"},
-		{[]string{"x"}, "no model: pass --model"},
 	} {
 		args := append([]string{"generate"}, tc.args...)
 		_, _, err := runSplit(args...)
@@ -181,4 +181,24 @@ func testImage(w, h int) *image.RGBA {
 		}
 	}
 	return img
+}
+
+func TestGenerateWithoutModelUsesTheEmbeddedModel(t *testing.T) {
+	t.Setenv("LDM_MODEL", "")
+	out := filepath.Join(t.TempDir(), "a.png")
+	if _, _, err := runSplit("generate", "a red apple", "--steps", "2", "--seed", "5", "-o", out); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	text, err := ldm.ReadPNGText(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text["parameters"], "Model: "+models.Name) {
+		t.Fatalf("parameters %q do not name the embedded model %q", text["parameters"], models.Name)
+	}
 }

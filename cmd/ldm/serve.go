@@ -17,6 +17,7 @@ import (
 
 	"github.com/ldm-project/ldm/app"
 	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/models"
 )
 
 func init() { subcommands = append(subcommands, newServeCmd) }
@@ -54,7 +55,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "model to load: diffusers folder or single .safetensors file (required)")
+	fl.StringVar(&f.model, "model", "", "model to load: diffusers folder or single .safetensors file (default: the embedded emoji model)")
 	fl.StringVar(&f.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
 	fl.StringVar(&f.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7860", "address to listen on (host:port)")
@@ -76,7 +77,6 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a running job may finish after SIGTERM")
 	fl.BoolVar(&f.warmup, "warmup", true, "run one 1-step generation at start so the first request finds compiled graphs")
 	fl.BoolVar(&f.verbose, "verbose", false, "log every HTTP request")
-	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
 
@@ -108,6 +108,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 			return nil, err
 		}
 		return &app.Loaded{Model: p, Name: p.Name, Hash: p.Hash, Path: path}, nil
+	}
+	if f.model == "" {
+		path, err := defaultModel()
+		if err != nil {
+			return err
+		}
+		f.model = path
+		if f.load.Name == "" {
+			f.load.Name = models.Name
+		}
 	}
 	start := time.Now()
 	model, err := load(f.model)
