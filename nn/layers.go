@@ -68,16 +68,53 @@ func Conv2D(ctx *context.Context, x *Node, o Conv2DOpts) *Node {
 	return conv2DWith(x, weight, bias, k, max(o.Stride, 1), o.Pad)
 }
 
+// convStripBytes bounds the im2col matrix of one convolution: above it the
+// output rows are computed in horizontal strips (see conv2DWith). A
+// variable so that tests can force striping on small convolutions.
+var convStripBytes = 64 << 20
+
 // conv2DWith is Conv2D on given weight [O,I,k,k] and bias [O] (nil: none).
+//
+// The im2col matrix is k² times the input: at 512²×256 channels (the last
+// levels of the SD VAE decoder) it alone is 2.4 GB. When it would exceed
+// convStripBytes, the output rows are computed in strips of about equal
+// height: each strip slices the padded input rows it needs, builds its own
+// im2col and does one product, and the strips are concatenated on H. Every
+// output value is the same product over the same K ordering, so the result
+// is bit-identical; the sequential pure-Go executor frees each strip's
+// im2col before the next is built.
 func conv2DWith(x, weight, bias *Node, k, stride, pad int) *Node {
 	dims := x.Shape().Dimensions
 	b, h, w, in := dims[0], dims[1], dims[2], dims[3]
-	out := weight.Shape().Dim(0)
 	if pad > 0 {
 		x = ZeroPad2D(x, pad)
 		h, w = h+2*pad, w+2*pad
 	}
 	ho, wo := (h-k)/stride+1, (w-k)/stride+1
+	if k == 1 && stride == 1 {
+		return convRows(x, weight, bias, k, stride, ho, wo) // no im2col copy
+	}
+	rowBytes := b * wo * k * k * in * x.DType().Size()
+	if ho < 2 || rowBytes*ho <= convStripBytes {
+		return convRows(x, weight, bias, k, stride, ho, wo)
+	}
+	rows := max(1, convStripBytes/rowBytes)
+	n := (ho + rows - 1) / rows
+	rows = (ho + n - 1) / n // balanced strips: equal shapes reuse buffers
+	strips := make([]*Node, 0, n)
+	for r0 := 0; r0 < ho; r0 += rows {
+		r := min(rows, ho-r0)
+		part := Slice(x, AxisRange(), AxisRange(r0*stride, (r0+r-1)*stride+k), AxisRange(), AxisRange())
+		strips = append(strips, convRows(part, weight, bias, k, stride, r, wo))
+	}
+	return Concatenate(strips, 1)
+}
+
+// convRows is the unpadded convolution of x [B,H,W,I] giving ho×wo output
+// rows: im2col then one product.
+func convRows(x, weight, bias *Node, k, stride, ho, wo int) *Node {
+	b, in := x.Shape().Dim(0), x.Shape().Dim(3)
+	out := weight.Shape().Dim(0)
 	var cols *Node
 	if k == 1 && stride == 1 {
 		cols = x
