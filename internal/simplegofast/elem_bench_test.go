@@ -35,6 +35,7 @@ func BenchmarkElementwise(b *testing.B) {
 		{"Logistic_2x4096x1280", [][]int{{2, 4096, 1280}}, func(x []*Node) *Node { return Logistic(x[0]) }},
 		{"Erf_2x4096x1280", [][]int{{2, 4096, 1280}}, func(x []*Node) *Node { return Erf(x[0]) }},
 		{"Slice_im2col_2x66x66x320", [][]int{{2, 66, 66, 320}}, func(x []*Node) *Node { return Slice(x[0], AxisRange(), AxisRange(1, 65), AxisRange(2, 66)) }},
+		{"Concat_skip_2x4096x(640+320)", [][]int{{2, 4096, 640}, {2, 4096, 320}}, func(x []*Node) *Node { return Concatenate(x, -1) }},
 		{"Softmax_last", [][]int{s}, func(x []*Node) *Node { return Softmax(x[0], -1) }},
 	}
 	be := backend(b)

@@ -22,16 +22,17 @@ const EnvFastElementwise = "LDM_FAST_ELEMWISE"
 // elemExecs are the elementwise executors Enable installs next to the
 // DotGeneral one.
 var elemExecs = map[backends.OpType]nodeExecutor{
-	backends.OpTypeExp:       fastExp,
-	backends.OpTypeLogistic:  fastLogistic,
-	backends.OpTypeErf:       fastErf,
-	backends.OpTypeAdd:       fastAdd,
-	backends.OpTypeSub:       fastSub,
-	backends.OpTypeMul:       fastMul,
-	backends.OpTypeDiv:       fastDiv,
-	backends.OpTypeReduceMax: fastReduceMax,
-	backends.OpTypeReduceSum: fastReduceSum,
-	backends.OpTypeSlice:     fastSlice,
+	backends.OpTypeExp:         fastExp,
+	backends.OpTypeLogistic:    fastLogistic,
+	backends.OpTypeErf:         fastErf,
+	backends.OpTypeAdd:         fastAdd,
+	backends.OpTypeSub:         fastSub,
+	backends.OpTypeMul:         fastMul,
+	backends.OpTypeDiv:         fastDiv,
+	backends.OpTypeReduceMax:   fastReduceMax,
+	backends.OpTypeReduceSum:   fastReduceSum,
+	backends.OpTypeSlice:       fastSlice,
+	backends.OpTypeConcatenate: fastConcatenate,
 }
 
 var (
@@ -139,7 +140,7 @@ func verifyElem() (err error) {
 type elemCase struct {
 	op       backends.OpType
 	lhs, rhs []int
-	axes     []int // reductions; Slice: starts
+	axes     []int // reductions; Slice: starts; Concatenate: the axis
 	limits   []int // Slice
 	strides  []int // Slice
 }
@@ -173,6 +174,9 @@ var elemSelfTestCases = []elemCase{
 	{op: backends.OpTypeSlice, lhs: []int{4, 9, 9, 3}, axes: []int{0, 1, 0, 1}, limits: []int{4, 9, 9, 3}, strides: []int{2, 2, 3, 1}},
 	{op: backends.OpTypeSlice, lhs: []int{5, 7}, axes: []int{2, 3}, limits: []int{3, 4}, strides: []int{1, 1}},
 	{op: backends.OpTypeSlice, lhs: []int{6, 33}, axes: []int{0, 0}, limits: []int{6, 33}, strides: []int{1, 1}},
+	{op: backends.OpTypeConcatenate, lhs: []int{2, 3, 5}, rhs: []int{2, 4, 5}, axes: []int{1}},
+	{op: backends.OpTypeConcatenate, lhs: []int{3, 7}, rhs: []int{1, 7}, axes: []int{0}},
+	{op: backends.OpTypeConcatenate, lhs: []int{2, 2, 9}, rhs: []int{2, 2, 1}, axes: []int{2}},
 }
 
 // runElemCase builds the op on backend b, runs simplego's executor and
@@ -190,7 +194,7 @@ func runElemCase(b backends.Backend, r *rand.Rand, c elemCase, dtype dtypes.DTyp
 	bld := b.Builder("simplegofast_elem_selftest")
 	shs := []shapes.Shape{shapes.Make(dtype, c.lhs...)}
 	switch c.op {
-	case backends.OpTypeAdd, backends.OpTypeSub, backends.OpTypeMul, backends.OpTypeDiv:
+	case backends.OpTypeAdd, backends.OpTypeSub, backends.OpTypeMul, backends.OpTypeDiv, backends.OpTypeConcatenate:
 		shs = append(shs, shapes.Make(dtype, c.rhs...))
 	}
 	var params []backends.Op
@@ -221,6 +225,8 @@ func runElemCase(b backends.Backend, r *rand.Rand, c elemCase, dtype dtypes.DTyp
 		y, err = bld.ReduceMax(params[0], c.axes...)
 	case backends.OpTypeReduceSum:
 		y, err = bld.ReduceSum(params[0], c.axes...)
+	case backends.OpTypeConcatenate:
+		y, err = bld.Concatenate(c.axes[0], params...)
 	case backends.OpTypeSlice:
 		y, err = bld.Slice(params[0], clone(c.axes), clone(c.limits), clone(c.strides))
 	default:

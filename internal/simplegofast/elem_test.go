@@ -83,7 +83,15 @@ func TestElementwiseVsStock(t *testing.T) {
 	)
 	for range 300 {
 		d := randDims()
-		switch k := r.IntN(4); k {
+		switch k := r.IntN(5); k {
+		case 4:
+			if len(d) == 0 {
+				continue
+			}
+			ax := r.IntN(len(d))
+			rr := append([]int(nil), d...)
+			rr[ax] = sizes[r.IntN(4)]
+			cases = append(cases, elemCase{op: backends.OpTypeConcatenate, lhs: d, rhs: rr, axes: []int{ax}})
 		case 3:
 			if len(d) == 0 {
 				continue
