@@ -19,10 +19,9 @@
 // Enable also installs float32 executors for Exp, Logistic, Erf, Add, Sub,
 // Mul, Div (with broadcasting), ReduceMax, ReduceSum, Slice and Concatenate
 // (elementwise.go, slice.go, concat.go; exp, erf, row division and row max
-// in AVX2/FMA assembly with
-// pure-Go fallbacks), after their own self-test against simplego's
-// executors and a layout check of the Slice node data; they delegate other
-// dtypes and unexpected cases to simplego's. LDM_FAST_ELEMWISE=0 leaves
+// in AVX2/FMA assembly with pure-Go fallbacks), after their own self-test
+// against simplego's executors and a layout check of the Slice node data;
+// they delegate other dtypes and unexpected cases to simplego's. LDM_FAST_ELEMWISE=0 leaves
 // them out (for comparisons); Disable takes them out with the DotGeneral.
 package simplegofast
 
