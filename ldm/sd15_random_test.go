@@ -1,11 +1,7 @@
 package ldm
 
 import (
-	"math"
-	"math/rand/v2"
 	"os"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,7 +71,7 @@ func TestWriteRandomSD15(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		src := randomWeights{shapes: shapes, seed: 1}
+		src := randomWeights{Source: nn.RandomSource(shapes, 1), shapes: shapes}
 		params += weights.CountParameters(src)
 		m.Components[name] = &weights.Component{Name: name, Config: configs[name], Source: src}
 	}
@@ -87,52 +83,16 @@ func TestWriteRandomSD15(t *testing.T) {
 	t.Logf("wrote %s: %d parameters, %d bytes, in %v", path, params, st.Size(), time.Since(start).Round(time.Millisecond))
 }
 
-// randomWeights is PyTorch-like initialisation drawn on demand: matrices
-// and kernels uniform in ±1/√fan_in, norm scales 1, biases 0.
+// randomWeights is nn.RandomSource (PyTorch-like initialisation drawn on
+// demand) with the dtype information a weights.Source also gives.
 type randomWeights struct {
+	nn.Source
 	shapes map[string][]int
-	seed   uint64
 }
 
 var _ weights.Source = randomWeights{}
 
-func (r randomWeights) Keys() []string {
-	keys := make([]string, 0, len(r.shapes))
-	for k := range r.shapes {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 func (r randomWeights) Info(key string) (weights.DType, []int, bool) {
 	s, ok := r.shapes[key]
 	return weights.F32, s, ok
-}
-
-func (r randomWeights) Float32(key string) ([]float32, []int, error) {
-	dims := r.shapes[key]
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
-	data := make([]float32, n)
-	_, name := nn.KeyToScope(key)
-	switch {
-	case len(dims) >= 2:
-		bound := 1 / math.Sqrt(float64(n/dims[0]))
-		var h uint64
-		for _, c := range key {
-			h = h*1099511628211 + uint64(c)
-		}
-		g := rand.New(rand.NewPCG(r.seed, h))
-		for i := range data {
-			data[i] = float32((2*g.Float64() - 1) * bound)
-		}
-	case name == "weight" || strings.HasSuffix(key, "norm.weight"):
-		for i := range data {
-			data[i] = 1
-		}
-	}
-	return data, dims, nil
 }

@@ -2,8 +2,6 @@ package unet
 
 import (
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -134,50 +132,7 @@ func (m *Model) InitWeights(seed uint64) error {
 	if err != nil {
 		return err
 	}
-	return nn.Load(m.Ctx, randomSource{shapes: expected, seed: seed})
-}
-
-// randomSource draws each tensor when it is read, so that initialising a
-// full-size model holds one tensor at a time besides the variables.
-type randomSource struct {
-	shapes map[string][]int
-	seed   uint64
-}
-
-func (r randomSource) Keys() []string {
-	keys := make([]string, 0, len(r.shapes))
-	for k := range r.shapes {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func (r randomSource) Float32(key string) ([]float32, []int, error) {
-	dims := r.shapes[key]
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
-	data := make([]float32, n)
-	_, name := nn.KeyToScope(key)
-	switch {
-	case len(dims) >= 2:
-		bound := 1 / math.Sqrt(float64(n/dims[0]))
-		var h uint64
-		for _, ch := range key {
-			h = h*1099511628211 + uint64(ch)
-		}
-		rng := rand.New(rand.NewPCG(r.seed, h))
-		for i := range data {
-			data[i] = float32((2*rng.Float64() - 1) * bound)
-		}
-	case name == "weight": // GroupNorm / LayerNorm scale
-		for i := range data {
-			data[i] = 1
-		}
-	}
-	return data, dims, nil
+	return nn.Load(m.Ctx, nn.RandomSource(expected, seed))
 }
 
 // Run evaluates the U-Net on host data with the loaded weights: sample NCHW

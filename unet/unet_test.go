@@ -284,19 +284,19 @@ func TestLoadWeightsNamesMissingAndUnexpectedKeys(t *testing.T) {
 	if got := shapes["mid_block.attentions.0.proj_in.weight"]; !slices.Equal(got, []int{16, 16, 1, 1}) {
 		t.Errorf("mid_block proj_in shape %v, want [16 16 1 1]", got)
 	}
-	src := subsetSource{Source: randomSource{shapes: shapes, seed: 1}, drop: "mid_block.resnets.1.conv2.bias", extra: "mid_block.bogus.weight"}
+	src := subsetSource{Source: nn.RandomSource(shapes, 1), drop: "mid_block.resnets.1.conv2.bias", extra: "mid_block.bogus.weight"}
 	err = m.LoadWeights(src)
 	if err == nil || !strings.Contains(err.Error(), "1 missing: mid_block.resnets.1.conv2.bias") ||
 		!strings.Contains(err.Error(), "1 unexpected: mid_block.bogus.weight") {
 		t.Fatalf("got %v, want an error naming the missing and the unexpected key", err)
 	}
 	m2, _ := New(tinyConfig(t, 4))
-	if err := m2.LoadWeights(randomSource{shapes: shapes, seed: 1}); err != nil {
+	if err := m2.LoadWeights(nn.RandomSource(shapes, 1)); err != nil {
 		t.Fatalf("complete weights: %v", err)
 	}
 	// A 4-channel checkpoint in a 9-channel (inpainting) config: conv_in has the wrong shape.
 	m9, _ := New(tinyConfig(t, 9))
-	err = m9.LoadWeights(randomSource{shapes: shapes, seed: 1})
+	err = m9.LoadWeights(nn.RandomSource(shapes, 1))
 	if err == nil || !strings.Contains(err.Error(), "conv_in.weight [8 4 3 3] (config wants [8 9 3 3])") {
 		t.Fatalf("got %v, want the conv_in shape mismatch named", err)
 	}
