@@ -2,9 +2,6 @@ package train
 
 import (
 	"fmt"
-	"math"
-	"math/rand/v2"
-	"slices"
 	"strings"
 
 	"github.com/gomlx/gomlx/pkg/core/shapes"
@@ -41,48 +38,7 @@ func LoadComponent(ctx *context.Context, scope string, src nn.Source) error {
 // kernels uniform in ±1/√fan_in (PyTorch's default bound), norm scales 1,
 // biases 0. The same seed gives the same weights.
 func InitComponent(ctx *context.Context, scope string, expected map[string][]int, seed uint64) error {
-	return LoadComponent(ctx, scope, randomSource{shapes: expected, seed: seed})
-}
-
-type randomSource struct {
-	shapes map[string][]int
-	seed   uint64
-}
-
-func (r randomSource) Keys() []string {
-	keys := make([]string, 0, len(r.shapes))
-	for k := range r.shapes {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func (r randomSource) Float32(key string) ([]float32, []int, error) {
-	dims := r.shapes[key]
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
-	data := make([]float32, n)
-	_, name := nn.KeyToScope(key)
-	switch {
-	case len(dims) >= 2:
-		bound := 1 / math.Sqrt(float64(n/dims[0]))
-		var h uint64
-		for _, ch := range key {
-			h = h*1099511628211 + uint64(ch)
-		}
-		rng := rand.New(rand.NewPCG(r.seed, h))
-		for i := range data {
-			data[i] = float32((2*rng.Float64() - 1) * bound)
-		}
-	case name == "weight":
-		for i := range data {
-			data[i] = 1
-		}
-	}
-	return data, dims, nil
+	return LoadComponent(ctx, scope, nn.RandomSource(expected, seed))
 }
 
 // ComponentTensors lists the variables under scope with the scope prefix
