@@ -12,9 +12,7 @@ import (
 // batch (request batching across jobs). When the loaded model implements
 // it, the worker takes the next job plus up to Config.BatchJobs-1 waiting
 // jobs that Compatible accepts, in queue order, and runs them together.
-//
-// *ldm.Pipeline does not implement it yet; the server works the same
-// without it, one job at a time.
+// *ldm.Pipeline implements it.
 type BatchModel interface {
 	Model
 	// Compatible reports whether b can share a batch with a: same latent
@@ -28,17 +26,12 @@ type BatchModel interface {
 }
 
 // BatchItem is one job of a batch.
-type BatchItem struct {
-	Ctx  context.Context
-	Req  ldm.Request
-	Opts ldm.Options
-}
+type BatchItem = ldm.BatchItem
 
 // BatchResult is one job's outcome.
-type BatchResult struct {
-	Results []ldm.Result
-	Err     error
-}
+type BatchResult = ldm.BatchResult
+
+var _ BatchModel = (*ldm.Pipeline)(nil)
 
 // runBatch starts the jobs and runs them as one batch.
 func (s *Server) runBatch(bm BatchModel, jobs []*Job) {

@@ -19,7 +19,8 @@ import (
 // get 429 wait Retry-After, as a well-behaved client does. Every response
 // must be 200 or 429, the server must stay healthy and its RSS bounded.
 // It runs 5 s with a queue of 8 by default; LDM_LOAD_SECONDS=60
-// LDM_LOAD_QUEUE=16 gives the figures recorded in docs/PERFORMANCE.md.
+// LDM_LOAD_QUEUE=16 gives the figures recorded in docs/PERFORMANCE.md;
+// LDM_LOAD_BATCH sets Config.BatchJobs (1: request batching off).
 func TestLoadFiftyClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test skipped in -short mode")
@@ -41,8 +42,12 @@ func TestLoadFiftyClients(t *testing.T) {
 	if v := os.Getenv("LDM_LOAD_QUEUE"); v != "" {
 		queue, _ = strconv.Atoi(v)
 	}
+	batch := 0 // the server's default
+	if v := os.Getenv("LDM_LOAD_BATCH"); v != "" {
+		batch, _ = strconv.Atoi(v)
+	}
 	m := tinyModel(t)
-	_, ts := testServer(t, m, Config{QueueSize: queue, PreviewEvery: -1})
+	_, ts := testServer(t, m, Config{QueueSize: queue, PreviewEvery: -1, BatchJobs: batch})
 	st := strconv.Itoa(steps)
 	routes := []struct{ path, body string }{
 		{"/api/v1/generate", `{"prompt":"a lighthouse, load test","steps":` + st + `,"width":64,"height":64,"seed":-1}`},
