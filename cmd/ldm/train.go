@@ -24,7 +24,7 @@ func newTrainCmd() *cobra.Command {
 		Use:   "train",
 		Short: "Train a model from scratch: vae, ldm",
 	}
-	cmd.AddCommand(newTrainVAECmd(), newTrainLDMCmd())
+	cmd.AddCommand(newTrainVAECmd(), newTrainLDMCmd(), newTrainClassifierCmd())
 	return cmd
 }
 
