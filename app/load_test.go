@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -146,12 +147,27 @@ func TestLoadFiftyClients(t *testing.T) {
 	if growth > 768<<20 {
 		t.Errorf("RSS grew by %d MiB under load (from %d MiB)", growth>>20, baseRSS>>20)
 	}
+	batches := "request batching off"
+	if r := call(t, "GET", ts.URL+"/metrics", nil); r.Status == http.StatusOK {
+		var sum, count float64
+		for _, line := range strings.Split(string(r.Body), "\n") {
+			if v, ok := strings.CutPrefix(line, "ldm_batch_jobs_sum "); ok {
+				sum, _ = strconv.ParseFloat(v, 64)
+			}
+			if v, ok := strings.CutPrefix(line, "ldm_batch_jobs_count "); ok {
+				count, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		if count > 0 {
+			batches = fmt.Sprintf("%.0f model batches, %.2f jobs each on average", count, sum/count)
+		}
+	}
 	sort.Slice(ok, func(i, j int) bool { return ok[i] < ok[j] })
 	pct := func(p float64) time.Duration { return ok[min(len(ok)-1, int(p*float64(len(ok))))] }
-	t.Logf("load: %d clients, queue %d, %d s (+%.1f s drain), steps %d, 64x64: %d ok, %d rejected (429); latency of 200s p50 %v p99 %v max %v; %.2f images/s; RSS %d MiB → peak %d MiB",
+	t.Logf("load: %d clients, queue %d, %d s (+%.1f s drain), steps %d, 64x64: %d ok, %d rejected (429); latency of 200s p50 %v p99 %v max %v; %.2f images/s; RSS %d MiB → peak %d MiB; %s",
 		clients, queue, seconds, elapsed.Seconds()-float64(seconds), steps, len(ok), len(rejected),
 		pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), ok[len(ok)-1].Round(time.Millisecond),
-		float64(len(ok))/elapsed.Seconds(), baseRSS>>20, peakRSS>>20)
+		float64(len(ok))/elapsed.Seconds(), baseRSS>>20, peakRSS>>20, batches)
 }
 
 // rssBytes is this process's resident set size (Linux; 0 elsewhere).

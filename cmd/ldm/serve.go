@@ -65,7 +65,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
 	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out (default: from the request's Host)")
 	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
-	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 4, "most waiting jobs with compatible settings run together in one model batch (1: off)")
+	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
 	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", 10*time.Minute, "longest a job may run")
 	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", 1, "send a preview image every n steps (-1: never)")
 	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", time.Hour, "how long images returned as URLs (OpenAI response_format=url) are served")
@@ -134,6 +134,9 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		log.Info("graphs compiled", "took", time.Since(start).Round(time.Millisecond))
 	}
 
+	if f.cfg.BatchJobs == 0 {
+		f.cfg.BatchJobs = autoBatchJobs(model.Model)
+	}
 	f.cfg.APIKey, f.cfg.BasicAuth, f.cfg.ModelsDir, f.cfg.Loader = f.apiKey, basic, f.modelsDir, load
 	f.cfg.PublicURL, f.cfg.Logger = f.publicURL, log
 	srv, err := app.New(model, f.cfg)
@@ -169,4 +172,15 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// autoBatchJobs is the default of --batch-jobs: request batching on an
+// accelerator (XLA), where a batch of one leaves the device idle, and off on
+// the pure-Go CPU backend, where the load test measured no throughput gain
+// and longer latency (docs/PERFORMANCE.md).
+func autoBatchJobs(m app.Model) int {
+	if p, ok := m.(*ldm.Pipeline); ok && strings.Contains(strings.ToLower(p.Backend.Name()), "xla") {
+		return 4
+	}
+	return 1
 }
