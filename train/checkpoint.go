@@ -190,3 +190,18 @@ func variableTensors(ctx *context.Context, keep func(key string) bool, ema bool)
 func writeTensors(path string, list []weights.WriteTensor) error {
 	return weights.WriteFile(path, list, map[string]string{"format": "pt"})
 }
+
+// CheckpointLosses returns the step of a checkpoint and the loss of every
+// step up to it (the loss curve a resumed run continues).
+func CheckpointLosses(path string) (step int, losses []float32, err error) {
+	f, err := weights.Open(path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	var st checkpointState
+	if err := json.Unmarshal([]byte(f.Metadata[stateKey]), &st); err != nil {
+		return 0, nil, fmt.Errorf("%s: not a training checkpoint: %w", path, err)
+	}
+	return st.Step, st.Losses, nil
+}
