@@ -1,20 +1,19 @@
 package train
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	_ "image/jpeg" // decoders for the image folder
 	_ "image/png"
+	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/disintegration/imaging"
+
+	"github.com/ldm-project/ldm/data"
 )
 
 // Example is one image–caption pair held in memory as 8-bit RGB, composited
@@ -33,49 +32,39 @@ type Dataset struct {
 	Skipped  []string // files that could not be read, with the reason
 }
 
-// LoadImageFolder reads dir/metadata.jsonl (the Hugging Face imagefolder
-// layout: one {"file_name", "text"} object a line; an optional "split") and
-// the images it names, composited onto white and resized to size×size.
-// split, when not empty, keeps only rows of that split. Unreadable images
-// are skipped and listed in Skipped.
+// LoadImageFolder reads an image–caption dataset in any layout data.Open
+// knows (Hugging Face imagefolder metadata.jsonl/.csv, a CSV file, or kohya
+// .txt captions beside the images; recursive) into memory, composited onto
+// white and resized to size×size. split, when not empty, keeps only items
+// whose "split" column is that split. Unreadable images are skipped with a
+// warning naming them, and listed in Skipped.
 func LoadImageFolder(dir string, size int, split string) (*Dataset, error) {
-	f, err := os.Open(filepath.Join(dir, "metadata.jsonl"))
+	d, err := data.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	ds := &Dataset{Size: size}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		if strings.TrimSpace(sc.Text()) == "" {
+	for _, it := range d.Items {
+		sp := it.Fields["split"]
+		if split != "" && sp != split {
 			continue
 		}
-		var row struct {
-			FileName string `json:"file_name"`
-			Text     string `json:"text"`
-			Split    string `json:"split"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
-			return nil, fmt.Errorf("metadata.jsonl line %d: %w", line, err)
-		}
-		if split != "" && row.Split != split {
-			continue
-		}
-		rgb, err := readRGB(filepath.Join(dir, row.FileName), size)
+		rgb, err := readRGB(it.Path, size)
 		if err != nil {
-			ds.Skipped = append(ds.Skipped, fmt.Sprintf("%s: %v", row.FileName, err))
+			slog.Warn("skipping an unreadable image", "file", it.Path, "err", err)
+			ds.Skipped = append(ds.Skipped, fmt.Sprintf("%s: %v", it.Name, err))
 			continue
 		}
-		ds.Examples = append(ds.Examples, Example{RGB: rgb, Caption: row.Text, File: row.FileName, Split: row.Split})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
+		ds.Examples = append(ds.Examples, Example{RGB: rgb, Caption: it.Caption, File: it.Name, Split: sp})
 	}
 	if len(ds.Examples) == 0 {
-		return nil, fmt.Errorf("%s: no images", dir)
+		if split != "" {
+			return nil, fmt.Errorf("%s: no readable images in split %q (%d skipped)", dir, split, len(ds.Skipped))
+		}
+		return nil, fmt.Errorf("%s: no readable images (%d skipped)", dir, len(ds.Skipped))
+	}
+	if len(ds.Skipped) > 0 {
+		slog.Warn("unreadable images skipped", "dataset", dir, "count", len(ds.Skipped))
 	}
 	return ds, nil
 }
