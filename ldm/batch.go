@@ -27,7 +27,7 @@ type BatchResult struct {
 // Compatible reports whether requests a and b can share one U-Net batch:
 // both txt2img with a single batch, and everything that the timestep loop
 // and the batch shape depend on equal (size, steps, sampler, schedule, η,
-// guidance, noise source, clip skip, prompt length in 75-token chunks).
+// guidance, noise source, clip skip, LoRAs, prompt length in 75-token chunks).
 // Prompts, negative prompts, seeds and batch sizes may differ.
 func (p *Pipeline) Compatible(a, b Request) bool {
 	s := p.SampleSize()
@@ -44,7 +44,7 @@ func (p *Pipeline) Compatible(a, b Request) bool {
 		a.Noise != b.Noise || a.ClipSkip != b.ClipSkip {
 		return false
 	}
-	return p.chunkCount(a) == p.chunkCount(b)
+	return p.chunkCount(a) == p.chunkCount(b) && SameLoRAs(a, b)
 }
 
 // chunkCount is the number of 75-token chunks the request's conditioning
@@ -141,6 +141,9 @@ func (p *Pipeline) generateGroup(ctx context.Context, items []BatchItem, idx []i
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	first := items[idx[0]].Req
+	if err := p.applyLoRAs(first); err != nil { // Compatible: one LoRA set for the group
+		return nil, err
+	}
 	cfg := first.GuidanceScale > 1
 	var gens []rng.Source
 	var neg, pos []float32

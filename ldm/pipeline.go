@@ -47,7 +47,12 @@ type Pipeline struct {
 	Embeddings        map[string]*Embedding
 	SkippedEmbeddings []string
 
-	mu sync.Mutex
+	// LoRADir is the folder where <lora:name:weight> prompt tags and
+	// LoRASpec.Name are looked up (AUTOMATIC1111's models/Lora).
+	LoRADir string
+
+	mu   sync.Mutex
+	lora loraState // guarded by mu
 }
 
 // LoadOptions tunes Load.
@@ -65,6 +70,8 @@ type LoadOptions struct {
 	// Embeddings is a folder of textual-inversion embeddings (*.safetensors);
 	// each file's name is its trigger word.
 	Embeddings string
+	// LoRADir sets Pipeline.LoRADir.
+	LoRADir string
 }
 
 // Load opens a diffusers folder or a single-file checkpoint and loads every
@@ -79,7 +86,7 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 		return nil, err
 	}
 	defer m.Close()
-	p := &Pipeline{Backend: b, Name: o.Name}
+	p := &Pipeline{Backend: b, Name: o.Name, LoRADir: o.LoRADir}
 	if p.Name == "" {
 		p.Name = strings.TrimSuffix(filepath.Base(filepath.Clean(path)), filepath.Ext(path))
 	}
@@ -231,6 +238,9 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, o Options) ([]Resu
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.applyLoRAs(req); err != nil {
+		return nil, err
+	}
 	var results []Result
 	start := time.Now()
 	for bi := 0; bi < req.BatchCount; bi++ {
@@ -484,7 +494,7 @@ func (p *Pipeline) encodePrompts(prompt, negative string, batch, clipSkip int, c
 func (p *Pipeline) promptChunks(text string) ([]Chunk, error) {
 	comma, _ := p.Tokenizer.ID(",</w>")
 	n := p.Tokenizer.MaxLength() - 2
-	return chunkTokens(ParseAttention(text), p.tokenize, comma, n, 20), nil
+	return chunkTokens(ParseAttention(stripLoRATags(text)), p.tokenize, comma, n, 20), nil
 }
 
 // encodeChunks encodes each chunk as BOS + ids + EOS padded to the window,
@@ -638,6 +648,9 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 		add("RNG", "CPU")
 	} else {
 		add("RNG", "Philox")
+	}
+	if h := p.loraHashes(); h != "" {
+		add("Lora hashes", h)
 	}
 	add("Version", "ldm")
 	return it

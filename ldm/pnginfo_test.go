@@ -5,6 +5,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -108,7 +109,7 @@ func TestInfotextRequestRebuildsTheRequest(t *testing.T) {
 	}
 	want := Request{Prompt: "a fox, (red:1.2)", NegativePrompt: "blurry", Steps: 12, Sampler: "DPM++ 2M", Schedule: "Karras", GuidanceScale: 5.5,
 		Seed: 123, Width: 512, Height: 768, Strength: 0.4, MaskBlur: 2, ClipSkip: 2, Eta: 0.3, Noise: "torch"}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
 	bad, _ := ParseInfotext("x\nSteps: many, Size: 5")

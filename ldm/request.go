@@ -45,16 +45,24 @@ type Request struct {
 	Strength  float64     `json:"strength,omitempty"`
 	Mask      image.Image `json:"-"`
 	MaskBlur  int         `json:"mask_blur,omitempty"`
+
+	// LoRAs are applied on top of the model for this request, as are the
+	// prompt's <lora:name:weight> tags (see LoRASpec, ParseLoRATags).
+	LoRAs []LoRASpec `json:"loras,omitempty"`
 }
 
 // Limits bound what a request may ask for; servers set them, the CLI uses
 // the defaults.
 type Limits struct {
 	MaxSteps, MaxWidth, MaxHeight, MaxBatchSize, MaxBatchCount, MaxPromptChars int
+	// LoRAPaths lets LoRASpec.Path name any file. The CLI allows it; a
+	// server turns it off, so that clients choose LoRAs by name from its
+	// LoRA folder only.
+	LoRAPaths bool
 }
 
 // DefaultLimits are generous enough for SD1.5/2.1 at their native sizes.
-var DefaultLimits = Limits{MaxSteps: 150, MaxWidth: 2048, MaxHeight: 2048, MaxBatchSize: 16, MaxBatchCount: 100, MaxPromptChars: 10000}
+var DefaultLimits = Limits{MaxSteps: 150, MaxWidth: 2048, MaxHeight: 2048, MaxBatchSize: 16, MaxBatchCount: 100, MaxPromptChars: 10000, LoRAPaths: true}
 
 // Defaults fills unset fields. sampleSize is the model's native image size
 // in pixels (e.g. 512 for SD1.5, 64 for the embedded model).
@@ -152,6 +160,12 @@ func (r *Request) Validate(l Limits, factor int) error {
 	}
 	if _, err := scheduler.ParseSamplerSchedule(r.Sampler, r.Schedule); err != nil {
 		return bad("schedule", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
+	}
+	if err := validateLoRAs(r.LoRAs, l); err != nil {
+		return err
+	}
+	if _, _, err := ParseLoRATags(r.Prompt); err != nil {
+		return err
 	}
 	if r.Mask != nil && r.Mask.Bounds().Size() != r.InitImage.Bounds().Size() {
 		return bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
