@@ -15,6 +15,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/ldm-project/ldm/baselines"
+	"github.com/ldm-project/ldm/classify"
 	"github.com/ldm-project/ldm/eval"
 	"github.com/ldm-project/ldm/internal/fsutil"
 	"github.com/ldm-project/ldm/train"
@@ -71,6 +72,12 @@ type Options struct {
 	LDM         string `json:"ldm,omitempty"`
 	LDMSteps    int    `json:"ldm_steps,omitempty"`
 	BackendName string `json:"-"`
+	// Classifier, when set, is the primary feature space of FD, KID and
+	// precision/recall (the AE's and pooled pixels stay as secondary
+	// columns) and judges the prompt alignment of the LDM's samples;
+	// ClassifierName says where it came from in the report.
+	Classifier     *classify.Model `json:"-"`
+	ClassifierName string          `json:"classifier,omitempty"`
 	// Log receives progress lines; nil discards them.
 	Log func(string) `json:"-"`
 }
@@ -110,40 +117,52 @@ func (o Options) Validate() error {
 
 // Row is one model's results; nil fields do not apply.
 type Row struct {
-	Model        string   `json:"model"`
-	Params       int      `json:"params"`
-	Steps        int      `json:"steps"`
-	TrainSeconds float64  `json:"train_seconds"`
-	FinalLoss    float64  `json:"final_loss"`
-	Samples      int      `json:"samples,omitempty"`
-	FD           *float64 `json:"fd,omitempty"`       // AE feature space
-	FDPixel      *float64 `json:"fd_pixel,omitempty"` // 8×8 average-pooled pixels
-	KID          *float64 `json:"kid,omitempty"`
-	Precision    *float64 `json:"precision,omitempty"`
-	Recall       *float64 `json:"recall,omitempty"`
-	PSNR         *float64 `json:"psnr,omitempty"`
-	SSIM         *float64 `json:"ssim,omitempty"`
-	BitsPerDim   *float64 `json:"bits_per_dim,omitempty"`
-	Perplexity   *float64 `json:"perplexity,omitempty"`
-	CodesUsed    *int     `json:"codes_used,omitempty"`
-	AUC          *float64 `json:"ood_auc,omitempty"`
-	ImgPerSec    *float64 `json:"sample_img_per_s,omitempty"`
-	Notes        []string `json:"notes,omitempty"`
-	Artifacts    []string `json:"artifacts,omitempty"`
+	Model        string  `json:"model"`
+	Params       int     `json:"params"`
+	Steps        int     `json:"steps"`
+	TrainSeconds float64 `json:"train_seconds"`
+	FinalLoss    float64 `json:"final_loss"`
+	Samples      int     `json:"samples,omitempty"`
+	// FDClf and KIDClf are in the classifier's feature space (when the run
+	// has one), FD and KID in the AE's.
+	FDClf      *float64 `json:"fd_classifier,omitempty"`
+	KIDClf     *float64 `json:"kid_classifier,omitempty"`
+	FD         *float64 `json:"fd,omitempty"`       // AE feature space
+	FDPixel    *float64 `json:"fd_pixel,omitempty"` // 8×8 average-pooled pixels
+	KID        *float64 `json:"kid,omitempty"`
+	Precision  *float64 `json:"precision,omitempty"`
+	Recall     *float64 `json:"recall,omitempty"`
+	PSNR       *float64 `json:"psnr,omitempty"`
+	SSIM       *float64 `json:"ssim,omitempty"`
+	BitsPerDim *float64 `json:"bits_per_dim,omitempty"`
+	Perplexity *float64 `json:"perplexity,omitempty"`
+	CodesUsed  *int     `json:"codes_used,omitempty"`
+	AUC        *float64 `json:"ood_auc,omitempty"`
+	ImgPerSec  *float64 `json:"sample_img_per_s,omitempty"`
+	// Alignment is prompt alignment per classifier head (conditioned
+	// models only).
+	Alignment []Alignment `json:"alignment,omitempty"`
+	Notes     []string    `json:"notes,omitempty"`
+	Artifacts []string    `json:"artifacts,omitempty"`
 }
 
 func pf(v float64) *float64 { return &v }
 
 // Report is everything a run measured.
 type Report struct {
-	Options    Options  `json:"options"`
-	Backend    string   `json:"backend"`
-	TrainN     int      `json:"train_images"`
-	TestN      int      `json:"test_images"`
-	Reference  Row      `json:"reference"` // training images against test images
-	Rows       []Row    `json:"rows"`
-	Seconds    float64  `json:"seconds"`
-	Conclusion []string `json:"conclusions"`
+	Options Options `json:"options"`
+	Backend string  `json:"backend"`
+	TrainN  int     `json:"train_images"`
+	TestN   int     `json:"test_images"`
+	// ClassifierFeatures is the length of the classifier's feature vector
+	// (0: no classifier); PRSpace names the feature space of
+	// precision/recall.
+	ClassifierFeatures int      `json:"classifier_features,omitempty"`
+	PRSpace            string   `json:"precision_recall_space"`
+	Reference          Row      `json:"reference"` // training images against test images
+	Rows               []Row    `json:"rows"`
+	Seconds            float64  `json:"seconds"`
+	Conclusion         []string `json:"conclusions"`
 }
 
 type runner struct {
@@ -157,6 +176,8 @@ type runner struct {
 	features func(x []float32, n int) ([][]float64, error)
 	testFeat [][]float64
 	testPix  [][]float64
+	// testPred is the classifier on the test images (nil without one).
+	testPred *classify.Prediction
 	report   *Report
 }
 
@@ -207,7 +228,10 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 	if r.ood, err = shapesSet(r.test.N, o.Size, o.Seed); err != nil {
 		return nil, err
 	}
-	r.report = &Report{Options: o, Backend: backend.Name(), TrainN: r.train.N, TestN: r.test.N}
+	r.report = &Report{Options: o, Backend: backend.Name(), TrainN: r.train.N, TestN: r.test.N, PRSpace: "AE"}
+	if o.Classifier != nil {
+		r.report.ClassifierFeatures, r.report.PRSpace = o.Classifier.Config.FeatureDim(), "classifier"
+	}
 	r.log("data: %d training and %d test images at %d², %d shapes images as out-of-distribution", r.train.N, r.test.N, o.Size, r.ood.N)
 	models := append([]string{ModelAE}, o.Models...)
 	if o.LDM != "" {
@@ -395,9 +419,14 @@ func (r *runner) reference() error {
 		return err
 	}
 	r.testPix = pixelFeatures(r.test.X, r.test.N, r.o.Size)
+	if r.o.Classifier != nil {
+		if r.testPred, err = r.classifyImages(r.test.X, r.test.N); err != nil {
+			return err
+		}
+	}
 	n := min(r.o.Samples, r.train.N)
 	row := Row{Model: "training images (reference)"}
-	if err := r.distributionMetrics(&row, r.train.X[:n*3*r.o.Size*r.o.Size], n); err != nil {
+	if _, err := r.distributionMetrics(&row, r.train.X[:n*3*r.o.Size*r.o.Size], n); err != nil {
 		return err
 	}
 	r.report.Reference = row
@@ -405,46 +434,68 @@ func (r *runner) reference() error {
 }
 
 // distributionMetrics fills FD, pixel FD, KID and precision/recall of n
-// images x against the test set.
-func (r *runner) distributionMetrics(row *Row, x []float32, n int) error {
+// images x against the test set, in the classifier's feature space too when
+// the run has one (precision/recall then use it), and returns the
+// classifier's prediction for x (nil without a classifier).
+func (r *runner) distributionMetrics(row *Row, x []float32, n int) (*classify.Prediction, error) {
 	feats, err := r.features(x, n)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	row.Samples = n
 	fd, err := eval.FD(r.testFeat, feats)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fdp, err := eval.FD(r.testPix, pixelFeatures(x, n, r.o.Size))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	kid, err := eval.KID(r.testFeat, feats)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p, rc, err := eval.PrecisionRecall(r.testFeat, feats, 3)
+	row.FD, row.FDPixel, row.KID = pf(fd), pf(fdp), pf(kid)
+	prRef, prFeat := r.testFeat, feats
+	var pred *classify.Prediction
+	if r.o.Classifier != nil {
+		if pred, err = r.classifyImages(x, n); err != nil {
+			return nil, err
+		}
+		fdc, err := eval.FD(r.testPred.Features, pred.Features)
+		if err != nil {
+			return nil, err
+		}
+		kidc, err := eval.KID(r.testPred.Features, pred.Features)
+		if err != nil {
+			return nil, err
+		}
+		row.FDClf, row.KIDClf = pf(fdc), pf(kidc)
+		prRef, prFeat = r.testPred.Features, pred.Features
+	}
+	p, rc, err := eval.PrecisionRecall(prRef, prFeat, 3)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	row.FD, row.FDPixel, row.KID, row.Precision, row.Recall = pf(fd), pf(fdp), pf(kid), pf(p), pf(rc)
-	return nil
+	row.Precision, row.Recall = pf(p), pf(rc)
+	return pred, nil
 }
 
 // samplesDone records generated samples: metrics, throughput and a grid.
-func (r *runner) samplesDone(row *Row, x []float32, n int, seconds float64) error {
+// It returns the classifier's prediction for them (nil without one).
+func (r *runner) samplesDone(row *Row, x []float32, n int, seconds float64) (*classify.Prediction, error) {
 	row.ImgPerSec = pf(float64(n) / seconds)
-	if err := r.distributionMetrics(row, x, n); err != nil {
-		return err
+	pred, err := r.distributionMetrics(row, x, n)
+	if err != nil {
+		return nil, err
 	}
 	name := row.Model + "-samples.png"
 	k := min(n, 64)
 	if err := writeGrid(r.path(name), x[:k*3*r.o.Size*r.o.Size], k, r.o.Size, 8); err != nil {
-		return err
+		return nil, err
 	}
 	row.Artifacts = append(row.Artifacts, name)
-	return nil
+	return pred, nil
 }
 
 // reconstructions records PSNR/SSIM over the test set and writes originals

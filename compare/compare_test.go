@@ -144,13 +144,26 @@ func TestRunMeasuresALoadedLDM(t *testing.T) {
 	o.Data, o.Out = tinyFolder(t, 64), t.TempDir()
 	o.Size, o.Batch, o.Steps, o.Samples, o.Models = 16, 8, 2, 8, nil
 	o.LDM, o.LDMSteps, o.BackendName = model, 2, "go"
+	o.Classifier, o.ClassifierName = tinyClassifier(t), "tiny"
 	rep, err := Run(stdctx.Background(), b, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	last := rep.Rows[len(rep.Rows)-1]
-	if last.Model != ModelLDM || last.FD == nil || last.Params == 0 || last.Samples != 8 {
+	if last.Model != ModelLDM || last.FD == nil || last.FDClf == nil || last.Params == 0 || last.Samples != 8 {
 		t.Errorf("LDM row: %+v", last)
+	}
+	// Prompts are the captions of test images 0..7 of the tiny folder
+	// (categories c0/c1): every one is labelled.
+	if len(last.Alignment) != 1 || last.Alignment[0].Images != 8 || last.Alignment[0].Classes != 2 || last.Alignment[0].UniformTop1 != 0.5 {
+		t.Errorf("LDM alignment: %+v", last.Alignment)
+	}
+	md, err := os.ReadFile(filepath.Join(o.Out, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "| ldm | category | 2 | 8 (") {
+		t.Errorf("report.md lacks the alignment row:\n%s", md)
 	}
 }
 

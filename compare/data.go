@@ -20,12 +20,14 @@ import (
 )
 
 // imageSet is n NCHW images in [-1,1] held in memory, with a category label
-// each ("" when the dataset has none).
+// each ("" when the dataset has none), the caption and the image's string
+// metadata fields (the labels a classifier head predicts).
 type imageSet struct {
 	N, Size    int
 	X          []float32
 	Categories []string
 	Captions   []string
+	Meta       []map[string]string
 }
 
 func (s *imageSet) image(i int) []float32 {
@@ -56,12 +58,13 @@ func (s *imageSet) subset(idx []int, limit int) *imageSet {
 	for _, i := range idx {
 		out.Categories = append(out.Categories, s.Categories[i])
 		out.Captions = append(out.Captions, s.Captions[i])
+		out.Meta = append(out.Meta, s.Meta[i])
 	}
 	return out
 }
 
-// loadSplit reads one split of an image folder and the category of each
-// image from metadata.jsonl's "category" field. With a limit it keeps
+// loadSplit reads one split of an image folder and the string fields of
+// each image's metadata.jsonl row ("category" is the latent plots' colour). With a limit it keeps
 // evenly spaced images in file order, so that a subset of a folder sorted by
 // category still spans every category.
 func loadSplit(dir string, size int, split string, limit int) (*imageSet, error) {
@@ -81,33 +84,48 @@ func loadSplit(dir string, size int, split string, limit int) (*imageSet, error)
 	for i := range idx {
 		idx[i] = i * all / n
 	}
-	cats, _ := readCategories(filepath.Join(dir, "metadata.jsonl"))
-	s := &imageSet{N: n, Size: size, X: ds.NCHW(idx), Categories: make([]string, n), Captions: make([]string, n)}
+	meta, _ := readMeta(filepath.Join(dir, "metadata.jsonl"))
+	s := &imageSet{N: n, Size: size, X: ds.NCHW(idx), Categories: make([]string, n), Captions: make([]string, n), Meta: make([]map[string]string, n)}
 	for i, j := range idx {
-		s.Categories[i] = cats[ds.Examples[j].File]
+		m := meta[ds.Examples[j].File]
+		if m == nil {
+			m = map[string]string{}
+		}
+		s.Meta[i] = m
+		s.Categories[i] = m["category"]
 		s.Captions[i] = ds.Examples[j].Caption
 	}
 	return s, nil
 }
 
-func readCategories(path string) (map[string]string, error) {
+// readMeta maps each file name of a metadata.jsonl (also by base name) to
+// the string fields of its row.
+func readMeta(path string) (map[string]map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	out := map[string]string{}
+	out := map[string]map[string]string{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var row struct {
-			File     string `json:"file_name"`
-			Category string `json:"category"`
+		var row map[string]any
+		if json.Unmarshal(sc.Bytes(), &row) != nil {
+			continue
 		}
-		if json.Unmarshal(sc.Bytes(), &row) == nil && row.File != "" {
-			out[row.File] = row.Category
-			out[filepath.Base(row.File)] = row.Category
+		file, _ := row["file_name"].(string)
+		if file == "" {
+			continue
 		}
+		fields := map[string]string{}
+		for k, v := range row {
+			if s, ok := v.(string); ok {
+				fields[k] = s
+			}
+		}
+		out[file] = fields
+		out[filepath.Base(file)] = fields
 	}
 	return out, sc.Err()
 }
@@ -115,7 +133,7 @@ func readCategories(path string) (map[string]string, error) {
 // shapesSet draws n images of the procedural shapes set (data.Shape), the
 // default out-of-distribution data for the anomaly score.
 func shapesSet(n, size int, seed uint64) (*imageSet, error) {
-	s := &imageSet{N: n, Size: size, X: make([]float32, 0, n*3*size*size), Categories: make([]string, n)}
+	s := &imageSet{N: n, Size: size, X: make([]float32, 0, n*3*size*size), Categories: make([]string, n), Captions: make([]string, n), Meta: make([]map[string]string, n)}
 	o := data.ShapesOptions{N: n, Size: max(size, 16), Seed: seed}
 	for i := range n {
 		img, _, err := data.Shape(o, i)

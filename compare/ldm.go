@@ -7,10 +7,14 @@ import (
 	"github.com/ldm-project/ldm/ldm"
 )
 
+// ldmBatch is the number of prompts sampled as one U-Net batch.
+const ldmBatch = 8
+
 // runLDM samples a trained latent diffusion model with the test captions as
-// prompts (one image each, seed i, the model's own resolution resized to the
-// comparison's) and measures the samples like the baselines'. Its training
-// budget is whatever made it, not this run's.
+// prompts (image i: caption of test image i mod N, seed Seed+i, the model's
+// own resolution resized to the comparison's), measures the samples like the
+// baselines' and, with a classifier, scores their prompt alignment. Its
+// training budget is whatever made it, not this run's.
 func (r *runner) runLDM() (Row, error) {
 	p, err := ldm.Load(r.o.LDM, ldm.LoadOptions{Backend: r.o.BackendName})
 	if err != nil {
@@ -36,22 +40,36 @@ func (r *runner) runLDM() (Row, error) {
 	}
 	start := time.Now()
 	var samples []float32
-	for i := range r.o.Samples {
+	testIdx := make([]int, r.o.Samples)
+	for lo := 0; lo < r.o.Samples; lo += ldmBatch {
 		if err := r.ctx.Err(); err != nil {
 			return row, err
 		}
-		req := ldm.Request{Prompt: r.test.Captions[i%r.test.N], Steps: steps, Seed: int64(r.o.Seed) + int64(i)}
-		req.Defaults(p.SampleSize())
-		res, err := p.Generate(r.ctx, req, ldm.Options{})
-		if err != nil {
-			return row, fmt.Errorf("sample %d: %w", i, err)
+		hi := min(lo+ldmBatch, r.o.Samples)
+		items := make([]ldm.BatchItem, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			testIdx[i] = i % r.test.N
+			items = append(items, ldm.BatchItem{Req: ldm.Request{Prompt: r.test.Captions[testIdx[i]], Steps: steps, Seed: int64(r.o.Seed) + int64(i)}})
 		}
-		samples = append(samples, toNCHW(res[0].Image, r.o.Size)...)
-		if (i+1)%16 == 0 {
-			r.log("  ldm sampled %d/%d", i+1, r.o.Samples)
+		for k, res := range p.GenerateBatch(r.ctx, items) {
+			if res.Err != nil {
+				return row, fmt.Errorf("sample %d: %w", lo+k, res.Err)
+			}
+			samples = append(samples, toNCHW(res.Results[0].Image, r.o.Size)...)
 		}
+		r.log("  ldm sampled %d/%d", hi, r.o.Samples)
 	}
-	row.Notes = append(row.Notes, fmt.Sprintf("loaded from %s (trained elsewhere: its budget is not this run's); U-Net + VAE parameters; %d sampler steps at %d², prompts = test captions, resized to %d²; prompt alignment not measured (no image–text scorer in this project yet)",
-		r.o.LDM, steps, p.SampleSize(), r.o.Size))
-	return row, r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds())
+	seconds := time.Since(start).Seconds()
+	note := fmt.Sprintf("loaded from %s (trained elsewhere: its budget is not this run's); U-Net + VAE parameters; %d sampler steps at %d² (default sampler and guidance, batches of %d), prompts = captions of the test images (%d distinct), resized to %d²",
+		r.o.LDM, steps, p.SampleSize(), ldmBatch, min(r.o.Samples, r.test.N), r.o.Size)
+	if r.o.Classifier == nil {
+		note += "; prompt alignment not measured (no classifier given)"
+	}
+	row.Notes = append(row.Notes, note)
+	pred, err := r.samplesDone(&row, samples, r.o.Samples, seconds)
+	if err != nil || pred == nil {
+		return row, err
+	}
+	row.Alignment, err = r.promptAlignment(pred, testIdx)
+	return row, err
 }

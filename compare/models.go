@@ -177,7 +177,7 @@ func (r *runner) runVAE(m baselines.VAE, name string) (Row, error) {
 	if err != nil {
 		return row, err
 	}
-	if err := r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds()); err != nil {
+	if _, err := r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds()); err != nil {
 		return row, err
 	}
 	// Interpolation between the means of pairs of test images.
@@ -328,7 +328,8 @@ func (r *runner) runVQ() (Row, error) {
 		v := baselines.Floats(out[0])
 		samples = append(samples, v[:min(r.o.Batch, r.o.Samples-i0)*3*r.o.Size*r.o.Size]...)
 	}
-	return row, r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds())
+	_, err = r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds())
+	return row, err
 }
 
 func i32ToF32(x []int32) []float32 {
@@ -422,7 +423,8 @@ func (r *runner) runGAN() (Row, error) {
 	if err != nil {
 		return row, err
 	}
-	return row, r.samplesDone(&row, samples, r.o.Samples, time.Since(startS).Seconds())
+	_, err = r.samplesDone(&row, samples, r.o.Samples, time.Since(startS).Seconds())
+	return row, err
 }
 
 func fmtSeries(v []float32) string {
@@ -495,7 +497,8 @@ func (r *runner) runDDPM() (Row, error) {
 		samples = append(samples, x[:min(r.o.Batch, r.o.Samples-i0)*3*s*s]...)
 		r.log("  ddpm sampled %d/%d", min(i0+r.o.Batch, r.o.Samples), r.o.Samples)
 	}
-	return row, r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds())
+	_, err = r.samplesDone(&row, samples, r.o.Samples, time.Since(start).Seconds())
+	return row, err
 }
 
 // ddpmEps is the U-Net's noise prediction on a full batch at one timestep.
