@@ -39,6 +39,7 @@ func (m *modelFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&m.load.Embeddings, "embeddings", "", "folder of textual-inversion embeddings (*.safetensors; the file name is the trigger word)")
 	f.StringVar(&m.load.PredictionType, "prediction-type", "", `override the scheduler's prediction type ("epsilon", "v_prediction")`)
 	f.StringVar(&m.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
+	f.StringVar(&m.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that <lora:name:weight> prompt tags name (env LDM_LORA_DIR)")
 }
 
 // open loads the model, logging what it skipped.
@@ -75,6 +76,7 @@ type requestFlags struct {
 	format               string
 	quality              int
 	output               string
+	loras                []string
 }
 
 // flagOfField maps Request JSON field names (FieldError.Field) to flags.
@@ -96,6 +98,7 @@ var flagOfField = map[string]string{
 	"strength":        "--strength",
 	"mask":            "--mask",
 	"mask_blur":       "--mask-blur",
+	"loras":           "--lora",
 }
 
 // flagHints add what to do for the errors whose fix is another flag.
@@ -139,6 +142,7 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&q.MaskBlur, "mask-blur", 0, "inpaint: blur of the mask edge in pixels (default 4)")
 	f.StringVar(&r.format, "format", "", "image format: png or jpeg (default: from -o's extension, else png)")
 	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
+	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "guidance" {
 			name = "cfg"
@@ -161,6 +165,13 @@ func (r *requestFlags) request() (ldm.Request, error) {
 func (r *requestFlags) build() (ldm.Request, error) {
 	req := r.req
 	var err error
+	for _, l := range r.loras {
+		spec, err := parseLoRAFlag(l)
+		if err != nil {
+			return req, err
+		}
+		req.LoRAs = append(req.LoRAs, spec)
+	}
 	if r.initImage != "" {
 		if req.InitImage, err = readImage(r.initImage); err != nil {
 			return req, fmt.Errorf("--init-image: %w", err)
@@ -172,6 +183,24 @@ func (r *requestFlags) build() (ldm.Request, error) {
 		}
 	}
 	return req, nil
+}
+
+// parseLoRAFlag reads --lora FILE[:WEIGHT]. The weight is what follows
+// the last colon when it is a number, so paths with colons still work.
+func parseLoRAFlag(s string) (ldm.LoRASpec, error) {
+	spec := ldm.LoRASpec{Path: s, Weight: 1}
+	if i := strings.LastIndex(s, ":"); i >= 0 {
+		if w, err := strconv.ParseFloat(s[i+1:], 64); err == nil {
+			spec.Path, spec.Weight = s[:i], w
+		}
+	}
+	if spec.Path == "" {
+		return spec, fmt.Errorf("--lora %q: give a file, FILE or FILE:WEIGHT", s)
+	}
+	if _, err := os.Stat(spec.Path); err != nil {
+		return spec, fmt.Errorf("--lora: %w", err)
+	}
+	return spec, nil
 }
 
 // precheck runs Request.Validate before the model is known: the model's
@@ -239,10 +268,13 @@ func newGenerateCmd() *cobra.Command {
 
 -o names a file (out.png; several images become out-1.png, out-2.png, ...) or a folder, where
 images get the next free numbers: 00001-<seed>.png, 00002-<seed>.png, ... Files are written atomically.
-Words of the prompt may be weighted as in AUTOMATIC1111: (word), (word:1.3), [word]; BREAK starts a new chunk.`,
+Words of the prompt may be weighted as in AUTOMATIC1111: (word), (word:1.3), [word]; BREAK starts a new chunk.
+LoRAs apply with --lora FILE[:WEIGHT], or with <lora:name:weight> in the prompt (name: a file of --lora-dir).`,
 		Example: `  ldm generate --model sd15.safetensors --config-from sd15-diffusers "a red apple" -o apple.png
   ldm generate --model tiny "a fox" --init-image fox.png --strength 0.6 --seed 7 -o out/
-  ldm generate --model tiny "a cat" --init-image room.png --mask hole.png --sampler "DPM++ 2M Karras"`,
+  ldm generate --model tiny "a cat" --init-image room.png --mask hole.png --sampler "DPM++ 2M Karras"
+  ldm generate "dog face" --lora run/lora.safetensors:0.8 -o dog.png
+  ldm generate --lora-dir loras "dog face <lora:animals:0.8>" -o dog.png`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rf.req.Prompt = strings.Join(args, " ")

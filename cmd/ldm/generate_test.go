@@ -202,3 +202,33 @@ func TestGenerateWithoutModelUsesTheEmbeddedModel(t *testing.T) {
 		t.Fatalf("parameters %q do not name the embedded model %q", text["parameters"], models.Name)
 	}
 }
+
+func TestLoRAFlagTakesAnOptionalWeightAfterTheLastColon(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a:b.safetensors")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		flag, path string
+		weight     float64
+		err        string
+	}{
+		{file, file, 1, ""},
+		{file + ":0.5", file, 0.5, ""},
+		{file + ":-1", file, -1, ""},
+		{filepath.Join(dir, "none.safetensors") + ":1", "", 0, "no such file"},
+		{":0.5", "", 0, "give a file"},
+	} {
+		spec, err := parseLoRAFlag(c.flag)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want %q", c.flag, err, c.err)
+			}
+			continue
+		}
+		if err != nil || spec.Path != c.path || spec.Weight != c.weight {
+			t.Errorf("%q: got %+v %v, want %s weight %g", c.flag, spec, err, c.path, c.weight)
+		}
+	}
+}
