@@ -78,6 +78,8 @@ func TestValidationErrorsName400Field(t *testing.T) {
 		{"native not JSON", "/api/v1/jobs", `{"prompt":`, "body"},
 		{"native empty body", "/api/v1/jobs", ``, "body"},
 		{"native sync steps", "/api/v1/generate", `{"prompt":"a","steps":151}`, "steps"},
+		{"native LoRA by path", "/api/v1/jobs", `{"prompt":"a","loras":[{"path":"/etc/passwd"}]}`, "loras"},
+		{"native LoRA tag weight", "/api/v1/jobs", `{"prompt":"a <lora:x:heavy>"}`, "prompt"},
 		{"a1111 steps", "/sdapi/v1/txt2img", `{"prompt":"a","steps":151}`, "steps"},
 		{"a1111 cfg", "/sdapi/v1/txt2img", `{"prompt":"a","cfg_scale":-1}`, "cfg_scale"},
 		{"a1111 n_iter", "/sdapi/v1/txt2img", `{"prompt":"a","n_iter":1000}`, "n_iter"},

@@ -83,6 +83,7 @@ func (c *Config) defaults() {
 	if c.Limits == (ldm.Limits{}) {
 		c.Limits = ldm.DefaultLimits
 	}
+	c.Limits.LoRAPaths = false // clients name LoRAs in the model's LoRA folder: a path could open any file here
 	if c.QueueSize <= 0 {
 		c.QueueSize = 16
 	}

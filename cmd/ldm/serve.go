@@ -63,6 +63,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.apiAuth, "api-auth", os.Getenv("LDM_API_AUTH"), "require HTTP Basic auth: user:password[,user2:password2] (env LDM_API_AUTH)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without authentication")
 	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
+	fl.StringVar(&f.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that requests name with <lora:name:weight> tags or \"loras\" (env LDM_LORA_DIR)")
 	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out (default: from the request's Host)")
 	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
 	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
