@@ -123,20 +123,32 @@ func alignment(h classify.Head, genScores [][]float32, genLabels, promptIDs, tra
 }
 
 // promptAlignment measures every head of the run's classifier on generated
-// images whose prompt i came from test image testIdx[i].
-func (r *runner) promptAlignment(gen *classify.Prediction, testIdx []int) ([]Alignment, error) {
+// images whose prompt i came from test image testIdx[i]. A head whose field
+// the test images lack (a classifier of another dataset) is left out and
+// named in the returned note.
+func (r *runner) promptAlignment(gen *classify.Prediction, testIdx []int) ([]Alignment, string, error) {
 	meta := make([]map[string]string, len(testIdx))
 	for i, k := range testIdx {
 		meta[i] = r.test.Meta[k]
 	}
 	var out []Alignment
+	var skipped []string
 	for h, hd := range r.o.Classifier.Config.Heads {
-		a, err := alignment(hd, gen.Logits[h], headLabels(hd, meta), testIdx, headLabels(hd, r.train.Meta),
+		labels := headLabels(hd, meta)
+		if !slices.ContainsFunc(labels, func(l int) bool { return l >= 0 }) {
+			skipped = append(skipped, hd.Field)
+			continue
+		}
+		a, err := alignment(hd, gen.Logits[h], labels, testIdx, headLabels(hd, r.train.Meta),
 			r.testPred.Logits[h], headLabels(hd, r.test.Meta))
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		out = append(out, a)
 	}
-	return out, nil
+	note := ""
+	if len(skipped) > 0 {
+		note = fmt.Sprintf("no prompt alignment by %v: the test images have no label the classifier knows in that field", skipped)
+	}
+	return out, note, nil
 }

@@ -70,6 +70,10 @@ func (r *runner) runLDM() (Row, error) {
 	if err != nil || pred == nil {
 		return row, err
 	}
-	row.Alignment, err = r.promptAlignment(pred, testIdx)
+	var skipped string
+	row.Alignment, skipped, err = r.promptAlignment(pred, testIdx)
+	if skipped != "" {
+		row.Notes = append(row.Notes, skipped)
+	}
 	return row, err
 }
