@@ -90,11 +90,11 @@ func DefaultOptions() Options {
 }
 
 // QuickOptions are reduced budgets that finish on two (shared) CPU cores in
-// well under 15 minutes: 32² images, 100 steps of batch 16, 64 samples, a
-// 50-step DDPM on a U-Net of half the width.
+// under 15 minutes: 32² images, 100 steps of batch 16, 64 samples, a
+// 50-step DDPM on a U-Net of half the width, 10 sampler steps for --ldm.
 func QuickOptions() Options {
 	return Options{Size: 32, Batch: 16, Steps: 100, PriorSteps: 100, DDPMTimesteps: 50, DDPMChannels: []int{16, 32, 32},
-		LR: 2e-3, Samples: 64, MaxTrain: 512, MaxTest: 128, Seed: 1, Models: AllModels}
+		LR: 2e-3, Samples: 64, MaxTrain: 512, MaxTest: 128, Seed: 1, Models: AllModels, LDMSteps: 10}
 }
 
 // Validate checks the options.
@@ -495,8 +495,24 @@ func (r *runner) samplesDone(row *Row, x []float32, n int, seconds float64) (*cl
 		return nil, err
 	}
 	row.Artifacts = append(row.Artifacts, name)
+	// Every sample, 8-bit as the classifier sees them, so that Rescore can
+	// measure them again in another classifier's feature space.
+	if err := os.MkdirAll(r.path(samplesDir), 0o755); err != nil {
+		return nil, err
+	}
+	if err := writeGrid(r.path(samplesFile(row.Model)), x, n, r.o.Size, samplesCols); err != nil {
+		return nil, err
+	}
 	return pred, nil
 }
+
+// samplesDir holds every model's samples as one grid each.
+const (
+	samplesDir  = "samples"
+	samplesCols = 16
+)
+
+func samplesFile(model string) string { return filepath.Join(samplesDir, model+".png") }
 
 // reconstructions records PSNR/SSIM over the test set and writes originals
 // above reconstructions.
