@@ -163,6 +163,9 @@ type Report struct {
 	Rows               []Row    `json:"rows"`
 	Seconds            float64  `json:"seconds"`
 	Conclusion         []string `json:"conclusions"`
+	// Rescored is the command that re-measured the classifier columns from
+	// the stored samples after the run ("" when the run measured them).
+	Rescored string `json:"rescored,omitempty"`
 }
 
 type runner struct {
@@ -201,30 +204,10 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 		return nil, err
 	}
 	r := &runner{ctx: ctx, backend: backend, o: o}
+	if err := r.loadData(); err != nil {
+		return nil, err
+	}
 	var err error
-	r.train, err = loadSplit(o.Data, o.Size, "train", o.MaxTrain)
-	if err == nil {
-		r.test, err = loadSplit(o.Data, o.Size, "test", o.MaxTest)
-	}
-	if err != nil {
-		// A folder without a train/test split: every fifth image is held out.
-		all, errAll := loadSplit(o.Data, o.Size, "", 0)
-		if errAll != nil {
-			return nil, fmt.Errorf("%w (and without a split: %v)", err, errAll)
-		}
-		var tr, te []int
-		for i := range all.N {
-			if i%5 == 4 {
-				te = append(te, i)
-			} else {
-				tr = append(tr, i)
-			}
-		}
-		r.train, r.test = all.subset(tr, o.MaxTrain), all.subset(te, o.MaxTest)
-		if r.train.N == 0 || r.test.N < 2 {
-			return nil, fmt.Errorf("compare: %s has too few images (%d)", o.Data, all.N)
-		}
-	}
 	if r.ood, err = shapesSet(r.test.N, o.Size, o.Seed); err != nil {
 		return nil, err
 	}
@@ -264,6 +247,37 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 		}
 	}
 	return r.report, nil
+}
+
+// loadData reads the training and test images of r.o.Data.
+func (r *runner) loadData() error {
+	o := r.o
+	var err error
+	r.train, err = loadSplit(o.Data, o.Size, "train", o.MaxTrain)
+	if err == nil {
+		r.test, err = loadSplit(o.Data, o.Size, "test", o.MaxTest)
+	}
+	if err == nil {
+		return nil
+	}
+	// A folder without a train/test split: every fifth image is held out.
+	all, errAll := loadSplit(o.Data, o.Size, "", 0)
+	if errAll != nil {
+		return fmt.Errorf("%w (and without a split: %v)", err, errAll)
+	}
+	var tr, te []int
+	for i := range all.N {
+		if i%5 == 4 {
+			te = append(te, i)
+		} else {
+			tr = append(tr, i)
+		}
+	}
+	r.train, r.test = all.subset(tr, o.MaxTrain), all.subset(te, o.MaxTest)
+	if r.train.N == 0 || r.test.N < 2 {
+		return fmt.Errorf("compare: %s has too few images (%d)", o.Data, all.N)
+	}
+	return nil
 }
 
 func (r *runner) runModel(m string) (Row, error) {
@@ -456,28 +470,37 @@ func (r *runner) distributionMetrics(row *Row, x []float32, n int) (*classify.Pr
 		return nil, err
 	}
 	row.FD, row.FDPixel, row.KID = pf(fd), pf(fdp), pf(kid)
-	prRef, prFeat := r.testFeat, feats
-	var pred *classify.Prediction
 	if r.o.Classifier != nil {
-		if pred, err = r.classifyImages(x, n); err != nil {
-			return nil, err
-		}
-		fdc, err := eval.FD(r.testPred.Features, pred.Features)
-		if err != nil {
-			return nil, err
-		}
-		kidc, err := eval.KID(r.testPred.Features, pred.Features)
-		if err != nil {
-			return nil, err
-		}
-		row.FDClf, row.KIDClf = pf(fdc), pf(kidc)
-		prRef, prFeat = r.testPred.Features, pred.Features
+		return r.classifierMetrics(row, x, n)
 	}
-	p, rc, err := eval.PrecisionRecall(prRef, prFeat, 3)
+	p, rc, err := eval.PrecisionRecall(r.testFeat, feats, 3)
 	if err != nil {
 		return nil, err
 	}
 	row.Precision, row.Recall = pf(p), pf(rc)
+	return nil, nil
+}
+
+// classifierMetrics fills FD, KID and precision/recall of n images x in the
+// classifier's feature space and returns its prediction for them.
+func (r *runner) classifierMetrics(row *Row, x []float32, n int) (*classify.Prediction, error) {
+	pred, err := r.classifyImages(x, n)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := eval.FD(r.testPred.Features, pred.Features)
+	if err != nil {
+		return nil, err
+	}
+	kid, err := eval.KID(r.testPred.Features, pred.Features)
+	if err != nil {
+		return nil, err
+	}
+	p, rc, err := eval.PrecisionRecall(r.testPred.Features, pred.Features, 3)
+	if err != nil {
+		return nil, err
+	}
+	row.FDClf, row.KIDClf, row.Precision, row.Recall = pf(fd), pf(kid), pf(p), pf(rc)
 	return pred, nil
 }
 

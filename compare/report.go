@@ -32,7 +32,11 @@ func markdown(rep *Report) string {
 	if o.Command != "" {
 		fmt.Fprintf(&b, "Made by `%s`", o.Command)
 	}
-	fmt.Fprintf(&b, " on backend %s in %.1f min.\n\n", rep.Backend, rep.Seconds/60)
+	fmt.Fprintf(&b, " on backend %s in %.1f min.", rep.Backend, rep.Seconds/60)
+	if rep.Rescored != "" {
+		fmt.Fprintf(&b, " The classifier columns (FD and KID (clf), precision/recall, prompt alignment) were measured afterwards from the stored samples (`samples/`) by `%s`.", rep.Rescored)
+	}
+	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "Data: `%s` at %d×%d, %d training and %d test images. Every model: %d optimiser steps of batch %d (AdamW, warm-up + cosine, no EMA); the VQ-VAE's prior gets %d more; the DCGAN's step is one discriminator and one generator update. Metrics over %d generated images against the %d test images.\n\n",
 		o.Data, o.Size, o.Size, rep.TrainN, rep.TestN, o.Steps, o.Batch, o.PriorSteps, o.Samples, rep.TestN)
 	clf := rep.ClassifierFeatures > 0

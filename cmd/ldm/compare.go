@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,9 +23,10 @@ func newCompareCmd() *cobra.Command {
 		o          = compare.DefaultOptions()
 		quick      bool
 		classifier string
+		rescore    string
 	)
 	cmd := &cobra.Command{
-		Use:   "compare DATA",
+		Use:   "compare DATA | compare --rescore REPORT --classifier DIR",
 		Short: "Train every baseline (AE, DAE, VAE, β-VAE, VQ-VAE, DCGAN, pixel DDPM) on one dataset and write a comparison report",
 		Long: `compare trains the classic generative baselines on one image folder with the
 same optimiser-step and batch budget, measures them with the same metrics
@@ -32,10 +36,18 @@ PSNR/SSIM, bits/dim, codebook perplexity, anomaly ROC-AUC, training time,
 sampling speed) and writes report.md, results.json and the figures to --out.
 --ldm adds a trained latent diffusion model ("default": the embedded one),
 sampled with the test captions; with a classifier its prompt alignment
-(top-1/top-5 per label against chance) is reported too. --quick uses reduced budgets (32², 100 steps of batch 16, 512 images,
+(top-1/top-5 per label against chance) is reported too. --rescore measures
+the samples a finished run stored in its report folder again with
+--classifier and rewrites that report. --quick uses reduced budgets (32², 100 steps of batch 16, 512 images,
 64 samples, a 50-step DDPM on a half-width U-Net, 10 sampler steps for --ldm).`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if rescore != "" {
+				return rescoreReport(cmd, rescore, classifier)
+			}
+			if len(args) != 1 {
+				return fmt.Errorf("compare needs a data folder (or --rescore REPORT)")
+			}
 			if quick {
 				q := compare.QuickOptions()
 				f := cmd.Flags()
@@ -77,7 +89,7 @@ sampled with the test captions; with a classifier its prompt alignment
 				if o.Classifier, err = classify.Load(b, classifier); err != nil {
 					return err
 				}
-				o.ClassifierName = classifier
+				o.ClassifierName = classifierName(classifier)
 			}
 			out := cmd.ErrOrStderr()
 			start := time.Now()
@@ -111,6 +123,41 @@ sampled with the test captions; with a classifier its prompt alignment
 	f.StringVar(&o.LDM, "ldm", "", `also sample and measure this trained latent diffusion model (a diffusers folder or single file; "default": the embedded model)`)
 	f.StringVar(&classifier, "classifier", "", "classifier folder (config.json + model.safetensors, as `ldm train classifier` exports) for the primary FD/KID feature space and prompt alignment")
 	f.IntVar(&o.LDMSteps, "ldm-steps", 20, "sampler steps of --ldm")
-	_ = cmd.MarkFlagRequired("out")
+	f.StringVar(&rescore, "rescore", "", "re-measure the stored samples of this report folder with --classifier instead of running")
 	return cmd
+}
+
+// rescoreReport is compare --rescore.
+func rescoreReport(cmd *cobra.Command, dir, classifier string) error {
+	if classifier == "" {
+		return fmt.Errorf("--rescore needs --classifier")
+	}
+	b, err := nn.NewBackend(backendFlag(cmd))
+	if err != nil {
+		return err
+	}
+	clf, err := classify.Load(b, classifier)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	rep, err := compare.Rescore(ctx, b, dir, clf, classifierName(classifier), "ldm "+strings.Join(os.Args[1:], " "))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "report: %s/report.md (%d models re-measured)\n", dir, len(rep.Rows))
+	return nil
+}
+
+// classifierName names a classifier folder in a report: its path and the
+// first 12 hex digits of its weights' SHA-256, so that a report says which
+// weights measured it.
+func classifierName(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, classify.WeightsFile))
+	if err != nil {
+		return dir
+	}
+	h := sha256.Sum256(b)
+	return fmt.Sprintf("%s (weights sha256 %s)", dir, hex.EncodeToString(h[:])[:12])
 }
