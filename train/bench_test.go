@@ -31,7 +31,7 @@ func BenchmarkVAEStep(b *testing.B) {
 				b.Fatal(err)
 			}
 			c := DefaultConfig()
-			tr, err := New(backend, ctx, c, []string{VAEScope}, VAELoss(cfg, VAELossOpts{L1: 1, KL: 1e-6}))
+			tr, err := New(backend, ctx, c, []string{VAEScope}, VAELoss(cfg, VAELossOpts{L1: 1, KL: 1e-6}, nil))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -32,7 +32,7 @@ const stateKey = "ldm_train_state"
 func CheckpointName(step int) string { return fmt.Sprintf("ckpt-%08d.safetensors", step) }
 
 // Save writes every variable of the context (model, AdamW moments, EMA,
-// gradient sums) and the trainer state to dir/ckpt-<step>.safetensors,
+// gradient sums) but those under FrozenScope, and the trainer state to dir/ckpt-<step>.safetensors,
 // atomically, then deletes all but the newest keep checkpoints (keep ≤ 0
 // keeps all). extra is stored verbatim (the caller's run description).
 func (t *Trainer) Save(dir string, keep int, extra any) (string, error) {
@@ -51,7 +51,8 @@ func (t *Trainer) Save(dir string, keep int, extra any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	list, err := variableTensors(t.Ctx, func(string) bool { return true }, false)
+	frozen := strings.TrimPrefix(FrozenScope, "/") + "."
+	list, err := variableTensors(t.Ctx, func(k string) bool { return !strings.HasPrefix(k, frozen) }, false)
 	if err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -19,30 +20,60 @@ type VAELossOpts struct {
 	// taming-transformers / LDM convention (their kl_weight 1e-6 applies
 	// to per-image sums of both terms).
 	KL float64
-	// Perceptual and Adversarial are not implemented yet: non-zero is an error.
-	Perceptual, Adversarial float64
+	// Perceptual weighs PerceptualDistance between the input and the
+	// reconstruction in the activations of a frozen network, the one named
+	// PerceptualNet (the run's builder supplies it as a FeatureNet).
+	Perceptual    float64
+	PerceptualNet string `json:",omitempty"`
+	// Adversarial weighs the generator term −mean D(x̂) of a PatchGAN
+	// discriminator (Disc) from optimiser step DiscStart (0-based) on; the
+	// discriminator is trained with the hinge loss from the same step, one
+	// update after every VAE update. The weight is fixed (Esser et al.'s
+	// adaptive weight is not implemented).
+	Adversarial float64
+	DiscStart   int        `json:",omitempty"`
+	Disc        DiscConfig `json:",omitempty"`
 }
 
-// Validate rejects the terms this package does not implement.
-func (o VAELossOpts) Validate() error {
-	if o.Perceptual != 0 || o.Adversarial != 0 {
-		return fmt.Errorf("the perceptual and adversarial VAE losses are not implemented yet")
+// Validate reports a weight or setting that cannot work. steps is the
+// length of the run: a discriminator that would start at or after it is an
+// error, since the term would never be used.
+func (o VAELossOpts) Validate(steps int) error {
+	for _, w := range []struct {
+		name string
+		v    float64
+	}{{"L1", o.L1}, {"MSE", o.MSE}, {"KL", o.KL}, {"perceptual", o.Perceptual}, {"adversarial", o.Adversarial}} {
+		if w.v < 0 || math.IsNaN(w.v) || math.IsInf(w.v, 0) {
+			return fmt.Errorf("the %s loss weight %g must be a finite number ≥ 0", w.name, w.v)
+		}
 	}
 	if o.L1 == 0 && o.MSE == 0 {
 		return fmt.Errorf("the VAE loss needs an L1 or MSE reconstruction weight")
+	}
+	if o.Perceptual > 0 && o.PerceptualNet == "" {
+		return fmt.Errorf("the perceptual loss needs a feature network")
+	}
+	if o.Adversarial > 0 {
+		if o.DiscStart < 0 {
+			return fmt.Errorf("discriminator start %d must be ≥ 0", o.DiscStart)
+		}
+		if o.DiscStart >= steps {
+			return fmt.Errorf("discriminator start %d is not before the last step (%d steps): the adversarial term would never be used", o.DiscStart, steps)
+		}
 	}
 	return nil
 }
 
 // VAELoss is the KL-VAE training loss over the variables under VAEScope.
-// Inputs: images [B,3,H,W] in [-1,1] (NCHW) and standard normal eps
-// [B,latent,H/f,W/f] for the reparameterised sample.
-func VAELoss(cfg vae.Config, o VAELossOpts) LossFn {
+// Inputs: images [B,3,H,W] in [-1,1] (NCHW), standard normal eps
+// [B,latent,H/f,W/f] for the reparameterised sample and, with an
+// adversarial weight, a scalar gate (0 before DiscStart, 1 from it; see
+// VAETrainer.Batch). net is the frozen network of the perceptual term
+// (nil without one), loaded under FrozenScope.
+func VAELoss(cfg vae.Config, o VAELossOpts, net *FeatureNet) LossFn {
 	return func(ctx *context.Context, in []*Node) *Node {
 		x, eps := in[0], in[1]
-		c := ctx.In(VAEScope[1:])
-		mean, logvar, std := vae.Posterior(vae.Encode(c, cfg, x, nil))
-		rec := vae.Decode(c, cfg, vae.Sample(mean, std, eps), nil)
+		rec, mean, logvar := vaeForward(ctx, cfg, x, eps)
 		d := Sub(rec, x)
 		var loss *Node
 		add := func(t *Node, w float64) {
@@ -64,7 +95,33 @@ func VAELoss(cfg vae.Config, o VAELossOpts) LossFn {
 			kl := MulScalar(ReduceAllSum(Sub(Add(Square(mean), Exp(logvar)), OnePlus(logvar))), 0.5/b/perImage)
 			add(kl, o.KL)
 		}
+		if o.Perceptual != 0 {
+			add(perceptualTerm(ctx, net, x, rec), o.Perceptual)
+		}
+		if o.Adversarial != 0 {
+			fake := Discriminator(ctx.InAbsPath(DiscScope), o.Disc, rec)
+			add(Mul(Reshape(in[2]), GeneratorAdvLoss(fake)), o.Adversarial)
+		}
 		return loss
+	}
+}
+
+// vaeForward encodes x, samples the posterior with eps and decodes.
+func vaeForward(ctx *context.Context, cfg vae.Config, x, eps *Node) (rec, mean, logvar *Node) {
+	c := ctx.InAbsPath(VAEScope)
+	mean, logvar, std := vae.Posterior(vae.Encode(c, cfg, x, nil))
+	return vae.Decode(c, cfg, vae.Sample(mean, std, eps), nil), mean, logvar
+}
+
+// discLoss is the discriminator's loss on the inputs of VAELoss: the hinge
+// loss of real images against their reconstructions by the current VAE
+// (sampled with the same eps; no gradient reaches the VAE).
+func discLoss(cfg vae.Config, o VAELossOpts) LossFn {
+	return func(ctx *context.Context, in []*Node) *Node {
+		x, eps := in[0], in[1]
+		rec, _, _ := vaeForward(ctx, cfg, x, eps)
+		d := ctx.InAbsPath(DiscScope)
+		return HingeDiscLoss(Discriminator(d, o.Disc, x), Discriminator(d, o.Disc, StopGradient(rec)))
 	}
 }
 

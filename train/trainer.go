@@ -94,6 +94,10 @@ type Trainer struct {
 	Step int
 	// Losses is the mean loss of every step done, for the loss curve.
 	Losses []float32
+	// AfterStep, when set, runs after every successful optimiser step with
+	// the step's micro-batches (a second optimiser's update on the same
+	// data, such as a discriminator's); its error is the step's error.
+	AfterStep func(micro [][]any) error
 
 	vars     []*context.Variable // trainable, sorted by key
 	stepExec *context.Exec
@@ -102,7 +106,7 @@ type Trainer struct {
 }
 
 // New prepares a trainer: it selects the trainable variables (scope prefixes
-// such as "/unet"; a variable of /train is never trainable) and creates the
+// such as "/unet"; a variable of /train or FrozenScope is never trainable) and creates the
 // AdamW moments, the EMA copy and, with accumulation, the gradient sums.
 func New(backend backends.Backend, ctx *context.Context, cfg Config, trainable []string, loss LossFn) (*Trainer, error) {
 	if err := cfg.validate(); err != nil {
@@ -110,11 +114,11 @@ func New(backend backends.Backend, ctx *context.Context, cfg Config, trainable [
 	}
 	t := &Trainer{Config: cfg, Backend: backend, Ctx: ctx, Loss: loss}
 	for v := range ctx.IterVariables() {
-		if strings.HasPrefix(v.Scope(), "/train") {
+		if strings.HasPrefix(v.Scope(), "/train") || underScope(v.Scope(), FrozenScope) {
 			continue
 		}
 		for _, p := range trainable {
-			if v.Scope() == p || strings.HasPrefix(v.Scope(), p+"/") {
+			if underScope(v.Scope(), p) {
 				t.vars = append(t.vars, v)
 				break
 			}
@@ -145,6 +149,9 @@ func New(backend backends.Backend, ctx *context.Context, cfg Config, trainable [
 	}
 	return t, nil
 }
+
+// underScope reports whether scope is p or inside it.
+func underScope(scope, p string) bool { return scope == p || strings.HasPrefix(scope, p+"/") }
 
 // ensure creates variable scope/name with value() unless it exists.
 func ensure(ctx *context.Context, scope, name string, value func() *tensors.Tensor) *context.Variable {
@@ -217,6 +224,11 @@ func (t *Trainer) TrainStep(micro [][]any) (StepResult, error) {
 	}
 	t.Step = res.Step
 	t.Losses = append(t.Losses, res.Loss)
+	if t.AfterStep != nil {
+		if err := t.AfterStep(micro); err != nil {
+			return res, fmt.Errorf("step %d: %w", res.Step, err)
+		}
+	}
 	return res, nil
 }
 

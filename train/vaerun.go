@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/ldm-project/ldm/eval"
 	"github.com/ldm-project/ldm/internal/fsutil"
 	"github.com/ldm-project/ldm/vae"
 )
@@ -47,13 +48,20 @@ type VAETrainer struct {
 	Run  VAERun
 	Data *Dataset
 	Test *Dataset
-	ord  Order
+	// Disc is the discriminator's optimiser (nil without an adversarial
+	// term); the VAE trainer's AfterStep runs it from Loss.DiscStart on,
+	// and DiscLosses holds its loss of every step this process ran.
+	Disc       *Trainer
+	DiscLosses []float32
+	ord        Order
 }
 
 // NewVAETrainer loads the data and builds a fresh (random) VAE, or, with
 // resume set to a checkpoint path, the run stored there (the given run is
-// then ignored).
-func NewVAETrainer(backend backends.Backend, run VAERun, resume string) (*VAETrainer, error) {
+// then ignored). nets resolves the run's Loss.PerceptualNet to the frozen
+// network of the perceptual term; it is called only when the run has that
+// term (nil is then an error).
+func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets func(name string) (*FeatureNet, error)) (*VAETrainer, error) {
 	if resume != "" {
 		data := run.Data // a folder given with --resume wins: the data may have moved
 		if err := ReadCheckpointExtra(resume, &run); err != nil {
@@ -63,8 +71,27 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string) (*VAETra
 			run.Data = data
 		}
 	}
-	if err := run.Loss.Validate(); err != nil {
+	if err := run.Loss.Validate(run.Train.Steps); err != nil {
 		return nil, err
+	}
+	var net *FeatureNet
+	if run.Loss.Perceptual > 0 {
+		if nets == nil {
+			return nil, fmt.Errorf("the run has a perceptual term (network %q) but no way to load feature networks was given", run.Loss.PerceptualNet)
+		}
+		var err error
+		if net, err = nets(run.Loss.PerceptualNet); err != nil {
+			return nil, fmt.Errorf("perceptual network %q: %w", run.Loss.PerceptualNet, err)
+		}
+	}
+	size := run.Size
+	if run.Crop > 0 && run.Crop < run.Size {
+		size = run.Crop
+	}
+	if run.Loss.Adversarial > 0 {
+		if err := run.Loss.Disc.validate(size); err != nil {
+			return nil, err
+		}
 	}
 	m, err := vae.New(run.VAE)
 	if err != nil {
@@ -78,7 +105,23 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string) (*VAETra
 	if err := InitComponent(ctx, VAEScope, expected, run.Seed); err != nil {
 		return nil, err
 	}
-	tr, err := New(backend, ctx, run.Train, []string{VAEScope}, VAELoss(run.VAE, run.Loss))
+	if net != nil {
+		if err := net.load(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var disc *Trainer
+	if run.Loss.Adversarial > 0 {
+		// A seed of its own, so that the VAE's initialisation does not
+		// depend on whether there is a discriminator.
+		if err := initDiscriminator(backend, ctx, run.Loss.Disc, run.Seed+0x9e3779b97f4a7c15); err != nil {
+			return nil, err
+		}
+		if disc, err = New(backend, ctx, run.Loss.Disc.optimiser(run.Train), []string{DiscScope}, discLoss(run.VAE, run.Loss)); err != nil {
+			return nil, err
+		}
+	}
+	tr, err := New(backend, ctx, run.Train, []string{VAEScope}, VAELoss(run.VAE, run.Loss, net))
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +138,28 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string) (*VAETra
 	if err != nil {
 		test = nil // a folder without a split has no held-out set
 	}
-	return &VAETrainer{Trainer: tr, Run: run, Data: ds, Test: test, ord: Order{N: len(ds.Examples), Seed: run.Seed}}, nil
+	v := &VAETrainer{Trainer: tr, Run: run, Data: ds, Test: test, Disc: disc, ord: Order{N: len(ds.Examples), Seed: run.Seed}}
+	if disc != nil {
+		// The discriminator's step count (its Adam bias correction) follows
+		// from the VAE's: one update per VAE step from DiscStart on.
+		disc.Step = max(0, tr.Step-run.Loss.DiscStart)
+		tr.AfterStep = v.discStep
+	}
+	return v, nil
+}
+
+// discStep updates the discriminator on the micro-batches of the VAE step
+// just done (against the updated VAE's reconstructions), from DiscStart on.
+func (v *VAETrainer) discStep(micro [][]any) error {
+	if v.Step-1 < v.Run.Loss.DiscStart {
+		return nil
+	}
+	r, err := v.Disc.TrainStep(micro)
+	if err != nil {
+		return fmt.Errorf("discriminator: %w", err)
+	}
+	v.DiscLosses = append(v.DiscLosses, r.Loss)
+	return nil
 }
 
 // Batch returns the micro-batches of step: images in data order and the
@@ -120,6 +184,13 @@ func (v *VAETrainer) Batch(step int) ([][]any, error) {
 		out[m] = []any{
 			tensors.FromFlatDataAndDimensions(x, r.Batch, 3, s, s),
 			tensors.FromFlatDataAndDimensions(eps, r.Batch, r.VAE.LatentChannels, s/f, s/f),
+		}
+		if r.Loss.Adversarial > 0 {
+			gate := float32(0)
+			if step >= r.Loss.DiscStart {
+				gate = 1
+			}
+			out[m] = append(out[m], gate)
 		}
 	}
 	return out, nil
@@ -185,11 +256,13 @@ type VAEEval struct {
 	Step   int     `json:"step"`
 	Images int     `json:"images"`
 	PSNR   float64 `json:"psnr_db"` // mean over images
+	SSIM   float64 `json:"ssim"`    // mean over images (eval.SSIM)
 }
 
 // Evaluate reconstructs up to n held-out images (training images when the
 // folder has no test split) with the EMA weights, writes dir/recon-<step>.png
-// (originals above reconstructions, 8 columns) and returns the mean PSNR.
+// (originals above reconstructions, 8 columns) and returns the mean PSNR and
+// SSIM.
 func (v *VAETrainer) Evaluate(backend backends.Backend, dir string, n int) (VAEEval, error) {
 	ds := v.Test
 	if ds == nil {
@@ -217,7 +290,13 @@ func (v *VAETrainer) Evaluate(backend backends.Backend, dir string, n int) (VAEE
 		}
 		per := 3 * s * s
 		for i := range idx {
-			ev.PSNR += PSNR(x[i*per:(i+1)*per], rec[i*per:(i+1)*per])
+			a, b := x[i*per:(i+1)*per], rec[i*per:(i+1)*per]
+			ev.PSNR += PSNR(a, b)
+			ssim, err := eval.SSIM(a, b, 3, s, s)
+			if err != nil {
+				return ev, err
+			}
+			ev.SSIM += ssim
 		}
 		if lo == 0 {
 			k := min(8, len(idx))
@@ -225,6 +304,7 @@ func (v *VAETrainer) Evaluate(backend backends.Backend, dir string, n int) (VAEE
 		}
 	}
 	ev.PSNR /= float64(n)
+	ev.SSIM /= float64(n)
 	if dir != "" {
 		k := len(shown) / (3 * s * s) / 2
 		if err := writePNG(filepath.Join(dir, fmt.Sprintf("recon-%08d.png", v.Step)), Grid(NCHWToImages(shown, 2*k, s, s), k)); err != nil {

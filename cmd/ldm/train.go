@@ -11,8 +11,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/spf13/cobra"
 
+	"github.com/ldm-project/ldm/classify"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/train"
 )
@@ -117,13 +119,13 @@ func progressBar(w io.Writer) func(train.Progress) {
 
 func newTrainVAECmd() *cobra.Command {
 	run := train.VAERun{Size: 64, Batch: 16, Seed: 1, VAE: train.SmallVAEConfig(),
-		Loss: train.VAELossOpts{L1: 1, KL: 1e-6}, Train: train.DefaultConfig()}
+		Loss: train.VAELossOpts{L1: 1, KL: 1e-6, Disc: train.DefaultDiscConfig()}, Train: train.DefaultConfig()}
 	run.Train.LR = 1e-3
 	var rf runFlags
 	var blocks []int
 	cmd := &cobra.Command{
 		Use:   "vae <image-folder>",
-		Short: "Train a KL-VAE (L1/MSE reconstruction + β·KL) on an image folder",
+		Short: "Train a KL-VAE (L1/MSE reconstruction + β·KL, optional perceptual and adversarial terms) on an image folder",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -145,7 +147,13 @@ func newTrainVAECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := train.NewVAETrainer(b, run, resume)
+			if run.Loss.Perceptual == 0 {
+				run.Loss.PerceptualNet = "" // only a run with the term names a network
+			}
+			if run.Loss.Adversarial == 0 {
+				run.Loss.DiscStart, run.Loss.Disc = 0, train.DiscConfig{}
+			}
+			t, err := train.NewVAETrainer(b, run, resume, perceptualNets(b))
 			if err != nil {
 				return err
 			}
@@ -163,7 +171,11 @@ func newTrainVAECmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(out, "\n  step %d: held-out PSNR %.2f dB (%d images)\n", step, ev.PSNR, ev.Images)
+				fmt.Fprintf(out, "\n  step %d: held-out PSNR %.2f dB, SSIM %.3f (%d images)", step, ev.PSNR, ev.SSIM, ev.Images)
+				if n := len(t.DiscLosses); n > 0 {
+					fmt.Fprintf(out, "; discriminator loss %.3f (last step)", t.DiscLosses[n-1])
+				}
+				fmt.Fprintln(out)
 				return train.AppendJSONL(filepath.Join(rf.out, "metrics.jsonl"), ev)
 			}
 			err = t.Loop(ctx, t.Run.Train.Steps, t.Batch, train.LoopOptions{Dir: rf.out, Every: rf.every, Keep: rf.keep,
@@ -184,11 +196,29 @@ func newTrainVAECmd() *cobra.Command {
 	f.Float64Var(&run.Loss.L1, "l1", run.Loss.L1, "L1 reconstruction weight")
 	f.Float64Var(&run.Loss.MSE, "mse", run.Loss.MSE, "MSE reconstruction weight")
 	f.Float64Var(&run.Loss.KL, "kl", run.Loss.KL, "KL weight (LDM convention: per-image sums)")
-	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight (not implemented yet)")
-	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight (not implemented yet)")
+	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight: LPIPS-style distance (unit-normalised channels, mean squared difference) "+
+		"in the stage activations of the frozen --perceptual-net classifier; 0: off (see docs/PERFORMANCE.md, 'VAE loss terms', for what it bought)")
+	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "", "frozen network of --perceptual: a classifier folder (ldm train classifier)")
+	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight: generator term −mean D(x̂) of a PatchGAN discriminator with hinge loss, "+
+		"fixed weight (no adaptive weighting); 0: off")
+	f.IntVar(&run.Loss.DiscStart, "disc-start", 0, "optimiser step from which the discriminator trains and the adversarial term counts (must be below --steps)")
+	f.Float64Var(&run.Loss.Disc.LR, "disc-lr", run.Loss.Disc.LR, "discriminator Adam learning rate (constant; β 0.5/0.9)")
+	f.IntSliceVar(&run.Loss.Disc.Channels, "disc-channels", run.Loss.Disc.Channels, "discriminator channels of its 4×4 stride-2 convolutions")
+	f.IntVar(&run.Loss.Disc.Groups, "disc-groups", run.Loss.Disc.Groups, "discriminator GroupNorm groups (0: no normalisation)")
 	optimFlags(cmd, &run.Train)
 	rf.add(cmd)
 	return cmd
+}
+
+// perceptualNets resolves --perceptual-net, a classifier folder.
+func perceptualNets(b backends.Backend) func(string) (*train.FeatureNet, error) {
+	return func(name string) (*train.FeatureNet, error) {
+		m, err := classify.Load(b, name)
+		if err != nil {
+			return nil, err
+		}
+		return m.PerceptualNet(name)
+	}
 }
 
 func repeat(s string, n int) []string {
