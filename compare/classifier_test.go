@@ -138,3 +138,18 @@ func TestRunWithAClassifierMeasuresInItsFeatureSpace(t *testing.T) {
 		}
 	}
 }
+
+func TestReferenceImagesSpanTheTrainingSet(t *testing.T) {
+	s := &imageSet{N: 10, Size: 1, X: make([]float32, 30)}
+	for i := range s.X {
+		s.X[i] = float32(i / 3)
+	}
+	r := &runner{train: s}
+	got := r.referenceImages(4)
+	want := []float32{0, 2, 5, 7} // images i·10/4
+	for i, w := range want {
+		if got[3*i] != w {
+			t.Fatalf("reference images %v, want first channels %v", got, want)
+		}
+	}
+}

@@ -440,11 +440,23 @@ func (r *runner) reference() error {
 	}
 	n := min(r.o.Samples, r.train.N)
 	row := Row{Model: "training images (reference)"}
-	if _, err := r.distributionMetrics(&row, r.train.X[:n*3*r.o.Size*r.o.Size], n); err != nil {
+	if _, err := r.distributionMetrics(&row, r.referenceImages(n), n); err != nil {
 		return err
 	}
 	r.report.Reference = row
 	return nil
+}
+
+// referenceImages returns n training images evenly spaced over the
+// training set: the first n would come from the first categories of a folder
+// sorted by category and measure a distance between categories, not the
+// sampling noise of the metric.
+func (r *runner) referenceImages(n int) []float32 {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i * r.train.N / n
+	}
+	return r.train.gather(idx)
 }
 
 // distributionMetrics fills FD, pixel FD, KID and precision/recall of n

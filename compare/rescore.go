@@ -41,7 +41,7 @@ func Rescore(ctx stdctx.Context, backend backends.Backend, dir string, clf *clas
 		return nil, err
 	}
 	if n := rep.Reference.Samples; n > 0 {
-		if _, err := r.classifierMetrics(&rep.Reference, r.train.X[:n*3*o.Size*o.Size], n); err != nil {
+		if _, err := r.classifierMetrics(&rep.Reference, r.referenceImages(n), n); err != nil {
 			return nil, err
 		}
 	}
