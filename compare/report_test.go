@@ -43,7 +43,7 @@ func TestReportPutsClassifierColumnsFirstAndJudgesAlignment(t *testing.T) {
 		ClassifierFeatures: 128, PRSpace: "classifier", TestN: 128,
 		Reference: Row{Model: "training images (reference)", Samples: 64, FDClf: pf(3), FD: pf(5)},
 		Rows: []Row{
-			{Model: "vae", Samples: 64, FDClf: pf(40), KIDClf: pf(0.5), FD: pf(17)},
+			{Model: "vae", Samples: 64, FDClf: pf(40), KIDClf: pf(0.5), FD: pf(17), Precision: pf(1), Recall: pf(0.02)},
 			{Model: "ldm", Samples: 64, FDClf: pf(20), KIDClf: pf(0.2), FD: pf(30), Alignment: []Alignment{align(0.25, 0.02)}},
 			{Model: "ldm2", Samples: 64, FDClf: pf(2), Alignment: []Alignment{align(0.01, 0.02)}},
 		},
@@ -59,6 +59,9 @@ func TestReportPutsClassifierColumnsFirstAndJudgesAlignment(t *testing.T) {
 		": the text steers the images",
 		"ldm2's prompt alignment by subcategory (99 classes, 64 images): top-1 1.0%",
 		"the text does not measurably steer the images",
+		"vae's precision 1.00 with recall 0.02: its samples fall inside",
+		"The ldm row is a model trained outside this run",
+		"At 100 steps no model has converged and the samples are not recognisable emoji",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("conclusions lack %q:\n%s", want, got)
@@ -66,7 +69,7 @@ func TestReportPutsClassifierColumnsFirstAndJudgesAlignment(t *testing.T) {
 	}
 	md := markdown(rep)
 	for _, want := range []string{
-		"| vae | – | – | – | 64 | 40 | 0.5 | 17 | – |",
+		"| vae | – | – | – | 64 | 40 | 0.5 | 17 | – | – | 1.00 | 0.02 |",
 		"| ldm | subcategory | 99 | 64 (64) | 25.0% | 50.0% | 2.0% / 0.0% | 0.0% / 0.0% | 1.0% / 5.1% | 80.0% / 0.0% (128) |",
 	} {
 		if !strings.Contains(md, want) {
