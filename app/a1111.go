@@ -125,6 +125,9 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 		}
 		req.Mask = m
 		req.MaskBlur = ar.MaskBlur.Int(0)
+		if ar.MaskBlur.Set && ar.MaskBlur.V == 0 {
+			req.MaskBlur = ldm.NoMaskBlur // A1111: mask_blur 0 is no blur; absent is 4
+		}
 	}
 	return req, nil
 }

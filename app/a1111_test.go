@@ -127,13 +127,23 @@ func TestA1111Img2ImgKeepsUnmaskedPixels(t *testing.T) {
 		name   string
 		invert int
 		keepX  [2]int // columns that must come back unchanged
-	}{{"mask", 0, [2]int{48, 64}}, {"inverted mask", 1, [2]int{0, 16}}} {
+		blur   any    // mask_blur sent (nil: absent)
+		want   string // in the parameters
+	}{
+		{"mask", 0, [2]int{48, 64}, 4, "Mask blur: 4"},
+		{"inverted mask", 1, [2]int{0, 16}, nil, "Mask blur: 4"}, // A1111's default
+		{"unblurred mask", 0, [2]int{32, 64}, 0, "Mask blur: 0"},
+	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := call(t, "POST", ts.URL+"/sdapi/v1/img2img", map[string]any{
+			body := map[string]any{
 				"prompt": "a wall", "steps": 2, "seed": 3, "denoising_strength": 0.6,
 				"init_images": []string{"data:image/png;base64," + pngB64(t, init)}, "mask": pngB64(t, mask),
-				"mask_blur": 4, "inpainting_mask_invert": c.invert, "resize_mode": 0, "inpainting_fill": 1,
-			})
+				"inpainting_mask_invert": c.invert, "resize_mode": 0, "inpainting_fill": 1,
+			}
+			if c.blur != nil {
+				body["mask_blur"] = c.blur
+			}
+			r := call(t, "POST", ts.URL+"/sdapi/v1/img2img", body)
 			if r.Status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
@@ -142,7 +152,7 @@ func TestA1111Img2ImgKeepsUnmaskedPixels(t *testing.T) {
 			if img.Bounds().Size() != image.Pt(64, 64) {
 				t.Fatalf("image is %v", img.Bounds())
 			}
-			if !strings.Contains(params, "Denoising strength: 0.6") || !strings.Contains(params, "Mask blur: 4") {
+			if !strings.Contains(params, "Denoising strength: 0.6") || !strings.Contains(params, c.want) {
 				t.Errorf("parameters %q", params)
 			}
 			changed := 0

@@ -636,7 +636,7 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 		add("Denoising strength", fmt.Sprint(req.Strength))
 	}
 	if req.Mask != nil {
-		add("Mask blur", fmt.Sprint(req.MaskBlur))
+		add("Mask blur", fmt.Sprint(max(req.MaskBlur, 0)))
 	}
 	if req.ClipSkip > 1 {
 		add("Clip skip", fmt.Sprint(req.ClipSkip))

@@ -305,6 +305,9 @@ func (it Infotext) Request() (Request, error) {
 	num("Eta", &r.Eta)
 	num("Denoising strength", &r.Strength)
 	num("Mask blur", &r.MaskBlur)
+	if v, ok := it.Get("Mask blur"); ok && strings.TrimSpace(v) == "0" {
+		r.MaskBlur = NoMaskBlur // written for an unblurred mask
+	}
 	r.Sampler, _ = it.Get("Sampler")
 	r.Schedule, _ = it.Get("Schedule type")
 	if v, ok := it.Get("Size"); ok {

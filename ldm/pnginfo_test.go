@@ -117,3 +117,32 @@ func TestInfotextRequestRebuildsTheRequest(t *testing.T) {
 		t.Fatalf("malformed values: %v", err)
 	}
 }
+
+// An unblurred mask (NoMaskBlur) is written as A1111 writes it, "Mask blur:
+// 0", and reads back as NoMaskBlur, not as the default blur.
+func TestNoMaskBlurRoundTrips(t *testing.T) {
+	it, err := ParseInfotext("a fox\nSteps: 2, Seed: 1, Size: 64x64, Denoising strength: 0.5, Mask blur: 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := it.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MaskBlur != NoMaskBlur {
+		t.Errorf("Mask blur: 0 read back as %d, want NoMaskBlur", r.MaskBlur)
+	}
+	var p Pipeline
+	r.Mask = image.NewGray(image.Rect(0, 0, 64, 64))
+	if s := p.infotext(r, 1).String(); !strings.Contains(s, "Mask blur: 0") {
+		t.Errorf("infotext of NoMaskBlur: %s", s)
+	}
+	r.Defaults(64)
+	if r.MaskBlur != NoMaskBlur {
+		t.Errorf("Defaults turned NoMaskBlur into %d", r.MaskBlur)
+	}
+	r.MaskBlur, r.Strength, r.Mask = -2, 0, nil
+	if err := r.Validate(DefaultLimits, 8); err == nil || !strings.Contains(err.Error(), "mask_blur") {
+		t.Errorf("mask_blur -2: err %v", err)
+	}
+}

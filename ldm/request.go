@@ -44,7 +44,9 @@ type Request struct {
 	InitImage image.Image `json:"-"`
 	Strength  float64     `json:"strength,omitempty"`
 	Mask      image.Image `json:"-"`
-	MaskBlur  int         `json:"mask_blur,omitempty"`
+	// MaskBlur is the Gaussian blur of the mask edge in pixels (σ =
+	// MaskBlur/2): 0 takes AUTOMATIC1111's default 4, NoMaskBlur (-1) none.
+	MaskBlur int `json:"mask_blur,omitempty"`
 
 	// LoRAs are applied on top of the model for this request, as are the
 	// prompt's <lora:name:weight> tags (see LoRASpec, ParseLoRATags).
@@ -99,6 +101,10 @@ func (r *Request) Defaults(sampleSize int) {
 	}
 }
 
+// NoMaskBlur as Request.MaskBlur means an unblurred mask (a plain 0 means
+// the default blur, as an absent field does).
+const NoMaskBlur = -1
+
 // FieldError names the request field that is wrong, so every front end can
 // report it the same way (the server answers 400 with the field).
 type FieldError struct {
@@ -152,8 +158,8 @@ func (r *Request) Validate(l Limits, factor int) error {
 		return bad("strength", "is only meaningful with an init image")
 	case r.Mask != nil && r.InitImage == nil:
 		return bad("mask", "needs an init image to inpaint")
-	case r.MaskBlur < 0 || r.MaskBlur > 64:
-		return bad("mask_blur", "%d must be between 0 and 64", r.MaskBlur)
+	case r.MaskBlur < NoMaskBlur || r.MaskBlur > 64:
+		return bad("mask_blur", "%d must be between 0 and 64 (-1: no blur)", r.MaskBlur)
 	}
 	if _, err := scheduler.ParseSampler(r.Sampler); err != nil {
 		return bad("sampler", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))

@@ -139,7 +139,7 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&r.initImage, "init-image", "", "img2img: start from this image (PNG or JPEG)")
 	f.Float64Var(&q.Strength, "strength", 0, "img2img: how much of --init-image to repaint, (0, 1] (default 0.75)")
 	f.StringVar(&r.maskImage, "mask", "", "inpaint: white where --init-image is repainted, black where it is kept")
-	f.IntVar(&q.MaskBlur, "mask-blur", 0, "inpaint: blur of the mask edge in pixels (default 4)")
+	f.IntVar(&q.MaskBlur, "mask-blur", 4, "inpaint: blur of the mask edge in pixels (0: none)")
 	f.StringVar(&r.format, "format", "", "image format: png or jpeg (default: from -o's extension, else png)")
 	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
 	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
@@ -165,6 +165,9 @@ func (r *requestFlags) request() (ldm.Request, error) {
 func (r *requestFlags) build() (ldm.Request, error) {
 	req := r.req
 	var err error
+	if req.MaskBlur == 0 {
+		req.MaskBlur = ldm.NoMaskBlur // --mask-blur 0: no blur (the flag's default is 4)
+	}
 	for _, l := range r.loras {
 		spec, err := parseLoRAFlag(l)
 		if err != nil {
