@@ -143,6 +143,9 @@ func newTrainVAECmd() *cobra.Command {
 			if resume == "" && run.Data == "" {
 				return fmt.Errorf("give the image folder")
 			}
+			if err := os.MkdirAll(rf.out, 0o755); err != nil { // the loss curve may come before the first checkpoint
+				return err
+			}
 			b, err := nn.NewBackend(backendFlag(cmd))
 			if err != nil {
 				return err
