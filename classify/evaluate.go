@@ -30,6 +30,8 @@ type GenOptions struct {
 	// Batch is the number of prompts run as one U-Net batch (default 8).
 	// The images depend on the seeds and the batch grouping only.
 	Batch int `json:"batch"`
+	// LoRAs are applied to every generated image (see ldm.Request.LoRAs).
+	LoRAs []ldm.LoRASpec `json:"loras,omitempty"`
 	// Progress, when set, is called after each batch of images.
 	Progress func(done, total int) `json:"-"`
 }
@@ -58,7 +60,7 @@ func generate(ctx stdctx.Context, pipe *ldm.Pipeline, prompts []string, o GenOpt
 		items := make([]ldm.BatchItem, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			items = append(items, ldm.BatchItem{Req: ldm.Request{Prompt: prompts[i], Seed: o.Seed + int64(i), Steps: o.Steps,
-				GuidanceScale: o.CFG, Sampler: o.Sampler, Width: o.Size, Height: o.Size}})
+				GuidanceScale: o.CFG, Sampler: o.Sampler, Width: o.Size, Height: o.Size, LoRAs: o.LoRAs}})
 		}
 		for k, r := range pipe.GenerateBatch(ctx, items) {
 			if r.Err != nil {

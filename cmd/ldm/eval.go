@@ -71,9 +71,23 @@ func (e *evalFlags) writeJSON(v any) error {
 	return fsutil.WriteFileAtomic(e.jsonOut, append(b, '\n'))
 }
 
-// genFlags adds the generation flags.
+// genFlags adds the generation flags. Its --lora flags are parsed into
+// o.LoRAs before the command runs.
 func genFlags(cmd *cobra.Command, o *classify.GenOptions) {
 	f := cmd.Flags()
+	var loras []string
+	f.StringArrayVar(&loras, "lora", nil, "apply this LoRA to every image: FILE[:WEIGHT] (repeatable)")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		o.LoRAs = nil
+		for _, l := range loras {
+			spec, err := parseLoRAFlag(l)
+			if err != nil {
+				return err
+			}
+			o.LoRAs = append(o.LoRAs, spec)
+		}
+		return nil
+	}
 	f.IntVar(&o.N, "n", o.N, "images to generate (one per prompt)")
 	f.Int64Var(&o.Seed, "seed", o.Seed, "seed: chooses the prompts; image i gets seed+i")
 	f.IntVar(&o.Steps, "steps", o.Steps, "sampling steps")

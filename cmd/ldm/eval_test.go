@@ -173,6 +173,7 @@ func TestEvalAndTrainClassifierRejectBadInput(t *testing.T) {
 		{[]string{"eval", "ldm", "--data", noSplit}, "no held-out split"},
 		{[]string{"eval", "ldm", "--data", noSplit, "--classifier", missing}, "nowhere"},
 		{[]string{"eval", "shapes", "--n", "1"}, "at least 2"},
+		{[]string{"eval", "ldm", "--data", noSplit, "--lora", missing + ".safetensors:0.5"}, "nowhere.safetensors"},
 		{[]string{"train", "classifier", "cats", noSplit, "-o", t.TempDir()}, `task "cats"`},
 		{[]string{"train", "classifier", "emoji", missing, "-o", t.TempDir()}, "nowhere"},
 		{[]string{"train", "classifier", "emoji", noSplit, "-o", t.TempDir()}, `"subcategory"`},
