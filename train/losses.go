@@ -28,11 +28,13 @@ type VAELossOpts struct {
 	// Adversarial weighs the generator term −mean D(x̂) of a PatchGAN
 	// discriminator (Disc) from optimiser step DiscStart (0-based) on; the
 	// discriminator is trained with the hinge loss from the same step, one
-	// update after every VAE update. The weight is fixed (Esser et al.'s
-	// adaptive weight is not implemented).
-	Adversarial float64
-	DiscStart   int        `json:",omitempty"`
-	Disc        DiscConfig `json:",omitempty"`
+	// update after every VAE update. With AdaptiveWeight the term is also
+	// scaled by Esser et al.'s adaptive weight (see adaptiveWeight);
+	// otherwise the weight is fixed.
+	Adversarial    float64
+	DiscStart      int        `json:",omitempty"`
+	Disc           DiscConfig `json:",omitempty"`
+	AdaptiveWeight bool       `json:",omitempty"`
 }
 
 // Validate reports a weight or setting that cannot work. steps is the
@@ -75,35 +77,60 @@ func VAELoss(cfg vae.Config, o VAELossOpts, net *FeatureNet) LossFn {
 		x, eps := in[0], in[1]
 		rec, mean, logvar := vaeForward(ctx, cfg, x, eps)
 		d := Sub(rec, x)
-		var loss *Node
-		add := func(t *Node, w float64) {
+		var loss, recLoss *Node // recLoss: the reconstruction terms, for the adaptive weight
+		add := func(t *Node, w float64, reconstruction bool) {
 			if w == 0 {
 				return
 			}
 			t = MulScalar(t, w)
-			if loss == nil {
-				loss = t
-			} else {
-				loss = Add(loss, t)
+			loss = plus(loss, t)
+			if reconstruction {
+				recLoss = plus(recLoss, t)
 			}
 		}
-		add(ReduceAllMean(Abs(d)), o.L1)
-		add(ReduceAllMean(Square(d)), o.MSE)
+		add(ReduceAllMean(Abs(d)), o.L1, true)
+		add(ReduceAllMean(Square(d)), o.MSE, true)
 		if o.KL != 0 {
 			b := float64(x.Shape().Dim(0))
 			perImage := float64(x.Shape().Size()) / b
 			kl := MulScalar(ReduceAllSum(Sub(Add(Square(mean), Exp(logvar)), OnePlus(logvar))), 0.5/b/perImage)
-			add(kl, o.KL)
+			add(kl, o.KL, false)
 		}
 		if o.Perceptual != 0 {
-			add(perceptualTerm(ctx, net, x, rec), o.Perceptual)
+			add(perceptualTerm(ctx, net, x, rec), o.Perceptual, true)
 		}
 		if o.Adversarial != 0 {
-			fake := Discriminator(ctx.InAbsPath(DiscScope), o.Disc, rec)
-			add(Mul(Reshape(in[2]), GeneratorAdvLoss(fake)), o.Adversarial)
+			g := GeneratorAdvLoss(Discriminator(ctx.InAbsPath(DiscScope), o.Disc, rec))
+			if o.AdaptiveWeight {
+				last := ctx.InAbsPath(VAEScope + "/decoder/conv_out").GetVariable("weight").ValueGraph(x.Graph())
+				g = Mul(adaptiveWeight(recLoss, g, last), g)
+			}
+			add(Mul(Reshape(in[2]), g), o.Adversarial, false)
 		}
 		return loss
 	}
+}
+
+// plus is a + b, where a nil a is 0.
+func plus(a, b *Node) *Node {
+	if a == nil {
+		return b
+	}
+	return Add(a, b)
+}
+
+// adaptiveWeight is Esser et al.'s (taming-transformers) balance between
+// the reconstruction and adversarial terms: ‖∇_last rec‖ / (‖∇_last adv‖ +
+// 1e-4) clamped to [0, 1e4], where last is the decoder's output
+// convolution kernel, so that the adversarial gradient reaching the decoder
+// is as large as the reconstruction's. It is a constant for the optimiser
+// (no gradient flows through it).
+func adaptiveWeight(rec, adv, last *Node) *Node {
+	gr := Gradient(rec, last)[0]
+	ga := Gradient(adv, last)[0]
+	norm := func(x *Node) *Node { return Sqrt(ReduceAllSum(Square(x))) }
+	w := Div(norm(gr), AddScalar(norm(ga), 1e-4))
+	return StopGradient(ClipScalar(w, 0, 1e4))
 }
 
 // vaeForward encodes x, samples the posterior with eps and decodes.

@@ -177,6 +177,42 @@ func TestHingeLossesAtKnownLogits(t *testing.T) {
 	}
 }
 
+// The adaptive weight is ‖∇rec‖ / (‖∇adv‖ + 1e-4) at the last layer,
+// clamped to [0, 1e4], and no gradient flows through it.
+func TestAdaptiveWeightBalancesTheGradientNorms(t *testing.T) {
+	b := goBackend(t)
+	for _, tc := range []struct {
+		name string
+		a, c []float32 // rec = Σ a·w, adv = Σ c·w: gradients a and c
+		want float64
+	}{
+		{"ratio of norms", []float32{3, 4, 0}, []float32{0, 0, 2}, 5 / (2 + 1e-4)},
+		{"clamped", []float32{3, 4, 0}, []float32{0, 0, 0}, 1e4},
+		{"no reconstruction gradient", []float32{0, 0, 0}, []float32{1, 2, 2}, 0},
+	} {
+		out, err := context.ExecOnceN(b, context.New(), func(ctx *context.Context, in []*Node) []*Node {
+			w := in[2]
+			rec, adv := ReduceAllSum(Mul(in[0], w)), ReduceAllSum(Mul(in[1], w))
+			lambda := adaptiveWeight(rec, adv, w)
+			// λ is a constant to the optimiser: d(λ·adv)/dw = λ·c.
+			g := Gradient(Mul(lambda, adv), w)[0]
+			return []*Node{lambda, g}
+		}, tensors.FromFlatDataAndDimensions(tc.a, 3), tensors.FromFlatDataAndDimensions(tc.c, 3), tensors.FromFlatDataAndDimensions([]float32{0.5, -1, 2}, 3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lambda := float64(scalar(out[0]))
+		if math.Abs(lambda-tc.want) > 1e-5*math.Max(1, tc.want) {
+			t.Errorf("%s: λ = %g, want %g", tc.name, lambda, tc.want)
+		}
+		for i, g := range nn.Values(out[1]) {
+			if want := lambda * float64(tc.c[i]); math.Abs(float64(g)-want) > 1e-5*math.Max(1, math.Abs(want)) {
+				t.Errorf("%s: gradient[%d] = %g, want λ·c = %g", tc.name, i, g, want)
+			}
+		}
+	}
+}
+
 // The discriminator is a map of patch logits: [B, H/2^n, W/2^n].
 func TestDiscriminatorReturnsAPatchMap(t *testing.T) {
 	b := goBackend(t)
@@ -229,6 +265,7 @@ func TestVAETrainingWithEachTermImprovesReconstruction(t *testing.T) {
 		{"L1+KL", VAELossOpts{}},
 		{"+perceptual", VAELossOpts{Perceptual: 0.5, PerceptualNet: "tiny"}},
 		{"+adversarial", VAELossOpts{Adversarial: 0.1, DiscStart: 20, Disc: tinyDisc()}},
+		{"+adversarial, adaptive weight", VAELossOpts{Adversarial: 0.1, DiscStart: 20, Disc: tinyDisc(), AdaptiveWeight: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := NewVAETrainer(b, tinyVAERun(dir, tc.loss, steps), "", tinyNets(t, b))
@@ -268,7 +305,7 @@ func TestVAETrainingWithEachTermImprovesReconstruction(t *testing.T) {
 }
 
 // --resume with both terms on (the discriminator already training at the
-// checkpoint) reproduces the uninterrupted run: the same loss of every step
+// checkpoint, the adaptive weight on) reproduces the uninterrupted run: the same loss of every step
 // and bit-identical VAE, discriminator and optimiser variables. The
 // checkpoint holds the discriminator and its Adam moments, not the frozen
 // perceptual network.
@@ -276,7 +313,7 @@ func TestResumeWithPerceptualAndAdversarialTermsReproducesTheRun(t *testing.T) {
 	b := goBackend(t)
 	dir := shapesFolder(t)
 	const n = 6
-	loss := VAELossOpts{Perceptual: 0.5, PerceptualNet: "tiny", Adversarial: 0.1, DiscStart: 3, Disc: tinyDisc()}
+	loss := VAELossOpts{Perceptual: 0.5, PerceptualNet: "tiny", Adversarial: 0.1, DiscStart: 3, Disc: tinyDisc(), AdaptiveWeight: true}
 	run := tinyVAERun(dir, loss, 2*n)
 	straight, err := NewVAETrainer(b, run, "", tinyNets(t, b))
 	if err != nil {

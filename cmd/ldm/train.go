@@ -154,7 +154,7 @@ func newTrainVAECmd() *cobra.Command {
 				run.Loss.PerceptualNet = "" // only a run with the term names a network
 			}
 			if run.Loss.Adversarial == 0 {
-				run.Loss.DiscStart, run.Loss.Disc = 0, train.DiscConfig{}
+				run.Loss.DiscStart, run.Loss.Disc, run.Loss.AdaptiveWeight = 0, train.DiscConfig{}, false
 			}
 			t, err := train.NewVAETrainer(b, run, resume, perceptualNets(b))
 			if err != nil {
@@ -200,10 +200,12 @@ func newTrainVAECmd() *cobra.Command {
 	f.Float64Var(&run.Loss.MSE, "mse", run.Loss.MSE, "MSE reconstruction weight")
 	f.Float64Var(&run.Loss.KL, "kl", run.Loss.KL, "KL weight (LDM convention: per-image sums)")
 	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight: LPIPS-style distance (unit-normalised channels, mean squared difference) "+
-		"in the stage activations of the frozen --perceptual-net classifier; 0: off (see docs/PERFORMANCE.md, 'VAE loss terms', for what it bought)")
+		"in the stage activations of the frozen --perceptual-net classifier; 0: off (in 300-step emoji runs it left PSNR/SSIM unchanged: see docs/PERFORMANCE.md, 'VAE loss terms')")
 	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "", "frozen network of --perceptual: a classifier folder (ldm train classifier)")
-	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight: generator term −mean D(x̂) of a PatchGAN discriminator with hinge loss, "+
-		"fixed weight (no adaptive weighting); 0: off")
+	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight: generator term −mean D(x̂) of a PatchGAN discriminator with hinge loss; "+
+		"0: off (in 300-step emoji runs it lowered PSNR: see docs/PERFORMANCE.md, 'VAE loss terms')")
+	f.BoolVar(&run.Loss.AdaptiveWeight, "adaptive-weight", false, "scale the adversarial term by Esser et al.'s adaptive weight "+
+		"‖∇rec‖/‖∇adv‖ at the decoder's last layer (otherwise the weight is fixed)")
 	f.IntVar(&run.Loss.DiscStart, "disc-start", 0, "optimiser step from which the discriminator trains and the adversarial term counts (must be below --steps)")
 	f.Float64Var(&run.Loss.Disc.LR, "disc-lr", run.Loss.Disc.LR, "discriminator Adam learning rate (constant; β 0.5/0.9)")
 	f.IntSliceVar(&run.Loss.Disc.Channels, "disc-channels", run.Loss.Disc.Channels, "discriminator channels of its 4×4 stride-2 convolutions")
