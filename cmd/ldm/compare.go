@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/spf13/cobra"
 
 	"github.com/ldm-project/ldm/classify"
@@ -30,8 +32,8 @@ func newCompareCmd() *cobra.Command {
 		Short: "Train every baseline (AE, DAE, VAE, β-VAE, VQ-VAE, DCGAN, pixel DDPM) on one dataset and write a comparison report",
 		Long: `compare trains the classic generative baselines on one image folder with the
 same optimiser-step and batch budget, measures them with the same metrics
-(Fréchet distance and KID in the feature space of an emoji classifier given
-with --classifier and in that of the run's autoencoder, precision/recall,
+(Fréchet distance and KID in the feature space of a classifier, by default
+the embedded emoji classifier, and in that of the run's autoencoder, precision/recall,
 PSNR/SSIM, bits/dim, codebook perplexity, anomaly ROC-AUC, training time,
 sampling speed) and writes report.md, results.json and the figures to --out.
 --ldm adds a trained latent diffusion model ("default": the embedded one),
@@ -85,11 +87,8 @@ the samples a finished run stored in its report folder again with
 					return err
 				}
 			}
-			if classifier != "" {
-				if o.Classifier, err = classify.Load(b, classifier); err != nil {
-					return err
-				}
-				o.ClassifierName = classifierName(classifier)
+			if o.Classifier, o.ClassifierName, err = loadClassifier(b, classifier); err != nil {
+				return err
 			}
 			out := cmd.ErrOrStderr()
 			start := time.Now()
@@ -121,7 +120,7 @@ the samples a finished run stored in its report folder again with
 	f.Uint64Var(&o.Seed, "seed", o.Seed, "seed of initialisation, data order and sampling")
 	f.StringSliceVar(&o.Models, "models", o.Models, "models to run (the autoencoder always runs: it is the feature space)")
 	f.StringVar(&o.LDM, "ldm", "", `also sample and measure this trained latent diffusion model (a diffusers folder or single file; "default": the embedded model)`)
-	f.StringVar(&classifier, "classifier", "", "classifier folder (config.json + model.safetensors, as `ldm train classifier` exports) for the primary FD/KID feature space and prompt alignment")
+	f.StringVar(&classifier, "classifier", "emoji", `classifier for the primary FD/KID feature space and prompt alignment: an embedded one ("emoji", "shapes"), a folder as `+"`ldm train classifier`"+` exports, or "none"`)
 	f.IntVar(&o.LDMSteps, "ldm-steps", 20, "sampler steps of --ldm")
 	f.StringVar(&rescore, "rescore", "", "re-measure the stored samples of this report folder with --classifier instead of running")
 	return cmd
@@ -129,25 +128,41 @@ the samples a finished run stored in its report folder again with
 
 // rescoreReport is compare --rescore.
 func rescoreReport(cmd *cobra.Command, dir, classifier string) error {
-	if classifier == "" {
-		return fmt.Errorf("--rescore needs --classifier")
-	}
 	b, err := nn.NewBackend(backendFlag(cmd))
 	if err != nil {
 		return err
 	}
-	clf, err := classify.Load(b, classifier)
+	clf, name, err := loadClassifier(b, classifier)
 	if err != nil {
 		return err
 	}
+	if clf == nil {
+		return fmt.Errorf("--rescore needs a classifier (--classifier none given)")
+	}
 	ctx, stop := signalContext()
 	defer stop()
-	rep, err := compare.Rescore(ctx, b, dir, clf, classifierName(classifier), "ldm "+strings.Join(os.Args[1:], " "))
+	rep, err := compare.Rescore(ctx, b, dir, clf, name, "ldm "+strings.Join(os.Args[1:], " "))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "report: %s/report.md (%d models re-measured)\n", dir, len(rep.Rows))
 	return nil
+}
+
+// loadClassifier resolves --classifier: "none" (or empty) for no
+// classifier, the task name of an embedded classifier (unless a folder of
+// that name exists), or a classifier folder. It returns the model and the
+// name the report gives it.
+func loadClassifier(b backends.Backend, arg string) (*classify.Model, string, error) {
+	if arg == "" || arg == "none" {
+		return nil, "", nil
+	}
+	if _, err := os.Stat(arg); err != nil && slices.Contains(classify.EmbeddedTasks(), arg) {
+		m, err := classify.Embedded(b, arg)
+		return m, fmt.Sprintf("embedded %q (classify/models/%s)", arg, arg), err
+	}
+	m, err := classify.Load(b, arg)
+	return m, classifierName(arg), err
 }
 
 // classifierName names a classifier folder in a report: its path and the

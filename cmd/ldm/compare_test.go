@@ -46,6 +46,10 @@ func TestCompareQuickKeepsExplicitFlags(t *testing.T) {
 	if len(rep.Rows) != 2 || rep.Rows[0].Model != compare.ModelAE || rep.Rows[1].Model != compare.ModelVAE {
 		t.Errorf("rows %+v, want ae then vae", rep.Rows)
 	}
+	// By default the embedded emoji classifier is the primary feature space.
+	if rep.ClassifierFeatures == 0 || rep.Rows[1].FDClf == nil || !strings.Contains(o.ClassifierName, `embedded "emoji"`) {
+		t.Errorf("default classifier: %d features, vae FD (clf) %v, name %q", rep.ClassifierFeatures, rep.Rows[1].FDClf, o.ClassifierName)
+	}
 	if !strings.Contains(log, "report: ") || !strings.HasPrefix(o.Command, "ldm ") {
 		t.Errorf("log %q, command %q", log, o.Command)
 	}
@@ -86,8 +90,8 @@ func TestCompareRescoreMeasuresAStoredRunWithAClassifierFolder(t *testing.T) {
 	if err := classify.Save(clf, cfg, src); err != nil {
 		t.Fatal(err)
 	}
-	if log, err := runLDM("compare", "--rescore", out, "--backend", "go"); err == nil || !strings.Contains(err.Error(), "--classifier") {
-		t.Errorf("--rescore without --classifier: err %v\n%s", err, log)
+	if log, err := runLDM("compare", "--rescore", out, "--classifier", "none", "--backend", "go"); err == nil || !strings.Contains(err.Error(), "--classifier none") {
+		t.Errorf("--rescore --classifier none: err %v\n%s", err, log)
 	}
 	if log, err := runLDM("compare", "--rescore", out, "--classifier", clf, "--backend", "go"); err != nil {
 		t.Fatalf("%v\n%s", err, log)
