@@ -201,7 +201,7 @@ func newTrainVAECmd() *cobra.Command {
 	f.Float64Var(&run.Loss.KL, "kl", run.Loss.KL, "KL weight (LDM convention: per-image sums)")
 	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight: LPIPS-style distance (unit-normalised channels, mean squared difference) "+
 		"in the stage activations of the frozen --perceptual-net classifier; 0: off (in 300-step emoji runs it left PSNR/SSIM unchanged: see docs/PERFORMANCE.md, 'VAE loss terms')")
-	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "", "frozen network of --perceptual: a classifier folder (ldm train classifier)")
+	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "emoji", "frozen network of --perceptual: an embedded classifier's task (emoji, shapes) or a classifier folder")
 	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight: generator term −mean D(x̂) of a PatchGAN discriminator with hinge loss; "+
 		"0: off (in 300-step emoji runs it lowered PSNR: see docs/PERFORMANCE.md, 'VAE loss terms')")
 	f.BoolVar(&run.Loss.AdaptiveWeight, "adaptive-weight", false, "scale the adversarial term by Esser et al.'s adaptive weight "+
@@ -215,10 +215,15 @@ func newTrainVAECmd() *cobra.Command {
 	return cmd
 }
 
-// perceptualNets resolves --perceptual-net, a classifier folder.
+// perceptualNets resolves --perceptual-net: a classifier folder, or the
+// task of an embedded classifier.
 func perceptualNets(b backends.Backend) func(string) (*train.FeatureNet, error) {
 	return func(name string) (*train.FeatureNet, error) {
-		m, err := classify.Load(b, name)
+		dir := ""
+		if _, err := os.Stat(filepath.Join(name, classify.ConfigFile)); err == nil {
+			dir = name
+		}
+		m, err := classify.LoadOrEmbedded(b, dir, name)
 		if err != nil {
 			return nil, err
 		}
