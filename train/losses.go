@@ -25,6 +25,8 @@ type VAELossOpts struct {
 	// PerceptualNet (the run's builder supplies it as a FeatureNet).
 	Perceptual    float64
 	PerceptualNet string `json:",omitempty"`
+	// PerceptualSHA256 is the network's Digest, set when the run starts.
+	PerceptualSHA256 string `json:",omitempty"`
 	// Adversarial weighs the generator term −mean D(x̂) of a PatchGAN
 	// discriminator (Disc) from optimiser step DiscStart (0-based) on; the
 	// discriminator is trained with the hinge loss from the same step, one

@@ -1,7 +1,12 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"math"
+	"sort"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -40,6 +45,27 @@ func (f *FeatureNet) load(ctx *context.Context) error {
 		return fmt.Errorf("perceptual network %q has no weights or no feature function", f.Name)
 	}
 	return LoadComponent(ctx, perceptualScope, f.Weights)
+}
+
+// Digest is a SHA-256 of the network's weights (keys, shapes and values),
+// stored in the run so that a resume notices a network that changed.
+func (f *FeatureNet) Digest() (string, error) {
+	h := sha256.New()
+	keys := f.Weights.Keys()
+	sort.Strings(keys)
+	for _, k := range keys {
+		data, shape, err := f.Weights.Float32(k)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", k, err)
+		}
+		fmt.Fprintf(h, "%s%v", k, shape)
+		buf := make([]byte, 4*len(data))
+		for i, v := range data {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+		h.Write(buf)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // PerceptualDistance is an LPIPS-style distance (Zhang et al. 2018, with

@@ -38,7 +38,9 @@ func tinyFeatures(ctx *context.Context, x *Node) []*Node {
 	return []*Node{h1, h2}
 }
 
-func tinyNet(t *testing.T, b backends.Backend) *FeatureNet {
+func tinyNet(t *testing.T, b backends.Backend) *FeatureNet { return tinyNetSeed(t, b, 11) }
+
+func tinyNetSeed(t *testing.T, b backends.Backend, seed uint64) *FeatureNet {
 	t.Helper()
 	exp, err := nn.ExpectedKeys(b, func(ctx *context.Context, g *Graph) {
 		tinyFeatures(ctx, Zeros(g, shapes.Make(nn.DType, 1, 3, 8, 8)))
@@ -46,7 +48,7 @@ func tinyNet(t *testing.T, b backends.Backend) *FeatureNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &FeatureNet{Name: "tiny", Weights: nn.RandomSource(exp, 11), Features: tinyFeatures}
+	return &FeatureNet{Name: "tiny", Weights: nn.RandomSource(exp, seed), Features: tinyFeatures}
 }
 
 func tinyNets(t *testing.T, b backends.Backend) func(string) (*FeatureNet, error) {
@@ -383,6 +385,33 @@ func TestResumeWithPerceptualAndAdversarialTermsReproducesTheRun(t *testing.T) {
 				t.Fatalf("%s/%s[%d]: %g straight, %g resumed", v.Scope(), v.Name(), i, a[i], c[i])
 			}
 		}
+	}
+}
+
+// A run remembers its perceptual network's weights: resuming with other
+// weights under the same name is an error, not a silently different run.
+func TestResumeRefusesAChangedPerceptualNetwork(t *testing.T) {
+	b := goBackend(t)
+	dir := shapesFolder(t)
+	run := tinyVAERun(dir, VAELossOpts{Perceptual: 0.5, PerceptualNet: "tiny"}, 4)
+	v, err := NewVAETrainer(b, run, "", tinyNets(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Run.Loss.PerceptualSHA256) != 64 {
+		t.Fatalf("stored digest %q", v.Run.Loss.PerceptualSHA256)
+	}
+	ckpt := t.TempDir()
+	if err := v.Loop(stdctx.Background(), 2, v.Batch, LoopOptions{Dir: ckpt, Every: 2, Extra: v.Run}); err != nil {
+		t.Fatal(err)
+	}
+	other := func(string) (*FeatureNet, error) { return tinyNetSeed(t, b, 12), nil }
+	_, err = NewVAETrainer(b, VAERun{}, Latest(ckpt), other)
+	if err == nil || !strings.Contains(err.Error(), "not the one the run started with") {
+		t.Fatalf("resume with other weights: err %v", err)
+	}
+	if _, err := NewVAETrainer(b, VAERun{}, Latest(ckpt), tinyNets(t, b)); err != nil {
+		t.Fatalf("resume with the same weights: %v", err)
 	}
 }
 

@@ -63,12 +63,17 @@ type VAETrainer struct {
 // term (nil is then an error).
 func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets func(name string) (*FeatureNet, error)) (*VAETrainer, error) {
 	if resume != "" {
-		data := run.Data // a folder given with --resume wins: the data may have moved
+		// A data folder or perceptual network given with --resume wins:
+		// the data may have moved, the network's file too.
+		data, pnet := run.Data, run.Loss.PerceptualNet
 		if err := ReadCheckpointExtra(resume, &run); err != nil {
 			return nil, err
 		}
 		if data != "" {
 			run.Data = data
+		}
+		if pnet != "" {
+			run.Loss.PerceptualNet = pnet
 		}
 	}
 	if err := run.Loss.Validate(run.Train.Steps); err != nil {
@@ -83,6 +88,15 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 		if net, err = nets(run.Loss.PerceptualNet); err != nil {
 			return nil, fmt.Errorf("perceptual network %q: %w", run.Loss.PerceptualNet, err)
 		}
+		sum, err := net.Digest()
+		if err != nil {
+			return nil, fmt.Errorf("perceptual network %q: %w", run.Loss.PerceptualNet, err)
+		}
+		if run.Loss.PerceptualSHA256 != "" && sum != run.Loss.PerceptualSHA256 {
+			return nil, fmt.Errorf("perceptual network %q is not the one the run started with (weights sha256 %.12s…, the run's %.12s…): "+
+				"resuming would not continue the same run; give the original network (a classifier folder)", run.Loss.PerceptualNet, sum, run.Loss.PerceptualSHA256)
+		}
+		run.Loss.PerceptualSHA256 = sum
 	}
 	size := run.Size
 	if run.Crop > 0 && run.Crop < run.Size {

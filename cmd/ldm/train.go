@@ -150,8 +150,8 @@ func newTrainVAECmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if run.Loss.Perceptual == 0 {
-				run.Loss.PerceptualNet = "" // only a run with the term names a network
+			if resume == "" && run.Loss.Perceptual == 0 || resume != "" && !cmd.Flags().Changed("perceptual-net") {
+				run.Loss.PerceptualNet = "" // only a run with the term names a network; a resume uses the stored one unless given
 			}
 			if run.Loss.Adversarial == 0 {
 				run.Loss.DiscStart, run.Loss.Disc, run.Loss.AdaptiveWeight = 0, train.DiscConfig{}, false
@@ -201,7 +201,8 @@ func newTrainVAECmd() *cobra.Command {
 	f.Float64Var(&run.Loss.KL, "kl", run.Loss.KL, "KL weight (LDM convention: per-image sums)")
 	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight: LPIPS-style distance (unit-normalised channels, mean squared difference) "+
 		"in the stage activations of the frozen --perceptual-net classifier; 0: off (in 300-step emoji runs it left PSNR/SSIM unchanged: see docs/PERFORMANCE.md, 'VAE loss terms')")
-	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "emoji", "frozen network of --perceptual: an embedded classifier's task (emoji, shapes) or a classifier folder")
+	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "emoji", "frozen network of --perceptual: an embedded classifier's task (emoji, shapes) or a classifier folder; "+
+		"with --resume, replaces the stored one (its weights must be the same)")
 	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight: generator term −mean D(x̂) of a PatchGAN discriminator with hinge loss; "+
 		"0: off (in 300-step emoji runs it lowered PSNR: see docs/PERFORMANCE.md, 'VAE loss terms')")
 	f.BoolVar(&run.Loss.AdaptiveWeight, "adaptive-weight", false, "scale the adversarial term by Esser et al.'s adaptive weight "+
