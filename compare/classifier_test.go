@@ -153,3 +153,20 @@ func TestReferenceImagesSpanTheTrainingSet(t *testing.T) {
 		}
 	}
 }
+
+func TestPromptIndexSpreadsPromptsOverTheTestSet(t *testing.T) {
+	for _, c := range []struct {
+		n, m int
+		want []int
+	}{
+		{4, 10, []int{0, 2, 5, 7}},
+		{3, 3, []int{0, 1, 2}},
+		{5, 2, []int{0, 1, 0, 1, 0}},
+	} {
+		for i, w := range c.want {
+			if got := promptIndex(i, c.n, c.m); got != w {
+				t.Errorf("promptIndex(%d, %d, %d) = %d, want %d", i, c.n, c.m, got, w)
+			}
+		}
+	}
+}

@@ -78,6 +78,11 @@ type Options struct {
 	// ClassifierName says where it came from in the report.
 	Classifier     *classify.Model `json:"-"`
 	ClassifierName string          `json:"classifier,omitempty"`
+	// Resume keeps the rows of the results.json already in Out (a stopped
+	// run, or one whose rows were deleted to be measured again) and runs
+	// only the missing models; the AE always runs again, as it is the
+	// feature space.
+	Resume bool `json:"-"`
 	// Log receives progress lines; nil discards them.
 	Log func(string) `json:"-"`
 }
@@ -166,6 +171,8 @@ type Report struct {
 	// Rescored is the command that re-measured the classifier columns from
 	// the stored samples after the run ("" when the run measured them).
 	Rescored string `json:"rescored,omitempty"`
+	// Resumed lists the commands that resumed the run (Options.Resume).
+	Resumed []string `json:"resumed,omitempty"`
 }
 
 type runner struct {
@@ -216,6 +223,22 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 		r.report.ClassifierFeatures, r.report.PRSpace = o.Classifier.Config.FeatureDim(), "classifier"
 	}
 	r.log("data: %d training and %d test images at %d², %d shapes images as out-of-distribution", r.train.N, r.test.N, o.Size, r.ood.N)
+	var prev map[string]Row
+	var prevSeconds float64
+	if o.Resume {
+		old, err := r.previous()
+		if err != nil {
+			return nil, err
+		}
+		if old != nil {
+			prev, prevSeconds = map[string]Row{}, old.Seconds
+			for _, row := range old.Rows {
+				prev[row.Model] = row
+			}
+			r.report.Options.Command = old.Options.Command
+			r.report.Resumed = append(old.Resumed, o.Command)
+		}
+	}
 	models := append([]string{ModelAE}, o.Models...)
 	if o.LDM != "" {
 		models = append(models, ModelLDM)
@@ -229,10 +252,14 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 		if err := ctx.Err(); err != nil {
 			return r.report, err
 		}
-		r.log("%s: training %d steps", m, o.Steps)
-		row, err := r.runModel(m)
-		if err != nil {
-			return r.report, fmt.Errorf("compare: %s: %w", m, err)
+		row, kept := prev[m]
+		if kept && m != ModelAE {
+			r.log("%s: kept from the previous run", m)
+		} else {
+			r.log("%s: training %d steps", m, o.Steps)
+			if row, err = r.runModel(m); err != nil {
+				return r.report, fmt.Errorf("compare: %s: %w", m, err)
+			}
 		}
 		if m == ModelAE {
 			if err := r.reference(); err != nil {
@@ -240,13 +267,36 @@ func Run(ctx stdctx.Context, backend backends.Backend, o Options) (*Report, erro
 			}
 		}
 		r.report.Rows = append(r.report.Rows, row)
-		r.report.Seconds = time.Since(start).Seconds()
+		r.report.Seconds = prevSeconds + time.Since(start).Seconds()
 		r.report.Conclusion = conclusions(r.report)
 		if err := r.write(); err != nil {
 			return r.report, err
 		}
 	}
 	return r.report, nil
+}
+
+// previous reads the report a resumed run continues (nil when there is
+// none) and checks that it was made with the same data and budgets.
+func (r *runner) previous() (*Report, error) {
+	b, err := os.ReadFile(r.path("results.json"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var old Report
+	if err := json.Unmarshal(b, &old); err != nil {
+		return nil, fmt.Errorf("compare: resuming %s: %w", r.o.Out, err)
+	}
+	budget := func(o Options) string {
+		return fmt.Sprint(o.Data, o.Size, o.Batch, o.Steps, o.PriorSteps, o.DDPMTimesteps, o.DDPMNLL, o.DDPMChannels, o.LR, o.Samples, o.MaxTrain, o.MaxTest, o.Seed, o.LDM, o.LDMSteps)
+	}
+	if budget(old.Options) != budget(r.o) {
+		return nil, fmt.Errorf("compare: %s was made with other data or budgets (%+v); resume it with the same flags", r.o.Out, old.Options)
+	}
+	return &old, nil
 }
 
 // loadData reads the training and test images of r.o.Data.

@@ -10,8 +10,19 @@ import (
 // ldmBatch is the number of prompts sampled as one U-Net batch.
 const ldmBatch = 8
 
+// promptIndex is the test image whose caption prompts sample i of n: evenly
+// spaced over the m test images when n ≤ m (a folder sorted by category
+// would otherwise give prompts from its first categories only and a
+// distribution unlike the test set's), every one in turn when n > m.
+func promptIndex(i, n, m int) int {
+	if n <= m {
+		return i * m / n
+	}
+	return i % m
+}
+
 // runLDM samples a trained latent diffusion model with the test captions as
-// prompts (image i: caption of test image i mod N, seed Seed+i, the model's
+// prompts (image i: caption of test image promptIndex(i), seed Seed+i, the model's
 // own resolution resized to the comparison's), measures the samples like the
 // baselines' and, with a classifier, scores their prompt alignment. Its
 // training budget is whatever made it, not this run's.
@@ -48,7 +59,7 @@ func (r *runner) runLDM() (Row, error) {
 		hi := min(lo+ldmBatch, r.o.Samples)
 		items := make([]ldm.BatchItem, 0, hi-lo)
 		for i := lo; i < hi; i++ {
-			testIdx[i] = i % r.test.N
+			testIdx[i] = promptIndex(i, r.o.Samples, r.test.N)
 			items = append(items, ldm.BatchItem{Req: ldm.Request{Prompt: r.test.Captions[testIdx[i]], Steps: steps, Seed: int64(r.o.Seed) + int64(i)}})
 		}
 		for k, res := range p.GenerateBatch(r.ctx, items) {
@@ -60,8 +71,8 @@ func (r *runner) runLDM() (Row, error) {
 		r.log("  ldm sampled %d/%d", hi, r.o.Samples)
 	}
 	seconds := time.Since(start).Seconds()
-	note := fmt.Sprintf("loaded from %s (trained elsewhere: its budget is not this run's); U-Net + VAE parameters; %d sampler steps at %d² (default sampler and guidance, batches of %d), prompts = captions of the test images (%d distinct), resized to %d²",
-		r.o.LDM, steps, p.SampleSize(), ldmBatch, min(r.o.Samples, r.test.N), r.o.Size)
+	note := fmt.Sprintf("loaded from %s (trained elsewhere: its budget is not this run's); U-Net + VAE parameters; %d sampler steps at %d² (default sampler and guidance, batches of %d), prompts = captions of %d test images spread evenly over the %d, resized to %d²",
+		r.o.LDM, steps, p.SampleSize(), ldmBatch, min(r.o.Samples, r.test.N), r.test.N, r.o.Size)
 	if r.o.Classifier == nil {
 		note += "; prompt alignment not measured (no classifier given)"
 	}

@@ -33,6 +33,9 @@ func markdown(rep *Report) string {
 		fmt.Fprintf(&b, "Made by `%s`", o.Command)
 	}
 	fmt.Fprintf(&b, " on backend %s in %.1f min.", rep.Backend, rep.Seconds/60)
+	for _, c := range rep.Resumed {
+		fmt.Fprintf(&b, " Resumed by `%s` (rows missing from the results re-run; the AE trained again as the feature space; the time is the sum).", c)
+	}
 	if rep.Rescored != "" {
 		fmt.Fprintf(&b, " The classifier columns (FD and KID (clf), precision/recall, prompt alignment) were measured afterwards from the stored samples (`samples/`) by `%s`.", rep.Rescored)
 	}

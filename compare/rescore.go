@@ -61,7 +61,7 @@ func Rescore(ctx stdctx.Context, backend backends.Backend, dir string, clf *clas
 		if row.Model == ModelLDM {
 			testIdx := make([]int, row.Samples)
 			for k := range testIdx {
-				testIdx[k] = k % r.test.N
+				testIdx[k] = promptIndex(k, row.Samples, r.test.N)
 			}
 			if row.Alignment, _, err = r.promptAlignment(pred, testIdx); err != nil {
 				return nil, err

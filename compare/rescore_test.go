@@ -67,3 +67,35 @@ func deref(p *float64) any {
 	}
 	return *p
 }
+
+// TestResumeKeepsFinishedRowsAndRunsTheMissingOnes resumes a run with one
+// more model: the finished row is kept as it was, the new one is measured,
+// and other budgets are refused.
+func TestResumeKeepsFinishedRowsAndRunsTheMissingOnes(t *testing.T) {
+	b, err := nn.NewBackend("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := QuickOptions()
+	o.Data, o.Out = tinyFolder(t, 64), t.TempDir()
+	o.Size, o.Batch, o.Steps, o.Samples, o.Models, o.Command = 16, 8, 2, 8, []string{ModelVAE}, "first"
+	first, err := Run(stdctx.Background(), b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Models, o.Resume, o.Command = []string{ModelVAE, ModelBVAE}, true, "second"
+	rep, err := Run(stdctx.Background(), b, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 3 || rep.Rows[1].TrainSeconds != first.Rows[1].TrainSeconds || rep.Rows[2].Model != ModelBVAE || rep.Rows[2].FD == nil {
+		t.Errorf("resumed rows: %+v", rep.Rows)
+	}
+	if rep.Options.Command != "first" || len(rep.Resumed) != 1 || rep.Resumed[0] != "second" || rep.Seconds <= first.Seconds {
+		t.Errorf("resumed report: command %q, resumed %v, seconds %v after %v", rep.Options.Command, rep.Resumed, rep.Seconds, first.Seconds)
+	}
+	o.Steps = 3
+	if _, err := Run(stdctx.Background(), b, o); err == nil || !strings.Contains(err.Error(), "same flags") {
+		t.Errorf("resuming with other steps: err %v", err)
+	}
+}

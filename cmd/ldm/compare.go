@@ -122,6 +122,7 @@ the samples a finished run stored in its report folder again with
 	f.StringVar(&o.LDM, "ldm", "", `also sample and measure this trained latent diffusion model (a diffusers folder or single file; "default": the embedded model)`)
 	f.StringVar(&classifier, "classifier", "emoji", `classifier for the primary FD/KID feature space and prompt alignment: an embedded one ("emoji", "shapes"), a folder as `+"`ldm train classifier`"+` exports, or "none"`)
 	f.IntVar(&o.LDMSteps, "ldm-steps", 20, "sampler steps of --ldm")
+	f.BoolVar(&o.Resume, "resume", false, "keep the rows already in --out/results.json (same flags) and run only the missing models")
 	f.StringVar(&rescore, "rescore", "", "re-measure the stored samples of this report folder with --classifier instead of running")
 	return cmd
 }
