@@ -200,7 +200,7 @@ func newTrainVAECmd() *cobra.Command {
 	f.Float64Var(&run.Loss.MSE, "mse", run.Loss.MSE, "MSE reconstruction weight")
 	f.Float64Var(&run.Loss.KL, "kl", run.Loss.KL, "KL weight (LDM convention: per-image sums)")
 	f.Float64Var(&run.Loss.Perceptual, "perceptual", 0, "perceptual loss weight: LPIPS-style distance (unit-normalised channels, mean squared difference) "+
-		"in the stage activations of the frozen --perceptual-net classifier; 0: off (in 300-step emoji runs it left PSNR/SSIM unchanged: see docs/PERFORMANCE.md, 'VAE loss terms')")
+		"in the stage activations of the frozen --perceptual-net classifier; 0: off (in 300-step emoji runs it did not raise PSNR/SSIM, and weight 1 lowered them: see docs/PERFORMANCE.md, 'VAE loss terms')")
 	f.StringVar(&run.Loss.PerceptualNet, "perceptual-net", "emoji", "frozen network of --perceptual: an embedded classifier's task (emoji, shapes) or a classifier folder; "+
 		"with --resume, replaces the stored one (its weights must be the same)")
 	f.Float64Var(&run.Loss.Adversarial, "adversarial", 0, "adversarial loss weight: generator term −mean D(x̂) of a PatchGAN discriminator with hinge loss; "+
