@@ -184,7 +184,7 @@ func conclusions(rep *Report) []string {
 	}
 	for _, r := range rep.Rows {
 		if r.Precision != nil && r.Recall != nil && *r.Precision >= 0.95 && *r.Recall <= 0.05 {
-			out = append(out, fmt.Sprintf("%s's precision %.2f with recall %.2f: its samples fall inside the test set's k-NN balls but cover almost none of it, as blurry, averaged images near the centre of the feature distribution do; precision alone would flatter it.", r.Model, *r.Precision, *r.Recall))
+			out = append(out, fmt.Sprintf("%s's precision %.2f with recall %.2f: its samples fall inside the test set's k-NN balls but cover almost none of it: they crowd into one small region of the feature space, where the large balls of outlying test images take in even blurry, averaged or noise-like images (see its sample grid). Precision alone would flatter it.", r.Model, *r.Precision, *r.Recall))
 		}
 		if r.Model == ModelLDM {
 			out = append(out, "The ldm row is a model trained outside this run (see its note under Models): it does not share the baselines' budget, resolution or data order, so it shows where this project's model stands, not which method learns faster.")
