@@ -9,7 +9,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego" // the pure-Go backend, always available
-	_ "github.com/gomlx/gomlx/backends/xla"      // XLA, used when a PJRT plugin is present
+	"github.com/gomlx/gomlx/backends/xla"        // XLA, used when a PJRT plugin is present
 )
 
 // EnvBackend overrides the backend choice ("go", "xla", or a full GoMLX
@@ -85,11 +85,11 @@ func goConfig(name string) string {
 	return name + ",ops_sequential"
 }
 
-// newXLA builds an XLA backend without letting GoMLX reach for the network.
+// newXLA builds an XLA backend without letting GoMLX reach for the network:
+// GoMLX reads GOMLX_NO_AUTO_INSTALL only when its package initialises, so
+// the download is switched off through its API.
 func newXLA(config string) (backends.Backend, error) {
-	if os.Getenv("GOMLX_NO_AUTO_INSTALL") == "" {
-		os.Setenv("GOMLX_NO_AUTO_INSTALL", "1")
-	}
+	xla.EnableAutoInstall(false)
 	return newConfig(config)
 }
 

@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
@@ -154,6 +155,10 @@ func TestNewBackendRejectsUnknownNameWithoutPanicking(t *testing.T) {
 		t.Fatalf("auto must fall back to the pure-Go backend: %v", err)
 	}
 	t.Logf("auto selected %s", b.Name())
+	// Without a plugin, XLA fails at once: GoMLX must not try to download one.
+	if _, err := NewBackend("xla"); err != nil && strings.Contains(err.Error(), "auto-install") {
+		t.Errorf("the XLA backend tried to install a plugin: %v", err)
+	}
 }
 
 func assertClose(t *testing.T, got, want []float32, tol float64) {
