@@ -1,6 +1,7 @@
 package main
 
 import (
+	stdctx "context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ and shapes classifiers are embedded). See docs/EVAL.md for what each number mean
 // evalFlags are the flags every eval command shares.
 type evalFlags struct {
 	model, classifier, jsonOut string
+	modelName                  string // set by generateAndClassify
 }
 
 func (e *evalFlags) add(cmd *cobra.Command, classifierHelp bool) {
@@ -58,6 +60,34 @@ func (e *evalFlags) load(cmd *cobra.Command) (*ldm.Pipeline, string, error) {
 		return nil, "", err
 	}
 	return pipe, name, nil
+}
+
+// generateAndClassify loads the model and the task's classifier and runs
+// evaluate with generation progress on stderr, cancelled by SIGINT/SIGTERM.
+func (e *evalFlags) generateAndClassify(cmd *cobra.Command, task string, o *classify.GenOptions,
+	evaluate func(ctx stdctx.Context, pipe *ldm.Pipeline, clf *classify.Model) error) error {
+	pipe, name, err := e.load(cmd)
+	if err != nil {
+		return err
+	}
+	e.modelName = name
+	clf, err := classify.LoadOrEmbedded(pipe.Backend, e.classifier, task)
+	if err != nil {
+		return err
+	}
+	o.Progress = genProgress(cmd.ErrOrStderr())
+	ctx, stop := signalContext()
+	defer stop()
+	return evaluate(ctx, pipe, clf)
+}
+
+// names are the model and classifier names a report shows: the classifier
+// folder when one was given, else the report's own (embedded) name.
+func (e *evalFlags) names(classifier string) (string, string) {
+	if e.classifier != "" {
+		classifier = e.classifier
+	}
+	return e.modelName, classifier
 }
 
 func (e *evalFlags) writeJSON(v any) error {
@@ -141,25 +171,15 @@ feature space, and the same for as many real training images (the floor).`,
 			if err != nil {
 				return err
 			}
-			pipe, name, err := ef.load(cmd)
+			var rep *classify.LDMReport
+			err = ef.generateAndClassify(cmd, "emoji", &o, func(ctx stdctx.Context, pipe *ldm.Pipeline, clf *classify.Model) (err error) {
+				rep, err = classify.EvaluateLDM(ctx, pipe, clf, ds, o)
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			clf, err := classify.LoadOrEmbedded(pipe.Backend, ef.classifier, "emoji")
-			if err != nil {
-				return err
-			}
-			o.Progress = genProgress(cmd.ErrOrStderr())
-			ctx, stop := signalContext()
-			defer stop()
-			rep, err := classify.EvaluateLDM(ctx, pipe, clf, ds, o)
-			if err != nil {
-				return err
-			}
-			rep.Model = name
-			if ef.classifier != "" {
-				rep.Classifier = ef.classifier
-			}
+			rep.Model, rep.Classifier = ef.names(rep.Classifier)
 			printLDMReport(cmd.OutOrStdout(), rep)
 			return ef.writeJSON(rep)
 		},
@@ -253,25 +273,15 @@ classifier sees the caption's colour, its shape, and both; the classifier on the
 is the ceiling. Works with any model, trained on shapes or not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pipe, name, err := ef.load(cmd)
+			var rep *classify.ShapesReport
+			err := ef.generateAndClassify(cmd, "shapes", &o, func(ctx stdctx.Context, pipe *ldm.Pipeline, clf *classify.Model) (err error) {
+				rep, err = classify.EvaluateShapes(ctx, pipe, clf, shapesSeed, o)
+				return err
+			})
 			if err != nil {
 				return err
 			}
-			clf, err := classify.LoadOrEmbedded(pipe.Backend, ef.classifier, "shapes")
-			if err != nil {
-				return err
-			}
-			o.Progress = genProgress(cmd.ErrOrStderr())
-			ctx, stop := signalContext()
-			defer stop()
-			rep, err := classify.EvaluateShapes(ctx, pipe, clf, shapesSeed, o)
-			if err != nil {
-				return err
-			}
-			rep.Model = name
-			if ef.classifier != "" {
-				rep.Classifier = ef.classifier
-			}
+			rep.Model, rep.Classifier = ef.names(rep.Classifier)
 			w := cmd.OutOrStdout()
 			g := rep.Gen
 			fmt.Fprintf(w, "model %s · classifier %s\n", rep.Model, rep.Classifier)
