@@ -149,7 +149,7 @@ func TestEvalVAEAndShapesOnTheEmbeddedModel(t *testing.T) {
 	}
 	var s classify.ShapesReport
 	readJSON(t, js, &s)
-	if s.Both > s.Color || s.Both > s.Shape || s.RealColor < 0.9 || s.Generated.NA != 4 {
+	if s.Both > s.Color || s.Both > s.Shape || s.RealColor < 0.9 || s.RealShape < 0.9 || s.Generated.NA != 4 {
 		t.Errorf("shapes report %+v", s)
 	}
 	if !strings.Contains(out, "true renderings (ceiling)") {
