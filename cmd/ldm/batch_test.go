@@ -16,13 +16,14 @@ import (
 	"github.com/ldm-project/ldm/ldm"
 )
 
-// TestBatchChild is the child process of TestBatchResumesAfterSIGKILL: the
-// test binary re-executed runs the command tree with the arguments it is
-// given, so the parent can kill a real process.
-func TestBatchChild(t *testing.T) {
-	args := os.Getenv("LDM_BATCH_CHILD_ARGS")
+// TestCLIChild is the child process of the SIGKILL tests
+// (TestBatchResumesAfterSIGKILL, TestTrainResumesAfterSIGKILL): the test
+// binary re-executed runs the command tree with the arguments it is given
+// (separated by \x1f), so the parent can kill a real process.
+func TestCLIChild(t *testing.T) {
+	args := os.Getenv("LDM_CLI_CHILD_ARGS")
 	if args == "" {
-		t.Skip("helper process of TestBatchResumesAfterSIGKILL")
+		t.Skip("helper process of the SIGKILL tests")
 	}
 	root := newRootCmd()
 	root.SetArgs(strings.Split(args, "\x1f"))
@@ -84,7 +85,7 @@ func writePrompts(t *testing.T, path string, n int) []string {
 }
 
 func TestBatchResumesAfterSIGKILL(t *testing.T) {
-	if os.Getenv("LDM_BATCH_CHILD_ARGS") != "" {
+	if os.Getenv("LDM_CLI_CHILD_ARGS") != "" {
 		t.Skip("in the child")
 	}
 	model := tinyFolder(t)
@@ -94,8 +95,8 @@ func TestBatchResumesAfterSIGKILL(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	args := []string{"batch", list, "-o", out, "--model", model, "--backend", "go", "--steps", "2", "--cfg", "1", "-W", "64", "-H", "64", "--seed", "5"}
 
-	child := exec.Command(os.Args[0], "-test.run=^TestBatchChild$")
-	child.Env = append(os.Environ(), "LDM_BATCH_CHILD_ARGS="+strings.Join(args, "\x1f"))
+	child := exec.Command(os.Args[0], "-test.run=^TestCLIChild$")
+	child.Env = append(os.Environ(), "LDM_CLI_CHILD_ARGS="+strings.Join(args, "\x1f"))
 	var childOut strings.Builder
 	child.Stdout, child.Stderr = &childOut, &childOut
 	if err := child.Start(); err != nil {

@@ -13,25 +13,11 @@ import (
 	"github.com/ldm-project/ldm/train"
 )
 
-// TestTrainChild is the child process of TestTrainResumesAfterSIGKILL.
-func TestTrainChild(t *testing.T) {
-	args := os.Getenv("LDM_TRAIN_CHILD_ARGS")
-	if args == "" {
-		t.Skip("helper process of TestTrainResumesAfterSIGKILL")
-	}
-	root := newRootCmd()
-	root.SetArgs(strings.Split(args, "\x1f"))
-	root.SetErr(devNull{})
-	if err := root.Execute(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A training process killed with SIGKILL leaves only whole checkpoints, and
 // the run resumed from the newest one has the loss curve of the run that
 // was never interrupted.
 func TestTrainResumesAfterSIGKILL(t *testing.T) {
-	if os.Getenv("LDM_TRAIN_CHILD_ARGS") != "" {
+	if os.Getenv("LDM_CLI_CHILD_ARGS") != "" {
 		t.Skip("in the child")
 	}
 	if testing.Short() {
@@ -55,8 +41,8 @@ func TestTrainResumesAfterSIGKILL(t *testing.T) {
 	}
 
 	killed := filepath.Join(tmp, "killed")
-	child := exec.Command(os.Args[0], "-test.run=^TestTrainChild$")
-	child.Env = append(os.Environ(), "LDM_TRAIN_CHILD_ARGS="+strings.Join(args(killed), "\x1f"))
+	child := exec.Command(os.Args[0], "-test.run=^TestCLIChild$")
+	child.Env = append(os.Environ(), "LDM_CLI_CHILD_ARGS="+strings.Join(args(killed), "\x1f"))
 	var out strings.Builder
 	child.Stdout, child.Stderr = &out, &out
 	if err := child.Start(); err != nil {
