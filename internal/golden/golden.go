@@ -33,18 +33,34 @@ type Manifest struct {
 }
 
 // Dir returns the golden folder: $LDM_GOLDEN_DIR, or ../shared/golden next to
-// the repository root (found by walking up to go.mod).
+// the repository root (found by walking up to go.mod). A relative
+// $LDM_GOLDEN_DIR is taken from the repository root, not from the package
+// folder each test runs in, so that LDM_GOLDEN_DIR=../shared/golden
+// go test ./... finds the same folder in every package.
 func Dir() string {
-	if d := os.Getenv("LDM_GOLDEN_DIR"); d != "" {
+	d := os.Getenv("LDM_GOLDEN_DIR")
+	if d != "" && filepath.IsAbs(d) {
 		return d
 	}
+	root := repoRoot()
+	if root == "" {
+		return d
+	}
+	if d == "" {
+		d = filepath.Join("..", "shared", "golden")
+	}
+	return filepath.Join(root, d)
+}
+
+// repoRoot is the nearest folder above the working directory holding go.mod.
+func repoRoot() string {
 	wd, err := os.Getwd()
 	if err != nil {
 		return ""
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return filepath.Join(d, "..", "shared", "golden")
+			return d
 		}
 		if filepath.Dir(d) == d {
 			return ""
