@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
@@ -56,6 +57,28 @@ func trainAndCheck(t *testing.T, tr *train.Trainer, steps int, frac float32, bat
 	}
 }
 
+// initLosser is a baseline model: variables initialised into a context,
+// and a training loss.
+type initLosser interface {
+	Init(backend backends.Backend, ctx *context.Context, seed uint64) error
+	Loss() train.LossFn
+}
+
+// smokeTrainer initialises m (seed 1) in a fresh context and returns a
+// trainer of the given scopes with smokeConfig(steps).
+func smokeTrainer(t *testing.T, b backends.Backend, steps int, m initLosser, scopes []string) *train.Trainer {
+	t.Helper()
+	ctx := context.New()
+	if err := m.Init(b, ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := train.New(b, ctx, smokeConfig(steps), scopes, m.Loss())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 var smallCfg = Config{Size: 16, Channels: []int{8, 16}, Latent: 8}
 
 func TestTrainingLowersLoss(t *testing.T) {
@@ -69,26 +92,12 @@ func TestTrainingLowersLoss(t *testing.T) {
 	}{
 		{"autoencoder", func(t *testing.T) {
 			m := AE{Config: smallCfg, Scope: "ae"}
-			ctx := context.New()
-			if err := m.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), []string{"/ae"}, m.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, m, []string{"/ae"})
 			trainAndCheck(t, tr, steps, 0.7, func(int) []any { return []any{img, img} })
 		}},
 		{"denoising autoencoder", func(t *testing.T) {
 			m := AE{Config: smallCfg, Scope: "dae", Corrupt: Corruption{Noise: 0.2, Dropout: 0.1}}
-			ctx := context.New()
-			if err := m.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), []string{"/dae"}, m.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, m, []string{"/dae"})
 			trainAndCheck(t, tr, steps, 0.7, func(step int) []any {
 				r := train.StepRand(1, step, 0)
 				return []any{tensors.FromFlatDataAndDimensions(m.Corrupt.Apply(r, x), n, 3, s, s), img}
@@ -96,14 +105,7 @@ func TestTrainingLowersLoss(t *testing.T) {
 		}},
 		{"VAE", func(t *testing.T) {
 			m := VAE{Config: smallCfg, Beta: 1, Sigma: 0.1, Scope: "vae"}
-			ctx := context.New()
-			if err := m.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), []string{"/vae"}, m.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, m, []string{"/vae"})
 			trainAndCheck(t, tr, steps, 0.7, func(step int) []any {
 				eps := train.Normal(train.StepRand(1, step, 0), n*smallCfg.Latent)
 				return []any{img, tensors.FromFlatDataAndDimensions(eps, n, smallCfg.Latent)}
@@ -111,38 +113,17 @@ func TestTrainingLowersLoss(t *testing.T) {
 		}},
 		{"VQ-VAE with EMA codebook and restarts", func(t *testing.T) {
 			m := VQVAE{Config: smallCfg, VQ: VQOpts{K: 16, Beta: 0.25, EMA: 0.9, RestartBelow: 0.1}, Scope: "vq"}
-			ctx := context.New()
-			if err := m.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), m.Trainable(), m.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, m, m.Trainable())
 			trainAndCheck(t, tr, steps, 0.8, func(int) []any { return []any{img} })
 		}},
 		{"VQ-VAE with gradient codebook", func(t *testing.T) {
 			m := VQVAE{Config: smallCfg, VQ: VQOpts{K: 16, Beta: 0.25}, Scope: "vq"}
-			ctx := context.New()
-			if err := m.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), m.Trainable(), m.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, m, m.Trainable())
 			trainAndCheck(t, tr, steps, 0.8, func(int) []any { return []any{img} })
 		}},
 		{"code prior", func(t *testing.T) {
 			p := Prior{K: 8, T: 16, Width: 16, Layers: 1, Heads: 2, Scope: "prior"}
-			ctx := context.New()
-			if err := p.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), []string{"/prior"}, p.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, p, []string{"/prior"})
 			// Two fixed sequences: learnable far below ln 8.
 			codes := make([]int32, 2*16)
 			for i := range codes {
@@ -156,14 +137,7 @@ func TestTrainingLowersLoss(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := context.New()
-			if err := m.Init(b, ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			tr, err := train.New(b, ctx, smokeConfig(steps), []string{"/ddpm"}, m.Loss())
-			if err != nil {
-				t.Fatal(err)
-			}
+			tr := smokeTrainer(t, b, steps, m, []string{"/ddpm"})
 			trainAndCheck(t, tr, steps, 0.8, func(step int) []any {
 				xt, ts, eps, err := m.Batch(train.StepRand(1, step, 0), x, n, s)
 				if err != nil {
