@@ -6,22 +6,15 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/ldm-project/ldm/internal/testutil"
 	"github.com/ldm-project/ldm/nn"
 )
 
-func goBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	b, err := nn.NewBackend("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+var goBackend = testutil.GoBackend
 
 // eval runs a graph function on float32 inputs and returns its outputs.
 func evalGraph(t *testing.T, fn func(g *Graph, in []*Node) []*Node, inputs ...*tensors.Tensor) [][]float32 {

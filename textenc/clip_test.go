@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/ldm-project/ldm/internal/testutil"
 	"github.com/ldm-project/ldm/nn"
 )
 
@@ -133,14 +133,7 @@ func newRandomCLIP(t testing.TB, cfg CLIPConfig) *CLIPTextModel {
 	return m
 }
 
-func goBackend(t testing.TB) backends.Backend {
-	t.Helper()
-	b, err := nn.NewBackend("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+var goBackend = testutil.GoBackend
 
 func randomIDs(r *rand.Rand, n, vocab int) []int32 {
 	ids := make([]int32, n)

@@ -14,19 +14,13 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/ldm-project/ldm/data"
+	"github.com/ldm-project/ldm/internal/testutil"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/vae"
 	"github.com/ldm-project/ldm/weights"
 )
 
-func goBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	b, err := nn.NewBackend("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+var goBackend = testutil.GoBackend
 
 // tinyFeatures is a two-level convolutional net standing in for the
 // classifier (package classify imports train, so its tests cover the real

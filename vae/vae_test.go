@@ -8,22 +8,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/ldm-project/ldm/internal/testutil"
 	"github.com/ldm-project/ldm/nn"
 )
 
-func goBackend(t testing.TB) backends.Backend {
-	t.Helper()
-	b, err := nn.NewBackend("go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+var goBackend = testutil.GoBackend
 
 // tinyConfig is the golden tiny_sd15/vae config.
 func tinyConfig() Config {
