@@ -48,7 +48,16 @@ type EmojiOptions struct {
 	// and skin tones) marked split "test", chosen per category by a fixed
 	// hash so that the split is the same on every run.
 	Holdout float64
+	// Keep lists concepts that stay in the training split even when the
+	// hash holds them out (unified code points such as "1F34E", or emoji
+	// names such as "red apple"); no other concept takes their place, so
+	// the held-out set only shrinks. See EmojiKeep.
+	Keep []string
 }
+
+// EmojiKeep is the default EmojiOptions.Keep: red apple, the prompt of the
+// README's first command, which the default model should know.
+var EmojiKeep = []string{"1F34E"}
 
 // EmojiStats counts what BuildEmoji wrote.
 type EmojiStats struct {
@@ -264,6 +273,28 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 		}
 	}
 	test := holdoutConcepts(category, opts.Holdout)
+	if len(opts.Keep) > 0 {
+		keep := map[string]bool{}
+		for _, k := range opts.Keep {
+			keep[strings.ToUpper(strings.TrimSpace(k))] = true
+		}
+		found := map[string]bool{}
+		for _, set := range sets {
+			for _, e := range entries[set] {
+				for _, k := range []string{strings.ToUpper(e.Unified), strings.ToUpper(e.Name)} {
+					if k != "" && keep[k] {
+						found[k] = true
+						delete(test, concept(e))
+					}
+				}
+			}
+		}
+		for _, k := range opts.Keep {
+			if !found[strings.ToUpper(strings.TrimSpace(k))] {
+				return st, fmt.Errorf("keep %q: no such emoji (give a unified code point such as 1F34E or an emoji name)", k)
+			}
+		}
+	}
 	st.Concepts, st.TestConcepts = len(category), len(test)
 
 	type job struct {

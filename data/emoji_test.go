@@ -371,3 +371,66 @@ func TestObsoletedEmojiShareTheirSuccessorsSplit(t *testing.T) {
 		t.Errorf("rows %+v", rows)
 	}
 }
+
+func TestKeepTakesConceptsOutOfTheHeldOutSplit(t *testing.T) {
+	src := t.TempDir()
+	writeFiles(t, src, map[string]string{"emoji.json": `[
+	 {"name":"RED APPLE","unified":"1F34E","image":"a.png","short_names":["apple"],"category":"Food & Drink","subcategory":"food-fruit","has_img_google":true},
+	 {"name":"GREEN APPLE","unified":"1F34F","image":"b.png","short_names":["green_apple"],"category":"Food & Drink","subcategory":"food-fruit","has_img_google":true},
+	 {"name":"PEAR","unified":"1F350","image":"c.png","short_names":["pear"],"category":"Food & Drink","subcategory":"food-fruit","has_img_google":true},
+	 {"name":"PEACH","unified":"1F351","image":"d.png","short_names":["peach"],"category":"Food & Drink","subcategory":"food-fruit","has_img_google":true}]`})
+	for _, f := range []string{"a.png", "b.png", "c.png", "d.png"} {
+		writeImage(t, src, "img/google/64/"+f, solid(64, 64, color.NRGBA{A: 255}))
+	}
+	build := func(keep ...string) (EmojiStats, map[string]string, error) {
+		out := t.TempDir()
+		st, err := BuildEmoji(context.Background(), out, EmojiOptions{Sets: []string{"google"}, Sources: map[string]string{"google": src}, Holdout: 0.5, Keep: keep}, nil)
+		if err != nil {
+			return st, nil, err
+		}
+		split := map[string]string{}
+		for _, r := range readRows(t, filepath.Join(out, "metadata.jsonl")) {
+			split[r.Unified] = r.Split
+		}
+		return st, split, nil
+	}
+	st, before, err := build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TestConcepts != 2 {
+		t.Fatalf("%d concepts held out, want 2", st.TestConcepts)
+	}
+	var held []string
+	for u, s := range before {
+		if s == "test" {
+			held = append(held, u)
+		}
+	}
+	sort.Strings(held)
+	// Keep one held-out concept by code point, the other by name (any case).
+	name := map[string]string{"1F34E": "red apple", "1F34F": "Green Apple", "1F350": "pear", "1F351": "PEACH"}
+	st, after, err := build(strings.ToLower(held[0]), name[held[1]])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TestConcepts != 0 || st.Pairs != 4 {
+		t.Errorf("kept both held-out concepts: %d held out, %d pairs; want 0 and 4", st.TestConcepts, st.Pairs)
+	}
+	for u, s := range after {
+		if s != "train" {
+			t.Errorf("%s in split %q, want train", u, s)
+		}
+	}
+	// Keeping one shrinks the held-out set: no other concept takes its place.
+	st, after, err = build(held[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TestConcepts != 1 || after[held[0]] != "train" || after[held[1]] != "test" {
+		t.Errorf("kept %s: splits %v (%d held out)", held[0], after, st.TestConcepts)
+	}
+	if _, _, err := build("1F99F"); err == nil || !strings.Contains(err.Error(), "no such emoji") {
+		t.Errorf("unknown emoji: err = %v", err)
+	}
+}

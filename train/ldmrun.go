@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,9 +38,17 @@ type LDMRun struct {
 	TokenizerMerges int    `json:"tokenizer_merges"`
 	MaxLength       int    `json:"max_length"`
 	// ScalingFactor is 1/std of the training latents, measured at the start.
-	ScalingFactor  float64            `json:"scaling_factor"`
-	Prediction     string             `json:"prediction"` // epsilon or v_prediction
-	CaptionDropout float64            `json:"caption_dropout"`
+	ScalingFactor  float64 `json:"scaling_factor"`
+	Prediction     string  `json:"prediction"` // epsilon or v_prediction
+	CaptionDropout float64 `json:"caption_dropout"`
+	// TagDropout drops each comma-separated tag of a caption after the
+	// first KeepTags with this probability (kohya's caption_tag_dropout_rate
+	// and keep_tokens), so that the model also learns the short prompts
+	// people type ("red apple") and not only the full tag lists it is
+	// trained on ("red apple, apple, food and drink, food fruit, twitter
+	// style").
+	TagDropout     float64            `json:"tag_dropout,omitempty"`
+	KeepTags       int                `json:"keep_tags,omitempty"`
 	TrainText      bool               `json:"train_text"`
 	UNet           unet.Config        `json:"unet"`
 	Text           textenc.CLIPConfig `json:"text"`
@@ -470,6 +479,9 @@ func (t *LDMTrainer) Batch(step int) ([][]any, error) {
 			if rnd.Float64() < r.CaptionDropout {
 				ids = append(ids, t.emptyIDs...)
 			} else {
+				if r.TagDropout > 0 {
+					caption = DropTags(caption, r.KeepTags, r.TagDropout, rnd)
+				}
 				e, _ := t.Tokenizer.Encode(caption, t.Tokenizer.PadID(), r.MaxLength)
 				ids = append(ids, toInt32(e)...)
 			}
@@ -495,6 +507,24 @@ func (t *LDMTrainer) Batch(step int) ([][]any, error) {
 		}
 	}
 	return out, nil
+}
+
+// DropTags drops each comma-separated tag of caption after the first keep
+// with probability p, drawing from rnd once per such tag. The kept tags stay
+// in order, joined by ", ".
+func DropTags(caption string, keep int, p float64, rnd *rand.Rand) string {
+	tags := strings.Split(caption, ",")
+	out := make([]string, 0, len(tags))
+	for i, tag := range tags {
+		tag = strings.TrimSpace(tag)
+		if i >= keep && rnd.Float64() < p {
+			continue
+		}
+		if tag != "" {
+			out = append(out, tag)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // Export writes the EMA weights as a diffusers pipeline folder: model_index.json,

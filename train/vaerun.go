@@ -13,6 +13,7 @@ import (
 
 	"github.com/ldm-project/ldm/eval"
 	"github.com/ldm-project/ldm/internal/fsutil"
+	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/vae"
 )
 
@@ -27,6 +28,27 @@ type VAERun struct {
 	VAE   vae.Config  `json:"vae"`
 	Loss  VAELossOpts `json:"loss"`
 	Train Config      `json:"train"`
+	// Init names the weights the run starts from instead of a random
+	// initialisation: a checkpoint of `ldm train vae` (its EMA weights) or a
+	// diffusers model or vae folder. Its configuration replaces VAE.
+	Init string `json:"init,omitempty"`
+	// TrainOnly restricts training to a part of the VAE: "" (all of it) or
+	// "decoder" (decoder and post_quant_conv; the encoder, and with it the
+	// latent space, stays fixed, so latent diffusion models trained on the
+	// initial VAE keep working with the result: Stable Diffusion's
+	// ft-MSE/ft-EMA decoder fine-tunes).
+	TrainOnly string `json:"train_only,omitempty"`
+}
+
+// trainableScopes are the scopes TrainOnly selects.
+func (r VAERun) trainableScopes() ([]string, error) {
+	switch r.TrainOnly {
+	case "":
+		return []string{VAEScope}, nil
+	case "decoder":
+		return []string{VAEScope + "/decoder", VAEScope + "/post_quant_conv"}, nil
+	}
+	return nil, fmt.Errorf("train-only %q: want \"decoder\" or nothing (the whole VAE)", r.TrainOnly)
 }
 
 // SmallVAEConfig is the default model's VAE: f4 (64² → 16²×4), three
@@ -79,6 +101,24 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 	if err := run.Loss.Validate(run.Train.Steps); err != nil {
 		return nil, err
 	}
+	scopes, err := run.trainableScopes()
+	if err != nil {
+		return nil, err
+	}
+	if run.TrainOnly != "" && run.Init == "" {
+		return nil, fmt.Errorf("training only the %s needs the weights to start from (--init): a random encoder would stay random", run.TrainOnly)
+	}
+	var initial nn.MapSource
+	if run.Init != "" && resume == "" {
+		m, err := LoadVAE(backend, run.Init)
+		if err != nil {
+			return nil, fmt.Errorf("--init %s: %w", run.Init, err)
+		}
+		run.VAE = m.Config
+		if initial, err = vaeSource(m); err != nil {
+			return nil, err
+		}
+	}
 	var net *FeatureNet
 	if run.Loss.Perceptual > 0 {
 		if nets == nil {
@@ -119,6 +159,19 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 	if err := InitComponent(ctx, VAEScope, expected, run.Seed); err != nil {
 		return nil, err
 	}
+	if initial != nil {
+		for k := range initial {
+			if _, ok := expected[k]; !ok {
+				return nil, fmt.Errorf("--init %s: weight %q is not one of the VAE's", run.Init, k)
+			}
+		}
+		if len(initial) != len(expected) {
+			return nil, fmt.Errorf("--init %s: %d weights, the VAE has %d", run.Init, len(initial), len(expected))
+		}
+		if err := LoadComponent(ctx, VAEScope, initial); err != nil {
+			return nil, err
+		}
+	}
 	if net != nil {
 		if err := net.load(ctx); err != nil {
 			return nil, err
@@ -135,7 +188,7 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 			return nil, err
 		}
 	}
-	tr, err := New(backend, ctx, run.Train, []string{VAEScope}, VAELoss(run.VAE, run.Loss, net))
+	tr, err := New(backend, ctx, run.Train, scopes, VAELoss(run.VAE, run.Loss, net))
 	if err != nil {
 		return nil, err
 	}

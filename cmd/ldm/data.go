@@ -84,6 +84,8 @@ A fraction --holdout of the emoji (per category, the same on every run) is marke
 	f.StringSliceVar(&opts.Sets, "sets", data.EmojiSets, "image sets to include (twitter, google)")
 	f.BoolVar(&opts.SkinTones, "skin-tones", false, "include the skin-tone variants")
 	f.Float64Var(&opts.Holdout, "holdout", 0.1, "fraction of emoji held out as split test")
+	f.StringSliceVar(&opts.Keep, "keep", data.EmojiKeep, "emoji kept in the train split even if the holdout hash picks them (code points or names); "+
+		"the default keeps red apple, the README's example prompt")
 	return cmd
 }
 

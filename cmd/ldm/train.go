@@ -189,6 +189,10 @@ func newTrainVAECmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&run.Size, "size", run.Size, "image size")
+	f.StringVar(&run.Init, "init", "", "start from these weights instead of random ones: a checkpoint of ldm train vae, or a diffusers model or vae folder "+
+		"(its architecture replaces --blocks, --layers, --latent-channels, --norm-groups)")
+	f.StringVar(&run.TrainOnly, "train-only", "", `train only this part: "decoder" (with --init: the encoder and so the latent space stay fixed, `+
+		`and latent diffusion models trained on the --init VAE keep working with the result, as Stable Diffusion's ft-MSE VAE); default: all`)
 	f.IntVar(&run.Crop, "crop", run.Crop, "train on random crops of this size (0: whole images)")
 	f.IntVar(&run.VAE.NormNumGroups, "norm-groups", run.VAE.NormNumGroups, "GroupNorm groups")
 	f.IntVar(&run.Batch, "batch", run.Batch, "micro-batch size")
@@ -296,6 +300,16 @@ func newTrainLDMCmd() *cobra.Command {
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
+			// Tag dropout may be changed when resuming (a new phase of the run).
+			if cmd.Flags().Changed("tag-dropout") {
+				t.Run.TagDropout = run.TagDropout
+			}
+			if cmd.Flags().Changed("keep-tags") {
+				t.Run.KeepTags = run.KeepTags
+			}
+			if t.Run.TagDropout < 0 || t.Run.TagDropout > 1 || t.Run.KeepTags < 0 {
+				return fmt.Errorf("--tag-dropout %g, --keep-tags %d: want a probability in [0, 1] and a count ≥ 0", t.Run.TagDropout, t.Run.KeepTags)
+			}
 			if exportTo != "" {
 				return t.Export(exportTo)
 			}
@@ -335,6 +349,9 @@ func newTrainLDMCmd() *cobra.Command {
 	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of initialisation, data order and noise")
 	f.StringVar(&run.Prediction, "prediction", run.Prediction, `"epsilon" or "v_prediction"`)
 	f.Float64Var(&run.CaptionDropout, "caption-dropout", run.CaptionDropout, "probability of an empty caption (classifier-free guidance)")
+	f.Float64Var(&run.TagDropout, "tag-dropout", 0, "drop each comma-separated caption tag after the first --keep-tags with this probability "+
+		"(kohya's caption_tag_dropout_rate), so that short prompts work too; may be changed with --resume")
+	f.IntVar(&run.KeepTags, "keep-tags", 1, "caption tags never dropped by --tag-dropout (kohya's keep_tokens); may be changed with --resume")
 	f.BoolVar(&run.TrainText, "train-text", run.TrainText, "train the text encoder jointly (false: frozen at its initialisation)")
 	f.StringVar(&run.SchedulerClass, "scheduler", run.SchedulerClass, "diffusers scheduler class written into the model")
 	f.IntVar(&hidden, "text-hidden", 64, "text encoder width = U-Net cross-attention width")
