@@ -266,3 +266,12 @@ func TestAugmentShiftsWithEdgeRepeatAndFlips(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstTagsCutsCaptionsToTheirLeadingTags(t *testing.T) {
+	c := "red apple, apple, food and drink, food fruit, twitter style"
+	for n, want := range map[int]string{0: c, 1: "red apple", 2: "red apple, apple", 9: c} {
+		if got := firstTags(c, n); got != want {
+			t.Errorf("firstTags(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

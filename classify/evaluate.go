@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/ldm-project/ldm/data"
@@ -30,6 +31,10 @@ type GenOptions struct {
 	// Batch is the number of prompts run as one U-Net batch (default 8).
 	// The images depend on the seeds and the batch grouping only.
 	Batch int `json:"batch"`
+	// PromptTags > 0 keeps only the first PromptTags comma-separated tags of
+	// each caption as the prompt: 1 gives the emoji's name ("red apple"),
+	// what people type, instead of the whole tag list.
+	PromptTags int `json:"prompt_tags,omitempty"`
 	// LoRAs are applied to every generated image (see ldm.Request.LoRAs).
 	LoRAs []ldm.LoRASpec `json:"loras,omitempty"`
 	// Progress, when set, is called after each batch of images.
@@ -186,7 +191,7 @@ func EvaluateLDM(ctx stdctx.Context, pipe *ldm.Pipeline, clf *Model, ds *data.Da
 	prompts := make([]string, len(pick))
 	distinct := map[int]bool{}
 	for i, k := range pick {
-		prompts[i] = held.Items[k].Caption
+		prompts[i] = firstTags(held.Items[k].Caption, o.PromptTags)
 		distinct[k] = true
 	}
 	x, err := generate(ctx, pipe, prompts, o, size)
@@ -424,4 +429,17 @@ func EvaluateShapes(ctx stdctx.Context, pipe *ldm.Pipeline, clf *Model, shapesSe
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// firstTags keeps the first n comma-separated tags of caption (all of it
+// when n ≤ 0).
+func firstTags(caption string, n int) string {
+	if n <= 0 {
+		return caption
+	}
+	tags := strings.Split(caption, ",")
+	for i := range tags {
+		tags[i] = strings.TrimSpace(tags[i])
+	}
+	return strings.Join(tags[:min(n, len(tags))], ", ")
 }

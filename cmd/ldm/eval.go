@@ -187,6 +187,8 @@ feature space, and the same for as many real training images (the floor).`,
 	cmd.Flags().StringVar(&dataDir, "data", "", "dataset with a held-out split and the classifier's label fields (required)")
 	ef.add(cmd, true)
 	genFlags(cmd, &o)
+	cmd.Flags().IntVar(&o.PromptTags, "prompt-tags", 0, "prompt with only the first N comma-separated tags of each caption "+
+		"(1: the emoji's name, as people type it; 0: the whole caption)")
 	return cmd
 }
 
@@ -197,8 +199,12 @@ func printLDMReport(w io.Writer, r *classify.LDMReport) {
 		sampler = "DDIM"
 	}
 	fmt.Fprintf(w, "model %s · classifier %s · data %s\n", r.Model, r.Classifier, r.Data)
-	fmt.Fprintf(w, "%d images generated from %d distinct held-out captions (of %d held-out images); seed %d, %d steps, CFG %g, %s; %.0f s\n\n",
-		g.N, r.Prompts, r.HeldOut, g.Seed, g.Steps, g.CFG, sampler, r.Seconds)
+	what := "captions"
+	if g.PromptTags > 0 {
+		what = fmt.Sprintf("captions cut to their first %d tag(s)", g.PromptTags)
+	}
+	fmt.Fprintf(w, "%d images generated from %d distinct held-out %s (of %d held-out images); seed %d, %d steps, CFG %g, %s; %.0f s\n\n",
+		g.N, r.Prompts, what, r.HeldOut, g.Seed, g.Steps, g.CFG, sampler, r.Seconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "prompt alignment\t\ttop-1\ttop-5\t")
 	for _, a := range r.Alignment {
