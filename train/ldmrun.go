@@ -43,6 +43,10 @@ type LDMRun struct {
 	CaptionDropout float64 `json:"caption_dropout"`
 	// TagDropout drops each comma-separated tag of a caption after the
 	// first KeepTags with this probability (kohya's caption_tag_dropout_rate
+	// ArticleProb prefixes a caption with the English indefinite article
+	// ("a red apple", "an apple") with this probability, so that prompts
+	// written as phrases match tag-style captions.
+	ArticleProb float64 `json:"article_prob,omitempty"`
 	// and keep_tokens), so that the model also learns the short prompts
 	// people type ("red apple") and not only the full tag lists it is
 	// trained on ("red apple, apple, food and drink, food fruit, twitter
@@ -482,6 +486,9 @@ func (t *LDMTrainer) Batch(step int) ([][]any, error) {
 				if r.TagDropout > 0 {
 					caption = DropTags(caption, r.KeepTags, r.TagDropout, rnd)
 				}
+				if r.ArticleProb > 0 && rnd.Float64() < r.ArticleProb {
+					caption = WithArticle(caption)
+				}
 				e, _ := t.Tokenizer.Encode(caption, t.Tokenizer.PadID(), r.MaxLength)
 				ids = append(ids, toInt32(e)...)
 			}
@@ -525,6 +532,21 @@ func DropTags(caption string, keep int, p float64, rnd *rand.Rand) string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// WithArticle prefixes caption with "a" or "an" (by its first letter: an
+// before a vowel), unless it already starts with an article.
+func WithArticle(caption string) string {
+	lower := strings.ToLower(caption)
+	for _, a := range []string{"a ", "an ", "the "} {
+		if strings.HasPrefix(lower, a) {
+			return caption
+		}
+	}
+	if lower != "" && strings.ContainsRune("aeiou", rune(lower[0])) {
+		return "an " + caption
+	}
+	return "a " + caption
 }
 
 // Export writes the EMA weights as a diffusers pipeline folder: model_index.json,

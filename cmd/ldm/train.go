@@ -123,6 +123,7 @@ func newTrainVAECmd() *cobra.Command {
 	run.Train.LR = 1e-3
 	var rf runFlags
 	var blocks []int
+	var exportTo string
 	cmd := &cobra.Command{
 		Use:   "vae <image-folder>",
 		Short: "Train a KL-VAE (L1/MSE reconstruction + β·KL, optional perceptual and adversarial terms) on an image folder",
@@ -161,6 +162,12 @@ func newTrainVAECmd() *cobra.Command {
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, run.Train.Steps)
+			if exportTo != "" {
+				if resume == "" {
+					return fmt.Errorf("--export writes a checkpoint of the run: give --resume")
+				}
+				return train.ExportVAE(t.Ctx, t.Run.VAE, exportTo)
+			}
 			out := cmd.ErrOrStderr()
 			reportSkipped(out, t.Data)
 			fmt.Fprintf(out, "VAE: %d parameters, %d training images, batch %d×%d\n", t.NumParams(), len(t.Data.Examples), t.Run.Batch, t.Run.Train.Accum)
@@ -188,6 +195,7 @@ func newTrainVAECmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&exportTo, "export", "", "with --resume: write the newest checkpoint's EMA weights as a diffusers vae folder here, and stop")
 	f.IntVar(&run.Size, "size", run.Size, "image size")
 	f.StringVar(&run.Init, "init", "", "start from these weights instead of random ones: a checkpoint of ldm train vae, or a diffusers model or vae folder "+
 		"(its architecture replaces --blocks, --layers, --latent-channels, --norm-groups)")
@@ -307,8 +315,12 @@ func newTrainLDMCmd() *cobra.Command {
 			if cmd.Flags().Changed("keep-tags") {
 				t.Run.KeepTags = run.KeepTags
 			}
-			if t.Run.TagDropout < 0 || t.Run.TagDropout > 1 || t.Run.KeepTags < 0 {
-				return fmt.Errorf("--tag-dropout %g, --keep-tags %d: want a probability in [0, 1] and a count ≥ 0", t.Run.TagDropout, t.Run.KeepTags)
+			if cmd.Flags().Changed("article-prob") {
+				t.Run.ArticleProb = run.ArticleProb
+			}
+			if t.Run.TagDropout < 0 || t.Run.TagDropout > 1 || t.Run.KeepTags < 0 || t.Run.ArticleProb < 0 || t.Run.ArticleProb > 1 {
+				return fmt.Errorf("--tag-dropout %g, --keep-tags %d, --article-prob %g: want probabilities in [0, 1] and a count ≥ 0",
+					t.Run.TagDropout, t.Run.KeepTags, t.Run.ArticleProb)
 			}
 			if exportTo != "" {
 				return t.Export(exportTo)
@@ -351,6 +363,8 @@ func newTrainLDMCmd() *cobra.Command {
 	f.Float64Var(&run.CaptionDropout, "caption-dropout", run.CaptionDropout, "probability of an empty caption (classifier-free guidance)")
 	f.Float64Var(&run.TagDropout, "tag-dropout", 0, "drop each comma-separated caption tag after the first --keep-tags with this probability "+
 		"(kohya's caption_tag_dropout_rate), so that short prompts work too; may be changed with --resume")
+	f.Float64Var(&run.ArticleProb, "article-prob", 0, `prefix captions with "a"/"an" with this probability, so that prompts written `+
+		`as phrases ("a red apple") match tag-style captions ("red apple"); may be changed with --resume`)
 	f.IntVar(&run.KeepTags, "keep-tags", 1, "caption tags never dropped by --tag-dropout (kohya's keep_tokens); may be changed with --resume")
 	f.BoolVar(&run.TrainText, "train-text", run.TrainText, "train the text encoder jointly (false: frozen at its initialisation)")
 	f.StringVar(&run.SchedulerClass, "scheduler", run.SchedulerClass, "diffusers scheduler class written into the model")
