@@ -88,13 +88,29 @@ func TestTrainVAEThenLDMThenLoRAFinetuneEndToEnd(t *testing.T) {
 	exists(t, filepath.Join(vaeDir, "recon-00000002.png"))
 	exists(t, filepath.Join(vaeDir, "loss.png"))
 	run(t, "train", "vae", "-o", vaeDir, "--resume", "--steps", "3")
-	ckpt := filepath.Join(vaeDir, train.CheckpointName(3))
-	exists(t, ckpt)
+	exists(t, filepath.Join(vaeDir, train.CheckpointName(3)))
 
-	run(t, "train", "ldm", data, "--vae", ckpt, "-o", ldmDir, "--size", "16", "--blocks", "16,16,16", "--text-hidden", "16",
+	// A decoder fine-tune of that VAE, exported as a diffusers vae folder;
+	// the LDM trains on it.
+	ftDir, ftExport := filepath.Join(tmp, "vae-ft"), filepath.Join(tmp, "vae-ft-export")
+	run(t, "train", "vae", data, "--init", filepath.Join(vaeDir, train.CheckpointName(3)), "--train-only", "decoder", "-o", ftDir,
+		"--batch", "2", "--warmup", "1", "--steps", "1", "--checkpoint-every", "1", "--sample-every", "1")
+	ckpt := filepath.Join(ftDir, train.CheckpointName(1))
+	run(t, "train", "vae", "-o", ftDir, "--resume", "--export", ftExport)
+	exists(t, filepath.Join(ftExport, "config.json"))
+	exists(t, filepath.Join(ftExport, "diffusion_pytorch_model.safetensors"))
+
+	run(t, "train", "ldm", data, "--vae", ckpt, "-o", ldmDir, "--tag-dropout", "0.5", "--article-prob", "0.3", "--size", "16", "--blocks", "16,16,16", "--text-hidden", "16",
 		"--text-layers", "1", "--merges", "20", "--max-length", "8", "--batch", "2", "--steps", "2", "--warmup", "1",
 		"--checkpoint-every", "2", "--sample-every", "2", "--prompt", "a red square")
 	exists(t, filepath.Join(ldmDir, "samples-00000002.png"))
+	var stored train.LDMRun
+	if err := train.ReadCheckpointExtra(filepath.Join(ldmDir, train.CheckpointName(2)), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.TagDropout != 0.5 || stored.ArticleProb != 0.3 || stored.KeepTags != 1 {
+		t.Errorf("stored caption settings: tag dropout %g, article %g, keep %d", stored.TagDropout, stored.ArticleProb, stored.KeepTags)
+	}
 	m, err := weights.OpenModel(filepath.Join(ldmDir, "model"), weights.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
