@@ -276,7 +276,9 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 	if len(opts.Keep) > 0 {
 		keep := map[string]bool{}
 		for _, k := range opts.Keep {
-			keep[strings.ToUpper(strings.TrimSpace(k))] = true
+			if k = strings.TrimSpace(k); k != "" { // blank: nothing (--keep= keeps nothing)
+				keep[strings.ToUpper(k)] = true
+			}
 		}
 		found := map[string]bool{}
 		for _, set := range sets {
@@ -290,7 +292,7 @@ func BuildEmoji(ctx context.Context, out string, opts EmojiOptions, progress fun
 			}
 		}
 		for _, k := range opts.Keep {
-			if !found[strings.ToUpper(strings.TrimSpace(k))] {
+			if k = strings.TrimSpace(k); k != "" && !found[strings.ToUpper(k)] {
 				return st, fmt.Errorf("keep %q: no such emoji (give a unified code point such as 1F34E or an emoji name)", k)
 			}
 		}

@@ -49,7 +49,9 @@ func TestDataEmojiBuildsFromExtractedPackages(t *testing.T) {
 	}{
 		{[]string{"--holdout", "0"}, []string{"4 image–caption pairs (google 2, twitter 2) of 2 emoji", "split: 4 train, 0 test (0 of 2 concepts held out)"}},
 		{[]string{"--skin-tones", "--holdout", "0"}, []string{"6 image–caption pairs (google 3, twitter 3) of 2 emoji", "skin-tone variants: 2"}},
-		{[]string{"--sets", "twitter", "--holdout", "0.5"}, []string{"2 image–caption pairs (twitter 2) of 2 emoji", "split: 0 train, 2 test (2 of 2 concepts held out)"}},
+		{[]string{"--sets", "twitter", "--holdout", "0.5", "--keep="}, []string{"2 image–caption pairs (twitter 2) of 2 emoji", "split: 0 train, 2 test (2 of 2 concepts held out)"}},
+		// By default red apple, the README's prompt, stays in training.
+		{[]string{"--sets", "twitter", "--holdout", "0.5"}, []string{"2 image–caption pairs (twitter 2) of 2 emoji", "split: 1 train, 1 test (1 of 2 concepts held out)"}},
 	}
 	for _, tt := range tests {
 		got, err := runLDM(append([]string{"data", "emoji", out, "--from", src}, tt.args...)...)
