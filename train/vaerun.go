@@ -156,9 +156,7 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 		return nil, err
 	}
 	ctx := context.New()
-	if err := InitComponent(ctx, VAEScope, expected, run.Seed); err != nil {
-		return nil, err
-	}
+	var src nn.Source = nn.RandomSource(expected, run.Seed) // what InitComponent loads
 	if initial != nil {
 		for k := range initial {
 			if _, ok := expected[k]; !ok {
@@ -168,9 +166,10 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 		if len(initial) != len(expected) {
 			return nil, fmt.Errorf("--init %s: %d weights, the VAE has %d", run.Init, len(initial), len(expected))
 		}
-		if err := LoadComponent(ctx, VAEScope, initial); err != nil {
-			return nil, err
-		}
+		src = initial
+	}
+	if err := LoadComponent(ctx, VAEScope, src); err != nil {
+		return nil, err
 	}
 	if net != nil {
 		if err := net.load(ctx); err != nil {
