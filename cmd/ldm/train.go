@@ -308,19 +308,8 @@ func newTrainLDMCmd() *cobra.Command {
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
-			// Tag dropout may be changed when resuming (a new phase of the run).
-			if cmd.Flags().Changed("tag-dropout") {
-				t.Run.TagDropout = run.TagDropout
-			}
-			if cmd.Flags().Changed("keep-tags") {
-				t.Run.KeepTags = run.KeepTags
-			}
-			if cmd.Flags().Changed("article-prob") {
-				t.Run.ArticleProb = run.ArticleProb
-			}
-			if t.Run.TagDropout < 0 || t.Run.TagDropout > 1 || t.Run.KeepTags < 0 || t.Run.ArticleProb < 0 || t.Run.ArticleProb > 1 {
-				return fmt.Errorf("--tag-dropout %g, --keep-tags %d, --article-prob %g: want probabilities in [0, 1] and a count ≥ 0",
-					t.Run.TagDropout, t.Run.KeepTags, t.Run.ArticleProb)
+			if err := applyCaptionFlags(cmd, &t.Run, run); err != nil {
+				return err
 			}
 			if exportTo != "" {
 				return t.Export(exportTo)
@@ -361,11 +350,7 @@ func newTrainLDMCmd() *cobra.Command {
 	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of initialisation, data order and noise")
 	f.StringVar(&run.Prediction, "prediction", run.Prediction, `"epsilon" or "v_prediction"`)
 	f.Float64Var(&run.CaptionDropout, "caption-dropout", run.CaptionDropout, "probability of an empty caption (classifier-free guidance)")
-	f.Float64Var(&run.TagDropout, "tag-dropout", 0, "drop each comma-separated caption tag after the first --keep-tags with this probability "+
-		"(kohya's caption_tag_dropout_rate), so that short prompts work too; may be changed with --resume")
-	f.Float64Var(&run.ArticleProb, "article-prob", 0, `prefix captions with "a"/"an" with this probability, so that prompts written `+
-		`as phrases ("a red apple") match tag-style captions ("red apple"); may be changed with --resume`)
-	f.IntVar(&run.KeepTags, "keep-tags", 1, "caption tags never dropped by --tag-dropout (kohya's keep_tokens); may be changed with --resume")
+	captionFlags(cmd, &run)
 	f.BoolVar(&run.TrainText, "train-text", run.TrainText, "train the text encoder jointly (false: frozen at its initialisation)")
 	f.StringVar(&run.SchedulerClass, "scheduler", run.SchedulerClass, "diffusers scheduler class written into the model")
 	f.IntVar(&hidden, "text-hidden", 64, "text encoder width = U-Net cross-attention width")
@@ -402,6 +387,9 @@ otherwise the fine-tuned model is exported to <out>/model.`,
 			if resume == "" && run.Base == "" {
 				return fmt.Errorf("give the model and the image folder")
 			}
+			if run.TrainText && run.LoRARank > 0 {
+				return fmt.Errorf("--train-text trains the whole text encoder and --lora only adapters on the U-Net: use one of them")
+			}
 			if err := os.MkdirAll(rf.out, 0o755); err != nil {
 				return err
 			}
@@ -416,8 +404,14 @@ otherwise the fine-tuned model is exported to <out>/model.`,
 				return err
 			}
 			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
+			if err := applyCaptionFlags(cmd, &t.Run, run); err != nil {
+				return err
+			}
 			reportSkipped(out, t.Data)
 			what := "full U-Net"
+			if t.Run.TrainText && t.LoRA == nil {
+				what = "full U-Net and text encoder"
+			}
 			if t.LoRA != nil {
 				what = fmt.Sprintf("LoRA rank %d", t.LoRA.Rank)
 			}
@@ -458,8 +452,41 @@ otherwise the fine-tuned model is exported to <out>/model.`,
 	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of data order and noise")
 	f.IntVar(&run.MaxLength, "max-length", 0, "tokens per caption (default: the model's tokenizer)")
 	f.Float64Var(&run.CaptionDropout, "caption-dropout", run.CaptionDropout, "probability of an empty caption")
+	f.BoolVar(&run.TrainText, "train-text", false, "also train the text encoder (full fine-tune only; how the embedded model was trained)")
+	captionFlags(cmd, &run)
 	f.StringArrayVar(&prompts, "prompt", []string{"red apple", "grinning face", "red heart", "rocket"}, "sample-grid prompts")
 	optimFlags(cmd, &run.Train)
 	rf.add(cmd)
 	return cmd
+}
+
+// captionFlags registers the caption augmentations of `train ldm` and
+// `finetune`: kohya-style tag dropout and "a"/"an" articles.
+func captionFlags(cmd *cobra.Command, run *train.LDMRun) {
+	f := cmd.Flags()
+	f.Float64Var(&run.TagDropout, "tag-dropout", 0, "drop each comma-separated caption tag after the first --keep-tags with this probability "+
+		"(kohya's caption_tag_dropout_rate), so that short prompts work too; may be changed with --resume")
+	f.Float64Var(&run.ArticleProb, "article-prob", 0, `prefix captions with "a"/"an" with this probability, so that prompts written `+
+		`as phrases ("a red apple") match tag-style captions ("red apple"); may be changed with --resume`)
+	f.IntVar(&run.KeepTags, "keep-tags", 1, "caption tags never dropped by --tag-dropout (kohya's keep_tokens); may be changed with --resume")
+}
+
+// applyCaptionFlags copies the caption flags given on the command line into
+// the trainer's run (they may change when resuming: a new phase of the run)
+// and validates the result.
+func applyCaptionFlags(cmd *cobra.Command, dst *train.LDMRun, flags train.LDMRun) error {
+	if cmd.Flags().Changed("tag-dropout") {
+		dst.TagDropout = flags.TagDropout
+	}
+	if cmd.Flags().Changed("keep-tags") {
+		dst.KeepTags = flags.KeepTags
+	}
+	if cmd.Flags().Changed("article-prob") {
+		dst.ArticleProb = flags.ArticleProb
+	}
+	if dst.TagDropout < 0 || dst.TagDropout > 1 || dst.KeepTags < 0 || dst.ArticleProb < 0 || dst.ArticleProb > 1 {
+		return fmt.Errorf("--tag-dropout %g, --keep-tags %d, --article-prob %g: want probabilities in [0, 1] and a count ≥ 0",
+			dst.TagDropout, dst.KeepTags, dst.ArticleProb)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ldm-project/ldm/train"
@@ -138,12 +139,27 @@ func TestTrainVAEThenLDMThenLoRAFinetuneEndToEnd(t *testing.T) {
 	}
 	exists(t, filepath.Join(loraDir, "samples-00000002.png"))
 
+	if _, err := runLDM("finetune", filepath.Join(ldmDir, "model"), data, "-o", filepath.Join(tmp, "bad"), "--lora", "2", "--train-text"); err == nil ||
+		!strings.Contains(err.Error(), "--train-text") {
+		t.Errorf("finetune --lora --train-text: %v, want an error naming --train-text", err)
+	}
+	// A full fine-tune of U-Net and text encoder with the caption
+	// augmentations: how the embedded model can be trained further.
 	fullDir := filepath.Join(tmp, "full")
-	run(t, "finetune", filepath.Join(ldmDir, "model"), data, "-o", fullDir, "--size", "16", "--batch", "2",
-		"--steps", "1", "--warmup", "1", "--checkpoint-every", "1", "--sample-every", "1", "--prompt", "a red square")
-	fm, err := weights.OpenModel(filepath.Join(fullDir, "model"), weights.OpenOptions{})
-	if err != nil {
+	run(t, "finetune", filepath.Join(ldmDir, "model"), data, "-o", fullDir, "--size", "16", "--batch", "2", "--lr", "1e-2",
+		"--steps", "2", "--warmup", "1", "--checkpoint-every", "2", "--sample-every", "2", "--prompt", "a red square",
+		"--train-text", "--tag-dropout", "0.5", "--article-prob", "0.3", "--ema", "0")
+	if err := train.ReadCheckpointExtra(filepath.Join(fullDir, train.CheckpointName(2)), &stored); err != nil {
 		t.Fatal(err)
 	}
-	fm.Close()
+	if !stored.TrainText || stored.TagDropout != 0.5 || stored.ArticleProb != 0.3 {
+		t.Errorf("finetune stored train_text %v, tag dropout %g, article %g", stored.TrainText, stored.TagDropout, stored.ArticleProb)
+	}
+	for _, f := range []string{"unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"} {
+		a, _ := os.ReadFile(filepath.Join(ldmDir, "model", f))
+		b, err := os.ReadFile(filepath.Join(fullDir, "model", f))
+		if err != nil || bytes.Equal(a, b) {
+			t.Errorf("%s: the fine-tuned model's weights equal the base's (%v): want them trained", f, err)
+		}
+	}
 }
