@@ -58,7 +58,8 @@ func NewBackend(name string) (b backends.Backend, err error) {
 	case name == "xla" || strings.HasPrefix(name, "xla:"):
 		b, err = newXLA(name)
 		if err != nil {
-			return nil, fmt.Errorf("backend %q: %w (install a PJRT plugin and set PJRT_PLUGIN_LIBRARY_PATH, or use --backend go)", name, err)
+			return nil, fmt.Errorf("backend %q: %w (install a PJRT plugin and set PJRT_PLUGIN_LIBRARY_PATH, or give the plugin's absolute path, e.g. "+
+				"xla:/…/site-packages/jax_plugins/xla_cuda13/xla_cuda_plugin.so; or use --backend go)", name, err)
 		}
 	default:
 		return nil, fmt.Errorf("unknown backend %q: use \"auto\", \"go\" or \"xla\"", name)
