@@ -1,0 +1,383 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/backends"
+	"github.com/spf13/cobra"
+
+	"github.com/ldm-project/ldm/internal/fsutil"
+	"github.com/ldm-project/ldm/nn"
+	"github.com/ldm-project/ldm/textenc"
+	"github.com/ldm-project/ldm/unet"
+	"github.com/ldm-project/ldm/vae"
+	"github.com/ldm-project/ldm/weights"
+)
+
+// referenceStep is the project's bar for one classifier-free-guidance U-Net
+// step of SD1.5 on the 2-core development machines (the brief's numbers).
+var referenceStep = map[int]struct{ PyTorch, SDCpp float64 }{
+	256: {5.7, 5.6},
+	512: {19.7, 23.5},
+}
+
+// benchPart is one measured component.
+type benchPart struct {
+	Part    string    `json:"part"`
+	What    string    `json:"what"`
+	Compile float64   `json:"first_run_s"` // includes building and compiling the graph
+	Runs    []float64 `json:"runs_s"`
+	Median  float64   `json:"median_s"`
+	Min     float64   `json:"min_s"`
+	GFLOPs  float64   `json:"gflop_per_run,omitempty"`
+	GFLOPS  float64   `json:"gflop_per_s,omitempty"`
+}
+
+type benchReport struct {
+	Model     string      `json:"model"`
+	Backend   string      `json:"backend"`
+	CPUs      int         `json:"cpus"`
+	Size      int         `json:"size"`
+	Date      string      `json:"date"`
+	Parts     []benchPart `json:"parts"`
+	PeakRSSMB float64     `json:"peak_rss_mib,omitempty"`
+}
+
+func init() { subcommands = append(subcommands, newBenchCmd) }
+
+func newBenchCmd() *cobra.Command {
+	var model, jsonOut string
+	var size, runs int
+	var parts []string
+	var seed uint64
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure one CFG U-Net step, the text encoder and the VAE decode of a model (SD1.5-size random weights by default)",
+		Long: `bench times the parts of a generation on the selected backend: one classifier-free-guidance
+U-Net step (a batch of 2 at the latent size of --size), the text encoder on 2×77 tokens and the
+VAE decode of one latent. Each part runs once to build and compile its graph, then --runs times;
+the report gives every run, the median and the best, the U-Net's GFLOP/s (counted analytically)
+and the process's peak RSS, and compares the U-Net step with the project's bar at 256² and 512².
+
+--model sd15 (the default) and sd2 build those architectures with random weights in memory, so
+no multi-gigabyte download is needed; any diffusers folder or single file, or "default" for the
+embedded model, measures those weights.`,
+		Example: `  ldm bench --size 256 --runs 3
+  ldm bench --size 512 --parts unet --runs 2 --json bench-512.json
+  ldm bench --model default --size 64 --runs 20`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if size <= 0 || size%8 != 0 {
+				return fmt.Errorf("--size %d: give a positive multiple of 8", size)
+			}
+			if runs < 1 {
+				return fmt.Errorf("--runs %d: give at least 1", runs)
+			}
+			for _, p := range parts {
+				if p != "unet" && p != "text" && p != "vae" {
+					return fmt.Errorf("--parts: unknown part %q (use unet, text, vae)", p)
+				}
+			}
+			b, err := nn.NewBackend(backendFlag(cmd))
+			if err != nil {
+				return err
+			}
+			ms, err := benchModels(model, seed)
+			if err != nil {
+				return err
+			}
+			if ms.close != nil {
+				defer ms.close()
+			}
+			rep := benchReport{Model: ms.name, Backend: b.Name(), CPUs: runtime.NumCPU(), Size: size,
+				Date: time.Now().Format("2006-01-02 15:04")}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "ldm bench: %s on %s, %d CPUs, %d², %d runs after the first\n", rep.Model, rep.Backend, rep.CPUs, size, runs)
+			r := rand.New(rand.NewPCG(seed, 7))
+			for _, p := range parts {
+				var part benchPart
+				switch p {
+				case "unet":
+					part, err = benchUNet(b, ms, size, runs, r)
+				case "text":
+					part, err = benchText(b, ms, runs)
+				case "vae":
+					part, err = benchVAE(b, ms, size, runs, r)
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				rep.Parts = append(rep.Parts, part)
+				printBenchPart(out, part)
+				if p == "unet" && ms.sd15 {
+					if ref, ok := referenceStep[size]; ok {
+						fmt.Fprintf(out, "  bar (2-core machines, SD1.5): PyTorch %.1f s, stable-diffusion.cpp %.1f s; this run's best is %.2f× PyTorch's time\n",
+							ref.PyTorch, ref.SDCpp, part.Min/ref.PyTorch)
+					}
+				}
+			}
+			if rss, ok := peakRSS(); ok {
+				rep.PeakRSSMB = rss
+				fmt.Fprintf(out, "peak RSS of the process: %.0f MiB\n", rss)
+			}
+			if jsonOut != "" {
+				data, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				return fsutil.WriteFileAtomic(jsonOut, append(data, '\n'))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&model, "model", "sd15", `"sd15" or "sd2" (that architecture, random weights), "default" (the embedded model), or a model folder or file`)
+	f.IntVar(&size, "size", 256, "image side in pixels (latents are size/8 for SD, size/4 for the default model)")
+	f.IntVar(&runs, "runs", 3, "timed runs of each part after the first (compiling) run")
+	f.StringSliceVar(&parts, "parts", []string{"unet", "text", "vae"}, "parts to measure: unet, text, vae")
+	f.StringVar(&jsonOut, "json", "", "also write the report to this JSON file")
+	f.Uint64Var(&seed, "seed", 1, "seed of the random weights and inputs")
+	return cmd
+}
+
+// benchModelSet is what bench measures: configs plus, for a real model,
+// its weight sources (nil: random weights).
+type benchModelSet struct {
+	name  string
+	sd15  bool // the SD1.5 architecture, for the comparison with the bar
+	unet  unet.Config
+	text  textenc.CLIPConfig
+	vae   vae.Config
+	src   map[string]nn.Source
+	seed  uint64
+	close func()
+}
+
+func benchModels(model string, seed uint64) (benchModelSet, error) {
+	switch model {
+	case "sd15", "":
+		return benchModelSet{name: "SD1.5 architecture, random weights", sd15: true, unet: unet.DefaultConfig(),
+			text: textenc.SD15CLIPConfig(), vae: vae.DefaultConfig(), seed: seed}, nil
+	case "sd2":
+		u := unet.DefaultConfig()
+		u.CrossAttentionDim = []int{1024}
+		u.AttentionHeadDim = []int{5, 10, 20, 20}
+		u.UseLinearProjection = true
+		t := textenc.SD15CLIPConfig()
+		t.HiddenSize, t.IntermediateSize, t.NumHiddenLayers, t.NumAttentionHeads, t.HiddenAct = 1024, 4096, 23, 16, "gelu"
+		return benchModelSet{name: "SD2 architecture, random weights", unet: u, text: t, vae: vae.DefaultConfig(), seed: seed}, nil
+	case "default":
+		p, err := defaultModel()
+		if err != nil {
+			return benchModelSet{}, err
+		}
+		ms, err := benchModels(p, seed)
+		ms.name = "the embedded default model"
+		return ms, err
+	}
+	m, err := weights.OpenModel(model, weights.OpenOptions{})
+	if err != nil {
+		return benchModelSet{}, err
+	}
+	ms := benchModelSet{name: model, src: map[string]nn.Source{}, seed: seed}
+	for _, c := range []string{weights.UNet, weights.TextEncoder, weights.VAE} {
+		if m.Components[c] == nil {
+			m.Close()
+			return benchModelSet{}, fmt.Errorf("%s has no %s", model, c)
+		}
+		ms.src[c] = m.Components[c].Source
+	}
+	if ms.unet, err = unet.ParseConfig(m.Components[weights.UNet].Config); err == nil {
+		if ms.text, err = textenc.ParseCLIPConfig(m.Components[weights.TextEncoder].Config); err == nil {
+			ms.vae, err = vae.ParseConfig(m.Components[weights.VAE].Config)
+		}
+	}
+	if err != nil {
+		m.Close()
+		return benchModelSet{}, err
+	}
+	ms.close = func() { m.Close() }
+	return ms, nil
+}
+
+// timeRuns calls fn once (compiling) and then n times.
+func timeRuns(n int, fn func() error) (first float64, runs []float64, err error) {
+	for i := 0; i <= n; i++ {
+		start := time.Now()
+		if err := fn(); err != nil {
+			return 0, nil, err
+		}
+		d := time.Since(start).Seconds()
+		if i == 0 {
+			first = d
+		} else {
+			runs = append(runs, d)
+		}
+	}
+	return first, runs, nil
+}
+
+func summarise(p benchPart) benchPart {
+	s := slices.Clone(p.Runs)
+	slices.Sort(s)
+	p.Min, p.Median = s[0], s[len(s)/2]
+	if len(s)%2 == 0 {
+		p.Median = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	if p.GFLOPs > 0 {
+		p.GFLOPS = p.GFLOPs / p.Median
+	}
+	return p
+}
+
+func randn(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
+
+func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand) (benchPart, error) {
+	m, err := unet.New(ms.unet)
+	if err != nil {
+		return benchPart{}, err
+	}
+	if src := ms.src[weights.UNet]; src != nil {
+		err = m.LoadWeights(src)
+	} else {
+		err = m.InitWeights(ms.seed)
+	}
+	if err != nil {
+		return benchPart{}, err
+	}
+	f := ms.vae.DownsampleFactor()
+	if size%f != 0 || (size/f)%m.Config.DownFactor() != 0 {
+		return benchPart{}, fmt.Errorf("--size %d: the latents (size/%d) must be a multiple of %d", size, f, m.Config.DownFactor())
+	}
+	h := size / f
+	cross := ms.text.HiddenSize
+	if len(ms.unet.CrossAttentionDim) > 0 {
+		cross = ms.unet.CrossAttentionDim[0]
+	}
+	tokens := ms.text.MaxPositionEmbeddings
+	shape, ehsShape := []int{2, ms.unet.InChannels, h, h}, []int{2, tokens, cross}
+	sample, ehs := randn(r, 2*ms.unet.InChannels*h*h), randn(r, 2*tokens*cross)
+	flops, err := unet.FLOPs(ms.unet, 2, h, h, tokens)
+	if err != nil {
+		return benchPart{}, err
+	}
+	p := benchPart{Part: "unet", What: fmt.Sprintf("one CFG step: batch 2 × %d×%d×%d latents, %d tokens", ms.unet.InChannels, h, h, tokens),
+		GFLOPs: float64(flops) / 1e9}
+	p.Compile, p.Runs, err = timeRuns(runs, func() error {
+		_, err := m.Run(b, sample, shape, []float32{981}, ehs, ehsShape)
+		return err
+	})
+	if err != nil {
+		return benchPart{}, err
+	}
+	return summarise(p), nil
+}
+
+func benchText(b backends.Backend, ms benchModelSet, runs int) (benchPart, error) {
+	m, err := textenc.NewCLIPTextModel(ms.text)
+	if err != nil {
+		return benchPart{}, err
+	}
+	src := ms.src[weights.TextEncoder]
+	if src == nil {
+		expected, err := m.ExpectedKeys()
+		if err != nil {
+			return benchPart{}, err
+		}
+		src = nn.RandomSource(expected, ms.seed+1)
+	}
+	if err := m.LoadWeights(src); err != nil {
+		return benchPart{}, err
+	}
+	n := ms.text.MaxPositionEmbeddings
+	ids := make([]int32, 2*n)
+	for i := range ids {
+		ids[i] = int32(i % ms.text.VocabSize)
+	}
+	p := benchPart{Part: "text", What: fmt.Sprintf("text encoder: 2 × %d tokens", n)}
+	p.Compile, p.Runs, err = timeRuns(runs, func() error {
+		_, _, err := m.Encode(b, ids, 2, n, 0)
+		return err
+	})
+	if err != nil {
+		return benchPart{}, err
+	}
+	return summarise(p), nil
+}
+
+func benchVAE(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand) (benchPart, error) {
+	m, err := vae.New(ms.vae)
+	if err != nil {
+		return benchPart{}, err
+	}
+	m.Backend = b
+	src := ms.src[weights.VAE]
+	if src == nil {
+		expected, err := m.ExpectedKeys()
+		if err != nil {
+			return benchPart{}, err
+		}
+		src = nn.RandomSource(expected, ms.seed+2)
+	}
+	if err := m.LoadWeights(src); err != nil {
+		return benchPart{}, err
+	}
+	h := size / ms.vae.DownsampleFactor()
+	shape := []int{1, ms.vae.LatentChannels, h, h}
+	z := randn(r, ms.vae.LatentChannels*h*h)
+	p := benchPart{Part: "vae", What: fmt.Sprintf("VAE decode: 1 × %d×%d×%d → %d²", ms.vae.LatentChannels, h, h, size)}
+	p.Compile, p.Runs, err = timeRuns(runs, func() error {
+		_, _, err := m.DecodeRun(z, shape)
+		return err
+	})
+	if err != nil {
+		return benchPart{}, err
+	}
+	return summarise(p), nil
+}
+
+func printBenchPart(w io.Writer, p benchPart) {
+	var rs []string
+	for _, r := range p.Runs {
+		rs = append(rs, fmt.Sprintf("%.3f", r))
+	}
+	fmt.Fprintf(w, "%-5s %s\n  first run (with compilation) %.3f s; runs %s s; median %.3f s, best %.3f s",
+		p.Part, p.What, p.Compile, strings.Join(rs, " "), p.Median, p.Min)
+	if p.GFLOPS > 0 {
+		fmt.Fprintf(w, "; %.1f GFLOP a run, %.1f GFLOP/s", p.GFLOPs, p.GFLOPS)
+	}
+	fmt.Fprintln(w)
+}
+
+// peakRSS reads the process's peak resident set (VmHWM) on Linux.
+func peakRSS() (mib float64, ok bool) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, found := strings.CutPrefix(line, "VmHWM:"); found {
+			f := strings.Fields(rest)
+			if len(f) >= 1 {
+				kb, err := strconv.ParseFloat(f[0], 64)
+				return kb / 1024, err == nil
+			}
+		}
+	}
+	return 0, false
+}
