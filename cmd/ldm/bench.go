@@ -165,16 +165,19 @@ type benchModelSet struct {
 func benchModels(model string, seed uint64) (benchModelSet, error) {
 	switch model {
 	case "sd15", "":
-		return benchModelSet{name: "SD1.5 architecture, random weights", sd15: true, unet: unet.DefaultConfig(),
-			text: textenc.SD15CLIPConfig(), vae: vae.DefaultConfig(), seed: seed}, nil
+		u := unet.DefaultConfig()
+		u.CrossAttentionDim, u.SampleSize = []int{768}, 64
+		return benchModelSet{name: "SD1.5 architecture, random weights", sd15: true, unet: u,
+			text: textenc.SD15CLIPConfig(), vae: sdVAEConfig(), seed: seed}, nil
 	case "sd2":
 		u := unet.DefaultConfig()
+		u.SampleSize = 64
 		u.CrossAttentionDim = []int{1024}
 		u.AttentionHeadDim = []int{5, 10, 20, 20}
 		u.UseLinearProjection = true
 		t := textenc.SD15CLIPConfig()
 		t.HiddenSize, t.IntermediateSize, t.NumHiddenLayers, t.NumAttentionHeads, t.HiddenAct = 1024, 4096, 23, 16, "gelu"
-		return benchModelSet{name: "SD2 architecture, random weights", unet: u, text: t, vae: vae.DefaultConfig(), seed: seed}, nil
+		return benchModelSet{name: "SD2 architecture, random weights", unet: u, text: t, vae: sdVAEConfig(), seed: seed}, nil
 	case "default":
 		p, err := defaultModel()
 		if err != nil {
@@ -207,6 +210,15 @@ func benchModels(model string, seed uint64) (benchModelSet, error) {
 	}
 	ms.close = func() { m.Close() }
 	return ms, nil
+}
+
+// sdVAEConfig is Stable Diffusion's f8 KL-VAE (SD 1.x and 2.x).
+func sdVAEConfig() vae.Config {
+	c := vae.DefaultConfig()
+	c.BlockOutChannels, c.LayersPerBlock, c.SampleSize = []int{128, 256, 512, 512}, 2, 512
+	c.DownBlockTypes = []string{vae.DownEncoderBlock2D, vae.DownEncoderBlock2D, vae.DownEncoderBlock2D, vae.DownEncoderBlock2D}
+	c.UpBlockTypes = []string{vae.UpDecoderBlock2D, vae.UpDecoderBlock2D, vae.UpDecoderBlock2D, vae.UpDecoderBlock2D}
+	return c
 }
 
 // timeRuns calls fn once (compiling) and then n times.
@@ -279,7 +291,7 @@ func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Ran
 	p := benchPart{Part: "unet", What: fmt.Sprintf("one CFG step: batch 2 × %d×%d×%d latents, %d tokens", ms.unet.InChannels, h, h, tokens),
 		GFLOPs: float64(flops) / 1e9}
 	p.Compile, p.Runs, err = timeRuns(runs, func() error {
-		_, err := m.Run(b, sample, shape, []float32{981}, ehs, ehsShape)
+		_, err := m.Run(b, sample, shape, []float32{981, 981}, ehs, ehsShape)
 		return err
 	})
 	if err != nil {
