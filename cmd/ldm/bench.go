@@ -305,13 +305,9 @@ func benchText(b backends.Backend, ms benchModelSet, runs int) (benchPart, error
 	if err != nil {
 		return benchPart{}, err
 	}
-	src := ms.src[weights.TextEncoder]
-	if src == nil {
-		expected, err := m.ExpectedKeys()
-		if err != nil {
-			return benchPart{}, err
-		}
-		src = nn.RandomSource(expected, ms.seed+1)
+	src, err := weightsOrRandom(ms.src[weights.TextEncoder], m.ExpectedKeys, ms.seed+1)
+	if err != nil {
+		return benchPart{}, err
 	}
 	if err := m.LoadWeights(src); err != nil {
 		return benchPart{}, err
@@ -338,13 +334,9 @@ func benchVAE(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand
 		return benchPart{}, err
 	}
 	m.Backend = b
-	src := ms.src[weights.VAE]
-	if src == nil {
-		expected, err := m.ExpectedKeys()
-		if err != nil {
-			return benchPart{}, err
-		}
-		src = nn.RandomSource(expected, ms.seed+2)
+	src, err := weightsOrRandom(ms.src[weights.VAE], m.ExpectedKeys, ms.seed+2)
+	if err != nil {
+		return benchPart{}, err
 	}
 	if err := m.LoadWeights(src); err != nil {
 		return benchPart{}, err
@@ -361,6 +353,19 @@ func benchVAE(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand
 		return benchPart{}, err
 	}
 	return summarise(p), nil
+}
+
+// weightsOrRandom returns src, or random weights of the expected shapes when
+// the model set has none (the SD presets).
+func weightsOrRandom(src nn.Source, expected func() (map[string][]int, error), seed uint64) (nn.Source, error) {
+	if src != nil {
+		return src, nil
+	}
+	keys, err := expected()
+	if err != nil {
+		return nil, err
+	}
+	return nn.RandomSource(keys, seed), nil
 }
 
 func printBenchPart(w io.Writer, p benchPart) {
