@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/fstest"
 
 	"github.com/ldm-project/ldm/weights"
 )
@@ -49,5 +50,41 @@ func TestPathExtractsTheEmbeddedModelOnceAndItOpens(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(dir))
 	if len(entries) != 1 {
 		t.Errorf("cache holds %d entries, want only the model (no temporary folders left)", len(entries))
+	}
+}
+
+func TestTreeHashNamesContentAndLayout(t *testing.T) {
+	base := fstest.MapFS{"unet/a.bin": {Data: []byte("weights")}, "model_index.json": {Data: []byte("{}")}}
+	h := func(fsys fstest.MapFS) string {
+		s, err := TreeHash(fsys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	h0 := h(base)
+	if len(h0) != 16 || h0 != h(base) {
+		t.Fatalf("hash %q: want 16 hex digits, stable", h0)
+	}
+	for name, other := range map[string]fstest.MapFS{
+		"content": {"unet/a.bin": {Data: []byte("weightz")}, "model_index.json": {Data: []byte("{}")}},
+		"name":    {"unet/b.bin": {Data: []byte("weights")}, "model_index.json": {Data: []byte("{}")}},
+		"split":   {"unet/a.bin": {Data: []byte("weight")}, "model_index.json": {Data: []byte("s{}")}},
+	} {
+		if h(other) == h0 {
+			t.Errorf("a different %s gives the same hash %s", name, h0)
+		}
+	}
+}
+
+// TestSumIsCurrent: default.sum must be the hash of what is embedded, or a
+// changed model would be served from the cache folder of the old one.
+func TestSumIsCurrent(t *testing.T) {
+	want, err := TreeHash(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Hash(); err != nil || got != want {
+		t.Errorf("default.sum holds %q (%v), the embedded files hash to %s: run go generate ./models", got, err, want)
 	}
 }
