@@ -75,3 +75,39 @@ func TestAttentionMatchesDefinition(t *testing.T) {
 		})
 	}
 }
+
+// TestAttentionChunkedQueries forces query chunking (as at SD1.5 512² on the
+// pure-Go backend) and checks the result against the definition and the
+// unchunked graph, for chunk counts that do and do not divide the queries.
+func TestAttentionChunkedQueries(t *testing.T) {
+	bk := testBackend(t)
+	if !IsGo(bk) {
+		t.Skip("query chunking applies to the pure-Go backend only")
+	}
+	r := rand.New(rand.NewPCG(33, 34))
+	b, tq, tk, c, heads := 2, 11, 9, 8, 2
+	q, k, v := randn(r, b*tq*c), randn(r, b*tk*c), randn(r, b*tk*c)
+	run := func(chunkBytes int) []float32 {
+		old := attentionChunkBytes
+		attentionChunkBytes = chunkBytes
+		defer func() { attentionChunkBytes = old }()
+		var got []float32
+		err := Try(func() {
+			e := MustNewExec(bk, func(q, k, v *Node) *Node { return Attention(q, k, v, heads, false) })
+			got = Values(e.MustExec(tensors.FromFlatDataAndDimensions(q, b, tq, c),
+				tensors.FromFlatDataAndDimensions(k, b, tk, c),
+				tensors.FromFlatDataAndDimensions(v, b, tk, c))[0])
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	whole := run(1 << 30)
+	row := b * heads * tk * 4
+	for _, rows := range []int{1, 3, 4, 10} { // 11, 4, 3 and 2 chunks
+		got := run(rows * row)
+		assertClose(t, got, attentionRef(q, k, v, b, tq, tk, c, heads, false), 1e-5)
+		assertClose(t, got, whole, 1e-6)
+	}
+}
