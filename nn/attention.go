@@ -13,7 +13,7 @@ var DType = dtypes.Float32
 // attentionChunkBytes bounds the [B,H,q,Tk] score matrix of one attention
 // on the pure-Go backend: above it the queries are processed in chunks (a
 // variable so that tests can force chunking on small inputs).
-var attentionChunkBytes = 64 << 20
+var attentionChunkBytes = 256 << 20
 
 // Attention computes multi-head scaled dot-product attention. q is [B,Tq,C],
 // k and v are [B,Tk,C]; C is split into heads. With causal set, query i sees
@@ -21,7 +21,7 @@ var attentionChunkBytes = 64 << 20
 //
 // On the pure-Go backend, when the scores would exceed attentionChunkBytes
 // (SD1.5 at 512²: 4096 queries × 4096 keys × 8 heads × 2 = 1 GiB, plus the
-// softmax), the queries are split into chunks of equal size, each attended
+// softmax; nothing below 512²), the queries are split into chunks of equal size, each attended
 // on its own and the outputs concatenated, as diffusers' attention slicing
 // does: every output row is the same softmax over the same keys. The
 // sequential executor frees a chunk's scores before the next, so the peak
