@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/rng"
 )
 
@@ -235,6 +236,7 @@ func (p *Pipeline) generateGroup(ctx context.Context, items []BatchItem, idx []i
 		return nil, err
 	}
 
+	nn.ReleaseBuffers(p.Backend) // the decode reuses the U-Net's memory
 	img, ishape, err := p.VAE.DecodeRun(p.VAE.Config.UnscaleValues(x), shape)
 	if err != nil {
 		return nil, err

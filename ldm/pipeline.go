@@ -569,6 +569,7 @@ func (p *Pipeline) encodeChunks(chunks []Chunk, clipSkip int) ([]float32, int, i
 
 // finish decodes the latents and builds the results.
 func (p *Pipeline) finish(req Request, seed0 int64, x []float32, shape []int, init *img2imgState) ([]Result, error) {
+	nn.ReleaseBuffers(p.Backend) // the decode reuses the U-Net's memory
 	img, ishape, err := p.VAE.DecodeRun(p.VAE.Config.UnscaleValues(x), shape)
 	if err != nil {
 		return nil, err

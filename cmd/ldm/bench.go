@@ -104,6 +104,7 @@ embedded model, measures those weights.`,
 			fmt.Fprintf(out, "ldm bench: %s on %s, %d CPUs, %d², %d runs after the first\n", rep.Model, rep.Backend, rep.CPUs, size, runs)
 			r := rand.New(rand.NewPCG(seed, 7))
 			for _, p := range parts {
+				nn.ReleaseBuffers(b) // as the pipeline does between the U-Net and the decode
 				var part benchPart
 				switch p {
 				case "unet":
