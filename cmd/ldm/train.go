@@ -294,23 +294,11 @@ func newTrainLDMCmd() *cobra.Command {
 					return err
 				}
 			}
-			b, err := nn.NewBackend(backendFlag(cmd))
+			t, err := openLDMRun(cmd, run, rf.out, resume)
 			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(rf.out, 0o755); err != nil {
 				return err
 			}
 			out := cmd.ErrOrStderr()
-			steps := run.Train.Steps
-			t, err := train.NewLDMTrainer(b, run, rf.out, resume)
-			if err != nil {
-				return err
-			}
-			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
-			if err := applyCaptionFlags(cmd, &t.Run, run); err != nil {
-				return err
-			}
 			if exportTo != "" {
 				return t.Export(exportTo)
 			}
@@ -390,23 +378,11 @@ otherwise the fine-tuned model is exported to <out>/model.`,
 			if run.TrainText && run.LoRARank > 0 {
 				return fmt.Errorf("--train-text trains the whole text encoder and --lora only adapters on the U-Net: use one of them")
 			}
-			if err := os.MkdirAll(rf.out, 0o755); err != nil {
-				return err
-			}
-			b, err := nn.NewBackend(backendFlag(cmd))
+			t, err := openLDMRun(cmd, run, rf.out, resume)
 			if err != nil {
 				return err
 			}
 			out := cmd.ErrOrStderr()
-			steps := run.Train.Steps
-			t, err := train.NewLDMTrainer(b, run, rf.out, resume)
-			if err != nil {
-				return err
-			}
-			extendSteps(cmd, t.Trainer, &t.Run.Train, steps)
-			if err := applyCaptionFlags(cmd, &t.Run, run); err != nil {
-				return err
-			}
 			reportSkipped(out, t.Data)
 			what := "full U-Net"
 			if t.Run.TrainText && t.LoRA == nil {
@@ -489,4 +465,25 @@ func applyCaptionFlags(cmd *cobra.Command, dst *train.LDMRun, flags train.LDMRun
 			dst.TagDropout, dst.KeepTags, dst.ArticleProb)
 	}
 	return nil
+}
+
+// openLDMRun starts or resumes an LDM run (train ldm, finetune) in out: the
+// backend, the trainer, a --steps given on resume, the caption flags.
+func openLDMRun(cmd *cobra.Command, run train.LDMRun, out, resume string) (*train.LDMTrainer, error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	b, err := nn.NewBackend(backendFlag(cmd))
+	if err != nil {
+		return nil, err
+	}
+	t, err := train.NewLDMTrainer(b, run, out, resume)
+	if err != nil {
+		return nil, err
+	}
+	extendSteps(cmd, t.Trainer, &t.Run.Train, run.Train.Steps)
+	if err := applyCaptionFlags(cmd, &t.Run, run); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
