@@ -21,9 +21,10 @@ var attentionChunkBytes = 256 << 20
 //
 // On the pure-Go backend, when the scores would exceed attentionChunkBytes
 // (SD1.5 at 512²: 4096 queries × 4096 keys × 8 heads × 2 = 1 GiB, plus the
-// softmax; nothing below 512²), the queries are split into chunks of equal size, each attended
-// on its own and the outputs concatenated, as diffusers' attention slicing
-// does: every output row is the same softmax over the same keys. The
+// softmax; nothing below 512²), the queries are split into chunks of equal
+// size, each attended on its own and the outputs concatenated, as diffusers'
+// attention slicing does: every output row is the same softmax over the
+// same keys. The
 // sequential executor frees a chunk's scores before the next, so the peak
 // holds one chunk's; on machines where touching fresh memory is slow this is
 // also faster.
