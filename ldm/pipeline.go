@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 
+	"github.com/ldm-project/ldm/internal/fsutil"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/rng"
 	"github.com/ldm-project/ldm/scheduler"
@@ -159,6 +161,10 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 
 // shortHash is AUTOMATIC1111's "Model hash": the first 10 hex digits of the
 // SHA-256 of the weights file (the U-Net's file for a diffusers folder).
+// Hashing a 2 GB checkpoint takes ≈ 5 s, so the result is kept, as
+// AUTOMATIC1111 does, in <cache>/hashes.json keyed by the file's absolute
+// path, size and modification time; a cache that cannot be read or written
+// only costs the hashing.
 func shortHash(path string) string {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		for _, f := range []string{"unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"} {
@@ -168,7 +174,21 @@ func shortHash(path string) string {
 			}
 		}
 	}
-	f, err := os.Open(path)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ""
+	}
+	st, err := os.Stat(abs)
+	if err != nil || st.IsDir() {
+		return ""
+	}
+	key := hashKey{Size: st.Size(), MTime: st.ModTime().UnixNano()}
+	cacheFile := filepath.Join(fsutil.CacheDir(), "hashes.json")
+	cache := readHashCache(cacheFile)
+	if e, ok := cache[abs]; ok && e.hashKey == key && len(e.SHA256) == 64 {
+		return e.SHA256[:10]
+	}
+	f, err := os.Open(abs)
 	if err != nil {
 		return ""
 	}
@@ -177,7 +197,34 @@ func shortHash(path string) string {
 	if _, err := io.Copy(h, f); err != nil {
 		return ""
 	}
-	return hex.EncodeToString(h.Sum(nil))[:10]
+	sum := hex.EncodeToString(h.Sum(nil))
+	cache = readHashCache(cacheFile) // another process may have added entries meanwhile
+	cache[abs] = hashEntry{hashKey: key, SHA256: sum}
+	if data, err := json.MarshalIndent(cache, "", "  "); err == nil && os.MkdirAll(filepath.Dir(cacheFile), 0o755) == nil {
+		_ = fsutil.WriteFileAtomic(cacheFile, append(data, '\n'))
+	}
+	return sum[:10]
+}
+
+type hashKey struct {
+	Size  int64 `json:"size"`
+	MTime int64 `json:"mtime_ns"`
+}
+
+type hashEntry struct {
+	hashKey
+	SHA256 string `json:"sha256"`
+}
+
+// readHashCache reads the hash cache; a missing or unreadable one is empty.
+func readHashCache(path string) map[string]hashEntry {
+	m := map[string]hashEntry{}
+	if data, err := os.ReadFile(path); err == nil {
+		if json.Unmarshal(data, &m) != nil {
+			return map[string]hashEntry{}
+		}
+	}
+	return m
 }
 
 // Factor is the VAE's spatial downsampling factor (8 for SD).

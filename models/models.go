@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ldm-project/ldm/internal/fsutil"
 )
 
 //go:embed all:default
@@ -92,14 +94,7 @@ func Path() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := os.Getenv("LDM_CACHE")
-	if base == "" {
-		if c, err := os.UserCacheDir(); err == nil {
-			base = filepath.Join(c, "ldm")
-		} else {
-			base = filepath.Join(os.TempDir(), "ldm")
-		}
-	}
+	base := fsutil.CacheDir()
 	dir := filepath.Join(base, "default-"+h)
 	if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err == nil {
 		return dir, nil
