@@ -8,6 +8,7 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 )
@@ -17,6 +18,22 @@ import (
 type Source interface {
 	Keys() []string
 	Float32(key string) ([]float32, []int, error)
+}
+
+// IntoSource is a Source that can convert a tensor straight into a given
+// buffer. Load then fills each variable's tensor in place instead of
+// converting into a slice and copying that: for SD1.5's 4.3 GB of float32
+// weights, one allocation and one pass over memory less.
+type IntoSource interface {
+	Float32Shape(key string) ([]int, bool)
+	Float32Into(key string, dst []float32) error
+}
+
+func shapeOf(src IntoSource, key string) ([]int, bool) {
+	if src == nil {
+		return nil, false
+	}
+	return src.Float32Shape(key)
 }
 
 // KeyToScope splits a diffusers state-dict key into a GoMLX scope path and a
@@ -41,13 +58,24 @@ func ScopeToKey(scope, name string) string {
 // Load copies every tensor of src into variables of ctx (one tensor in memory
 // at a time besides the variables), keyed by diffusers names.
 func Load(ctx *context.Context, src Source) error {
+	into, _ := src.(IntoSource)
 	for _, key := range src.Keys() {
-		data, shape, err := src.Float32(key)
-		if err != nil {
-			return err
+		var t *tensors.Tensor
+		if shape, ok := shapeOf(into, key); ok {
+			t = tensors.FromShape(shapes.Make(DType, shape...))
+			var err error
+			tensors.MustMutableFlatData(t, func(flat []float32) { err = into.Float32Into(key, flat) })
+			if err != nil {
+				return err
+			}
+		} else {
+			data, shape, err := src.Float32(key)
+			if err != nil {
+				return err
+			}
+			t = tensors.FromFlatDataAndDimensions(data, shape...)
 		}
 		scope, name := KeyToScope(key)
-		t := tensors.FromFlatDataAndDimensions(data, shape...)
 		if v := ctx.GetVariableByScopeAndName(scope, name); v != nil {
 			if err := v.SetValue(t); err != nil {
 				return fmt.Errorf("weight %s: %w", key, err)

@@ -356,22 +356,28 @@ func (f *File) float32Range(t TensorInfo, lo, hi int) ([]float32, error) {
 	if lo < 0 || hi < lo || hi > t.NumElements() {
 		return nil, fmt.Errorf("%s: tensor %q: element range [%d,%d) outside its %d elements", f.Path, t.Name, lo, hi, t.NumElements())
 	}
-	sz := t.DType.Size()
 	out := make([]float32, hi-lo)
+	return out, f.float32RangeInto(t, lo, out)
+}
+
+// float32RangeInto converts len(out) elements of t from element lo on into
+// out.
+func (f *File) float32RangeInto(t TensorInfo, lo int, out []float32) error {
+	sz := t.DType.Size()
 	per := readChunk / sz
 	buf := make([]byte, min(len(out), per)*sz)
 	for done := 0; done < len(out); {
 		n := min(len(out)-done, per)
 		b := buf[:n*sz]
 		if err := f.readAt(b, t.Begin+int64(lo+done)*int64(sz), t.Name); err != nil {
-			return nil, err
+			return err
 		}
 		if err := convertFloat32(out[done:done+n], b, t.DType); err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: %w", f.Path, t.Name, err)
+			return fmt.Errorf("%s: tensor %q: %w", f.Path, t.Name, err)
 		}
 		done += n
 	}
-	return out, nil
+	return nil
 }
 
 // Int64 reads an integer tensor converted to int64, with its shape.

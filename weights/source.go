@@ -73,6 +73,30 @@ func (s *fileSource) Float32(key string) ([]float32, []int, error) {
 	return data, slices.Clone(r.shape), nil
 }
 
+// Float32Shape is a tensor's diffusers shape (nn.IntoSource).
+func (s *fileSource) Float32Shape(key string) ([]int, bool) {
+	r, ok := s.refs[key]
+	if !ok {
+		return nil, false
+	}
+	return slices.Clone(r.shape), true
+}
+
+// Float32Into converts a tensor straight into dst, which must hold exactly
+// its elements (nn.IntoSource): loading then needs no second copy.
+func (s *fileSource) Float32Into(key string, dst []float32) error {
+	r, ok := s.refs[key]
+	if !ok {
+		return fmt.Errorf("no tensor for key %q", key)
+	}
+	t, _ := r.file.Info(r.name)
+	n := t.NumElements() / r.part.Of
+	if len(dst) != n {
+		return fmt.Errorf("tensor %q has %d elements, the buffer %d", key, n, len(dst))
+	}
+	return r.file.float32RangeInto(t, r.part.Index*n, dst)
+}
+
 // CountParameters returns the number of elements over all tensors of src.
 func CountParameters(src Source) int64 {
 	var n int64
