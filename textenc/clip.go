@@ -306,6 +306,29 @@ func (s checkedSource) Float32(key string) ([]float32, []int, error) {
 	return data, shape, nil
 }
 
+// Float32Shape passes nn.IntoSource through when the underlying source has
+// it and the shape is the expected one (otherwise Float32 reports it).
+func (s checkedSource) Float32Shape(key string) ([]int, bool) {
+	into, ok := s.src.(nn.IntoSource)
+	if !ok {
+		return nil, false
+	}
+	shape, ok := into.Float32Shape(key)
+	if !ok || !equalDims(shape, s.expected[key]) {
+		return nil, false
+	}
+	return shape, true
+}
+
+// Float32Into converts straight into dst (after Float32Shape said yes).
+func (s checkedSource) Float32Into(key string, dst []float32) error {
+	into, ok := s.src.(nn.IntoSource)
+	if !ok {
+		return fmt.Errorf("weight %s: the source cannot convert in place", key)
+	}
+	return into.Float32Into(key, dst)
+}
+
 func equalDims(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

@@ -157,6 +157,35 @@ func (r renamedSource) Float32(key string) ([]float32, []int, error) {
 	return data, shape, nil
 }
 
+// Float32Shape passes nn.IntoSource through when the underlying source has
+// it and the shape fits (otherwise Float32 reports the mismatch).
+func (r renamedSource) Float32Shape(key string) ([]int, bool) {
+	into, ok := r.src.(nn.IntoSource)
+	if !ok {
+		return nil, false
+	}
+	shape, ok := into.Float32Shape(r.from[key])
+	if !ok {
+		return nil, false
+	}
+	if want := r.want[key]; !slices.Equal(shape, want) {
+		if !slices.Equal(trimOnes(shape), trimOnes(want)) {
+			return nil, false
+		}
+		shape = want
+	}
+	return shape, true
+}
+
+// Float32Into converts straight into dst (after Float32Shape said yes).
+func (r renamedSource) Float32Into(key string, dst []float32) error {
+	into, ok := r.src.(nn.IntoSource)
+	if !ok {
+		return fmt.Errorf("weight %s: the source cannot convert in place", r.from[key])
+	}
+	return into.Float32Into(r.from[key], dst)
+}
+
 func trimOnes(s []int) []int {
 	for len(s) > 0 && s[len(s)-1] == 1 {
 		s = s[:len(s)-1]
