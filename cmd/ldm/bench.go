@@ -18,6 +18,7 @@ import (
 	"github.com/ldm-project/ldm/internal/fsutil"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/textenc"
+	"github.com/ldm-project/ldm/train"
 	"github.com/ldm-project/ldm/unet"
 	"github.com/ldm-project/ldm/vae"
 	"github.com/ldm-project/ldm/weights"
@@ -252,14 +253,6 @@ func summarise(p benchPart) benchPart {
 	return p
 }
 
-func randn(r *rand.Rand, n int) []float32 {
-	x := make([]float32, n)
-	for i := range x {
-		x[i] = float32(r.NormFloat64())
-	}
-	return x
-}
-
 func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand) (benchPart, error) {
 	m, err := unet.New(ms.unet)
 	if err != nil {
@@ -284,7 +277,7 @@ func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Ran
 	}
 	tokens := ms.text.MaxPositionEmbeddings
 	shape, ehsShape := []int{2, ms.unet.InChannels, h, h}, []int{2, tokens, cross}
-	sample, ehs := randn(r, 2*ms.unet.InChannels*h*h), randn(r, 2*tokens*cross)
+	sample, ehs := train.Normal(r, 2*ms.unet.InChannels*h*h), train.Normal(r, 2*tokens*cross)
 	flops, err := unet.FLOPs(ms.unet, 2, h, h, tokens)
 	if err != nil {
 		return benchPart{}, err
@@ -344,7 +337,7 @@ func benchVAE(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand
 	}
 	h := size / ms.vae.DownsampleFactor()
 	shape := []int{1, ms.vae.LatentChannels, h, h}
-	z := randn(r, ms.vae.LatentChannels*h*h)
+	z := train.Normal(r, ms.vae.LatentChannels*h*h)
 	p := benchPart{Part: "vae", What: fmt.Sprintf("VAE decode: 1 × %d×%d×%d → %d²", ms.vae.LatentChannels, h, h, size)}
 	p.Compile, p.Runs, err = timeRuns(runs, func() error {
 		_, _, err := m.DecodeRun(z, shape)
