@@ -147,14 +147,20 @@ func (r renamedSource) Float32(key string) ([]float32, []int, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	want := r.want[key]
-	if !slices.Equal(shape, want) {
-		if !slices.Equal(trimOnes(shape), trimOnes(want)) {
-			return nil, nil, fmt.Errorf("weight %s has shape %v, the config needs %v", r.from[key], shape, want)
-		}
-		shape = want
+	if shape, err = r.fit(key, shape); err != nil {
+		return nil, nil, err
 	}
 	return data, shape, nil
+}
+
+// fit checks a stored shape against the config's, accepting a difference
+// in trailing 1s only, and returns the config's shape.
+func (r renamedSource) fit(key string, shape []int) ([]int, error) {
+	want := r.want[key]
+	if !slices.Equal(shape, want) && !slices.Equal(trimOnes(shape), trimOnes(want)) {
+		return nil, fmt.Errorf("weight %s has shape %v, the config needs %v", r.from[key], shape, want)
+	}
+	return want, nil
 }
 
 // Float32Shape passes nn.IntoSource through when the underlying source has
@@ -168,13 +174,8 @@ func (r renamedSource) Float32Shape(key string) ([]int, bool) {
 	if !ok {
 		return nil, false
 	}
-	if want := r.want[key]; !slices.Equal(shape, want) {
-		if !slices.Equal(trimOnes(shape), trimOnes(want)) {
-			return nil, false
-		}
-		shape = want
-	}
-	return shape, true
+	shape, err := r.fit(key, shape)
+	return shape, err == nil
 }
 
 // Float32Into converts straight into dst (after Float32Shape said yes).
