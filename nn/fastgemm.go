@@ -1,11 +1,7 @@
 package nn
 
 import (
-	"os"
-
 	"github.com/gomlx/gomlx/backends"
-
-	"github.com/ldm-project/ldm/internal/simplegofast"
 )
 
 // EnvFastGEMM switches the fast float32 matrix product of the pure-Go
@@ -21,13 +17,7 @@ func init() {
 	prev := wrap
 	wrap = func(b backends.Backend) backends.Backend {
 		if b != nil && isGoName(b) {
-			if os.Getenv(EnvFastGEMM) == "0" {
-				if simplegofast.Enabled() {
-					simplegofast.Disable()
-				}
-			} else {
-				_ = simplegofast.Enable() // on failure it logged why; GoMLX's product stays
-			}
+			_ = FastPathStatus() // on failure simplegofast logged why; GoMLX's product stays
 		}
 		return prev(b)
 	}

@@ -44,13 +44,14 @@ type benchPart struct {
 }
 
 type benchReport struct {
-	Model     string      `json:"model"`
-	Backend   string      `json:"backend"`
-	CPUs      int         `json:"cpus"`
-	Size      int         `json:"size"`
-	Date      string      `json:"date"`
-	Parts     []benchPart `json:"parts"`
-	PeakRSSMB float64     `json:"peak_rss_mib,omitempty"`
+	Model     string       `json:"model"`
+	Backend   string       `json:"backend"`
+	CPUs      int          `json:"cpus"`
+	Size      int          `json:"size"`
+	Date      string       `json:"date"`
+	FastPath  *nn.FastPath `json:"fast_path,omitempty"` // pure-Go backend only
+	Parts     []benchPart  `json:"parts"`
+	PeakRSSMB float64      `json:"peak_rss_mib,omitempty"`
 }
 
 func init() { subcommands = append(subcommands, newBenchCmd) }
@@ -103,6 +104,11 @@ embedded model, measures those weights.`,
 				Date: time.Now().Format("2006-01-02 15:04")}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "ldm bench: %s on %s, %d CPUs, %d², %d runs after the first\n", rep.Model, rep.Backend, rep.CPUs, size, runs)
+			if nn.IsGo(b) {
+				fp := nn.FastPathStatus()
+				rep.FastPath = &fp
+				fmt.Fprintf(out, "pure-Go fast path: %s\n", fp)
+			}
 			r := rand.New(rand.NewPCG(seed, 7))
 			for _, p := range parts {
 				nn.ReleaseBuffers(b) // as the pipeline does between the U-Net and the decode

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/weights"
 )
 
@@ -37,7 +38,11 @@ single-file .safetensors checkpoint and describes what it holds. Only headers ar
 				enc.SetIndent("", "  ")
 				return enc.Encode(s)
 			}
-			return printSummary(cmd.OutOrStdout(), s)
+			if err := printSummary(cmd.OutOrStdout(), s); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "\npure-Go backend fast path: %s\n", nn.FastPathStatus())
+			return err
 		},
 	}
 	f := cmd.Flags()

@@ -122,7 +122,8 @@ func TestInfoDescribesTheGoldenSingleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"format: diffusers, 3.7M parameters", "unet (UNet2DConditionModel)", "1.1M parameters in 304 tensors: F32 304", "attention_head_dim: 8"} {
+	for _, line := range []string{"format: diffusers, 3.7M parameters", "unet (UNet2DConditionModel)", "1.1M parameters in 304 tensors: F32 304", "attention_head_dim: 8",
+		"pure-Go backend fast path: on (GEMM kernel "} {
 		if !strings.Contains(text, line) {
 			t.Errorf("text output lacks %q:\n%s", line, text)
 		}
