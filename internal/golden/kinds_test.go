@@ -12,6 +12,7 @@ var implemented = map[string]string{
 	"torch_randn":    "rng/golden_test.go",
 	"scheduler":      "scheduler/golden_test.go",
 	"vae":            "vae/golden_test.go",
+	"taesd":          "taesd/golden_test.go",
 	"unet":           "unet/unet_test.go",
 	"txt2img":        "ldm/golden_test.go",
 	"img2img":        "ldm/golden_test.go",
