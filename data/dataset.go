@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
@@ -79,6 +80,53 @@ func (d *Dataset) Filter(keep func(Item) bool) *Dataset {
 // the datasets this package builds).
 func (d *Dataset) Split(name string) *Dataset {
 	return d.Filter(func(it Item) bool { return it.Fields["split"] == name })
+}
+
+// TrainTest divides the dataset into the items to train on and the held-out
+// ones. A dataset whose metadata has a "split" column keeps its split: rows
+// of split "train", and rows that leave the column empty, train; every other
+// split is held out, and holdout is ignored. Without the column (a kohya
+// folder, a plain imagefolder or CSV) everything trains but a fraction
+// holdout of the items, picked by a hash of each item's name so that the
+// choice is the same on every run and an added image does not move the
+// others, is held out. test is empty (not nil) when nothing is held out.
+func (d *Dataset) TrainTest(holdout float64) (train, test *Dataset, err error) {
+	if !(holdout >= 0 && holdout < 1) {
+		return nil, nil, fmt.Errorf("holdout %g: want a fraction in [0, 1)", holdout)
+	}
+	splits := map[string]int{}
+	for _, it := range d.Items {
+		if s, ok := it.Fields["split"]; ok {
+			splits[s]++
+		}
+	}
+	isTrain := func(it Item) bool { return heldOutByName(it.Name) >= holdout }
+	if len(splits) > 0 {
+		isTrain = func(it Item) bool { s := it.Fields["split"]; return s == "" || s == "train" }
+	}
+	train = d.Filter(isTrain)
+	test = d.Filter(func(it Item) bool { return !isTrain(it) })
+	if train.Len() == 0 {
+		what := fmt.Sprintf("%d items", d.Len())
+		if len(splits) > 0 {
+			var parts []string
+			for s, n := range splits {
+				parts = append(parts, fmt.Sprintf("%d of split %q", n, s))
+			}
+			sort.Strings(parts)
+			return nil, nil, fmt.Errorf("dataset %s (%s layout): found %s and no item of split \"train\" to train on: "+
+				"mark the training rows split=train, or remove the split column to train on everything", d.Root, d.Layout, strings.Join(parts, ", "))
+		}
+		return nil, nil, fmt.Errorf("dataset %s (%s layout): --holdout %g holds out all %s and leaves nothing to train on", d.Root, d.Layout, holdout, what)
+	}
+	return train, test, nil
+}
+
+// heldOutByName maps an item name to a number uniform in [0, 1): items below
+// the holdout fraction are held out.
+func heldOutByName(name string) float64 {
+	h := sha256.Sum256([]byte("ldm holdout\x00" + name))
+	return float64(binary.BigEndian.Uint64(h[:8])>>11) / (1 << 53)
 }
 
 // Fingerprint identifies the item list (names and captions, in order). A

@@ -199,3 +199,79 @@ func TestFilterSplitAndFingerprint(t *testing.T) {
 		t.Error("fingerprint ignores a caption change")
 	}
 }
+
+// Every layout Open reads trains as it is: a split column is optional, and
+// only a dataset that has one and no "train" row is refused, by an error
+// that says what was found.
+func TestTrainTestTakesEveryLayout(t *testing.T) {
+	row := func(name, extra string) string {
+		return `{"file_name": "` + name + `", "text": "a cat"` + extra + "}\n"
+	}
+	cases := []struct {
+		name              string
+		files             map[string]string
+		holdout           float64
+		wantTrain, wantHe int
+		wantErr           string
+	}{
+		{"kohya", map[string]string{"a.png": "x", "a.txt": "a cat", "b.png": "x", "b.txt": "a dog"}, 0, 2, 0, ""},
+		{"imagefolder without split", map[string]string{"metadata.jsonl": row("a.png", "") + row("b.png", "")}, 0, 2, 0, ""},
+		{"csv", map[string]string{"metadata.csv": "file_name,text\na.png,a cat\nb.png,a dog\n"}, 0, 2, 0, ""},
+		{"split column", map[string]string{"metadata.jsonl": row("a.png", `, "split": "train"`) + row("b.png", `, "split": "test"`) + row("c.png", "")}, 0.5, 2, 1, ""},
+		{"only test rows", map[string]string{"metadata.jsonl": row("a.png", `, "split": "test"`) + row("b.png", `, "split": "validation"`)}, 0, 0, 0,
+			`found 1 of split "test", 1 of split "validation" and no item of split "train"`},
+		{"holdout of everything", map[string]string{"metadata.jsonl": row("a.png", "")}, 0.999999, 0, 0, "leaves nothing to train on"},
+		{"bad holdout", map[string]string{"metadata.jsonl": row("a.png", "")}, 1, 0, 0, "want a fraction in [0, 1)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, c.files)
+			d, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, he, err := d.TrainTest(c.holdout)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Len() != c.wantTrain || he.Len() != c.wantHe {
+				t.Fatalf("%d train, %d held out; want %d, %d", tr.Len(), he.Len(), c.wantTrain, c.wantHe)
+			}
+		})
+	}
+}
+
+// Without a split column the held-out items are chosen by name: the same on
+// every call, about the asked fraction, and an added item moves no other.
+func TestHoldoutByNameIsStable(t *testing.T) {
+	var d Dataset
+	for i := range 1000 {
+		d.Items = append(d.Items, Item{Name: strings.Repeat("x", i%7) + string(rune('a'+i%26)) + strings.Repeat("y", i/26)})
+	}
+	_, he, err := d.TrainTest(0.2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := he.Len(); n < 150 || n > 250 {
+		t.Errorf("held out %d of 1000 at 0.2", n)
+	}
+	more := d
+	more.Items = append([]Item{{Name: "new.png"}}, d.Items...)
+	_, he2, _ := more.TrainTest(0.2)
+	held := map[string]bool{}
+	for _, it := range he2.Items {
+		held[it.Name] = true
+	}
+	for _, it := range he.Items {
+		if !held[it.Name] {
+			t.Fatalf("%s left the held-out set when an item was added", it.Name)
+		}
+	}
+}

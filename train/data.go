@@ -43,28 +43,59 @@ func LoadImageFolder(dir string, size int, split string) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
+	if split != "" {
+		all := d
+		if d = d.Split(split); d.Len() == 0 {
+			return nil, fmt.Errorf("%s (%s layout, %d items): no item has split %q", dir, all.Layout, all.Len(), split)
+		}
+	}
+	return loadItems(d, size)
+}
+
+// LoadTrainingData reads a dataset as LoadImageFolder does and divides it
+// with data.Dataset.TrainTest: the images to train on, and the held-out ones
+// (nil when nothing is held out). Any layout data.Open reads trains as it is.
+func LoadTrainingData(dir string, size int, holdout float64) (train, test *Dataset, err error) {
+	d, err := data.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr, te, err := d.TrainTest(holdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if train, err = loadItems(tr, size); err != nil {
+		return nil, nil, err
+	}
+	if te.Len() > 0 {
+		if test, err = loadItems(te, size); err != nil {
+			return nil, nil, fmt.Errorf("held-out images: %w", err)
+		}
+	}
+	return train, test, nil
+}
+
+// loadItems decodes the items of d, skipping (and naming) unreadable ones.
+func loadItems(d *data.Dataset, size int) (*Dataset, error) {
 	ds := &Dataset{Size: size}
 	for _, it := range d.Items {
-		sp := it.Fields["split"]
-		if split != "" && sp != split {
-			continue
-		}
 		rgb, err := readRGB(it.Path, size)
 		if err != nil {
 			slog.Warn("skipping an unreadable image", "file", it.Path, "err", err)
 			ds.Skipped = append(ds.Skipped, fmt.Sprintf("%s: %v", it.Name, err))
 			continue
 		}
-		ds.Examples = append(ds.Examples, Example{RGB: rgb, Caption: it.Caption, File: it.Name, Split: sp})
+		ds.Examples = append(ds.Examples, Example{RGB: rgb, Caption: it.Caption, File: it.Name, Split: it.Fields["split"]})
 	}
 	if len(ds.Examples) == 0 {
-		if split != "" {
-			return nil, fmt.Errorf("%s: no readable images in split %q (%d skipped)", dir, split, len(ds.Skipped))
+		first := ""
+		if len(ds.Skipped) > 0 {
+			first = "; the first: " + ds.Skipped[0]
 		}
-		return nil, fmt.Errorf("%s: no readable images (%d skipped)", dir, len(ds.Skipped))
+		return nil, fmt.Errorf("%s (%s layout): none of the %d listed images could be read%s", d.Root, d.Layout, d.Len(), first)
 	}
 	if len(ds.Skipped) > 0 {
-		slog.Warn("unreadable images skipped", "dataset", dir, "count", len(ds.Skipped))
+		slog.Warn("unreadable images skipped", "dataset", d.Root, "count", len(ds.Skipped))
 	}
 	return ds, nil
 }

@@ -59,8 +59,19 @@ func TestLoadImageFolderKohyaLayoutAndCorruptImages(t *testing.T) {
 	if len(a.RGB) != 4*4*3 || a.RGB[0] != 255 || a.RGB[1] != 0 || b.RGB[0] != 255 || b.RGB[1] != 255 {
 		t.Errorf("pixels: red square starts %v, transparent one %v (want red, white)", a.RGB[:3], b.RGB[:3])
 	}
-	if _, err := train.LoadImageFolder(dir, 4, "train"); err == nil || !strings.Contains(err.Error(), `split "train"`) {
+	if _, err := train.LoadImageFolder(dir, 4, "train"); err == nil || !strings.Contains(err.Error(), `captions layout, 3 items): no item has split "train"`) {
 		t.Errorf("a split the folder lacks: err %v", err)
+	}
+	// Training takes the folder as it is: no split column, so everything
+	// trains (the corrupt image skipped) and nothing is held out.
+	tr, te, err := train.LoadTrainingData(dir, 4, 0)
+	if err != nil || len(tr.Examples) != 2 || te != nil {
+		t.Errorf("LoadTrainingData of a kohya folder: %v, held out %v, err %v", tr, te, err)
+	}
+	os.Remove(filepath.Join(dir, "a.png"))
+	os.Remove(filepath.Join(dir, "sub", "b.png"))
+	if _, _, err := train.LoadTrainingData(dir, 4, 0); err == nil || !strings.Contains(err.Error(), "none of the 1 listed images could be read; the first: c.png") {
+		t.Errorf("a folder of corrupt images: err %v, want one naming the count and the file", err)
 	}
 	if _, err := train.LoadImageFolder(filepath.Join(dir, "missing"), 4, ""); err == nil {
 		t.Error("a missing folder loaded")

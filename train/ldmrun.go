@@ -152,7 +152,7 @@ func NewLDMTrainer(backend backends.Backend, run LDMRun, out, resume string) (*L
 			run.Tokenizer = filepath.Join(filepath.Dir(resume), "tokenizer")
 		}
 	}
-	ds, err := LoadImageFolder(run.Data, run.Size, "train")
+	ds, _, err := LoadTrainingData(run.Data, run.Size, 0)
 	if err != nil {
 		return nil, err
 	}

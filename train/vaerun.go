@@ -20,14 +20,17 @@ import (
 // VAERun describes a VAE training run; it is stored in every checkpoint so
 // that --resume needs only the folder.
 type VAERun struct {
-	Data  string      `json:"data"`
-	Size  int         `json:"size"`
-	Crop  int         `json:"crop,omitempty"` // train on random crops of this size (0: whole images)
-	Batch int         `json:"batch"`
-	Seed  uint64      `json:"seed"`
-	VAE   vae.Config  `json:"vae"`
-	Loss  VAELossOpts `json:"loss"`
-	Train Config      `json:"train"`
+	Data string `json:"data"`
+	Size int    `json:"size"`
+	Crop int    `json:"crop,omitempty"` // train on random crops of this size (0: whole images)
+	// Holdout is the fraction of a dataset without a split column held out
+	// for evaluation (data.Dataset.TrainTest).
+	Holdout float64     `json:"holdout,omitempty"`
+	Batch   int         `json:"batch"`
+	Seed    uint64      `json:"seed"`
+	VAE     vae.Config  `json:"vae"`
+	Loss    VAELossOpts `json:"loss"`
+	Train   Config      `json:"train"`
 	// Init names the weights the run starts from instead of a random
 	// initialisation: a checkpoint of `ldm train vae` (its EMA weights) or a
 	// diffusers model or vae folder. Its configuration replaces VAE.
@@ -196,13 +199,9 @@ func NewVAETrainer(backend backends.Backend, run VAERun, resume string, nets fun
 			return nil, err
 		}
 	}
-	ds, err := LoadImageFolder(run.Data, run.Size, "train")
+	ds, test, err := LoadTrainingData(run.Data, run.Size, run.Holdout)
 	if err != nil {
 		return nil, err
-	}
-	test, err := LoadImageFolder(run.Data, run.Size, "test")
-	if err != nil {
-		test = nil // a folder without a split has no held-out set
 	}
 	v := &VAETrainer{Trainer: tr, Run: run, Data: ds, Test: test, Disc: disc, ord: Order{N: len(ds.Examples), Seed: run.Seed}}
 	if disc != nil {

@@ -24,10 +24,15 @@ func newInfoCmd() *cobra.Command {
 		Use:   "info <path>",
 		Short: "Describe a model: format, components, configs, parameters, dtypes, unexpected keys",
 		Long: `info opens a diffusers folder, a component folder, a Hugging Face cache folder or an original
-single-file .safetensors checkpoint and describes what it holds. Only headers are read.`,
+single-file .safetensors checkpoint ("default": the embedded model) and describes what it holds.
+Only headers are read.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := weights.OpenModel(args[0], opts)
+			path, err := modelArg(args[0])
+			if err != nil {
+				return err
+			}
+			m, err := weights.OpenModel(path, opts)
 			if err != nil {
 				return err
 			}

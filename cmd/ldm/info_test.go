@@ -134,3 +134,17 @@ func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// "default" is how users name the embedded model (ldm bench, ldm compare):
+// info takes it too.
+func TestInfoDefaultIsTheEmbeddedModel(t *testing.T) {
+	out, err := runLDM("info", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"unet (UNet2DConditionModel)", "vae (AutoencoderKL)", "text_encoder"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ldm info default lacks %q:\n%s", want, out)
+		}
+	}
+}

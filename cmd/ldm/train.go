@@ -202,6 +202,8 @@ func newTrainVAECmd() *cobra.Command {
 	f.StringVar(&run.TrainOnly, "train-only", "", `train only this part: "decoder" (with --init: the encoder and so the latent space stay fixed, `+
 		`and latent diffusion models trained on the --init VAE keep working with the result, as Stable Diffusion's ft-MSE VAE); default: all`)
 	f.IntVar(&run.Crop, "crop", run.Crop, "train on random crops of this size (0: whole images)")
+	f.Float64Var(&run.Holdout, "holdout", 0, "fraction of the images held out for the PSNR/SSIM evaluation when the dataset has no split column "+
+		"(picked by a hash of each file name; 0: evaluate on training images)")
 	f.IntVar(&run.VAE.NormNumGroups, "norm-groups", run.VAE.NormNumGroups, "GroupNorm groups")
 	f.IntVar(&run.Batch, "batch", run.Batch, "micro-batch size")
 	f.Uint64Var(&run.Seed, "seed", run.Seed, "seed of initialisation, data order and noise")
@@ -359,14 +361,19 @@ func newFinetuneCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "finetune <model> <image-folder>",
 		Short: "Fine-tune a model's U-Net (full, or LoRA with --lora r) on an image folder",
-		Long: `finetune trains the U-Net of a diffusers model (text encoder and VAE frozen) on an image folder
-with metadata.jsonl captions. With --lora r only rank-r adapters on the attention projections are
+		Long: `finetune trains the U-Net of a diffusers model (text encoder and VAE frozen) on an image folder in
+any layout ldm reads: images with .txt captions beside them (kohya), a metadata.jsonl or
+metadata.csv (file_name, text; a split column is optional, and only its "train" rows train), or a
+CSV file. With --lora r only rank-r adapters on the attention projections are
 trained and saved as <out>/lora.safetensors (kohya lora_unet_* keys; train.MergeLoRA applies one);
-otherwise the fine-tuned model is exported to <out>/model.`,
+otherwise the fine-tuned model is exported to <out>/model. <model> "default" is the embedded model.`,
 		Args: cobra.RangeArgs(0, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			if len(args) == 2 {
-				run.Base, run.Data = args[0], args[1]
+				run.Data = args[1]
+				if run.Base, err = modelArg(args[0]); err != nil {
+					return err
+				}
 			}
 			resume, err := rf.resumePath()
 			if err != nil {

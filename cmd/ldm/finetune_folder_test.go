@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/weights"
+)
+
+// writeSquares writes n images of coloured squares with captions, either
+// kohya-style (a .txt beside each image) or as a metadata.jsonl without a
+// split column: folders as users bring them, not as `ldm data` makes them.
+func writeSquares(t *testing.T, dir string, n, size int, kohya bool) {
+	t.Helper()
+	var meta []byte
+	for i := range n {
+		c := color.RGBA{uint8(40 * i), uint8(255 - 25*i), uint8(90 * (i % 3)), 255}
+		img := image.NewRGBA(image.Rect(0, 0, size, size))
+		for y := size / 4; y < 3*size/4; y++ {
+			for x := size / 4; x < 3*size/4; x++ {
+				img.Set(x, y, c)
+			}
+		}
+		name := fmt.Sprintf("img%02d.png", i)
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := png.Encode(f, img); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		caption := fmt.Sprintf("red apple, square number %d", i)
+		if kohya {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("img%02d.txt", i)), []byte(caption+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		b, _ := json.Marshal(map[string]string{"file_name": name, "text": caption})
+		meta = append(append(meta, b...), '\n')
+	}
+	if !kohya {
+		if err := os.WriteFile(filepath.Join(dir, "metadata.jsonl"), meta, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The README's `ldm finetune MODEL FOLDER --lora 4 -o run` on a plain folder
+// of images with .txt captions, and a full fine-tune on a metadata.jsonl
+// folder without a split column: each runs 20 steps on the embedded model
+// ("default") and its result loads. Before data.Dataset.TrainTest both
+// failed with `no readable images in split "train" (0 skipped)`.
+func TestFinetuneTakesPlainFolders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fine-tunes the embedded model twice")
+	}
+	tmp := t.TempDir()
+	for _, c := range []struct {
+		name  string
+		kohya bool
+		args  []string
+	}{
+		{"kohya folder, LoRA", true, []string{"--lora", "4"}},
+		{"metadata.jsonl without split, full", false, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data, out := filepath.Join(tmp, c.name, "data"), filepath.Join(tmp, c.name, "run")
+			if err := os.MkdirAll(data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeSquares(t, data, 10, 32, c.kohya)
+			args := append([]string{"finetune", "default", data, "-o", out, "--size", "32", "--batch", "1", "--steps", "20",
+				"--warmup", "2", "--checkpoint-every", "20", "--sample-every", "20", "--prompt", "red apple"}, c.args...)
+			run(t, args...)
+			if c.kohya {
+				f, err := weights.Open(filepath.Join(out, "lora.safetensors"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if n := len(f.Names()); n == 0 || n%3 != 0 {
+					t.Errorf("LoRA file has %d tensors, want down/up/alpha triples", n)
+				}
+			} else {
+				p, err := ldm.Load(filepath.Join(out, "model"), ldm.LoadOptions{})
+				if err != nil {
+					t.Fatalf("the fine-tuned model does not load: %v", err)
+				}
+				_ = p
+			}
+			// The sample grid is drawn from the result by the generation
+			// pipeline, so it also shows the result loads.
+			exists(t, filepath.Join(out, "samples-00000020.png"))
+		})
+	}
+}
