@@ -404,6 +404,9 @@ func (p *Pipeline) newScheduler(req Request) (*scheduler.Scheduler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.SetTimesteps(req.Steps); errors.Is(err, scheduler.ErrSteps) {
+		return nil, &FieldError{"steps", err.Error()}
+	}
 	s.Eta = req.Eta
 	return s, nil
 }

@@ -215,7 +215,7 @@ func (p *pndm) plan(n int) ([]float64, []float32, error) {
 	} else {
 		const order = 4
 		if n < order {
-			return nil, nil, fmt.Errorf("scheduler: PNDM with PRK warm-up needs at least %d steps, got %d", order, n)
+			return nil, nil, fmt.Errorf("%w: PNDM with PRK warm-up needs at least %d steps, got %d", ErrSteps, order, n)
 		}
 		half := float64(T / n / 2)
 		var prk []float64

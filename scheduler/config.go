@@ -144,7 +144,8 @@ func DefaultConfig(className string) (Config, error) {
 // ParseConfig reads a scheduler_config.json for the given class (empty: the
 // file's own "_class_name"): the class defaults, overlaid with the file's
 // values. Unknown keys are ignored and keys listed in "_use_default_values"
-// keep the class default, as diffusers' from_config does. Python's
+// keep the class default, as diffusers' from_config does; so does a key
+// whose value is empty ("", null, [] or {}). Python's
 // Infinity/NaN literals are accepted.
 func ParseConfig(className string, data []byte) (string, Config, error) {
 	var raw map[string]json.RawMessage
@@ -169,8 +170,8 @@ func ParseConfig(className string, data []byte) (string, Config, error) {
 	for _, k := range useDefault {
 		delete(raw, k)
 	}
-	for k := range raw {
-		if strings.HasPrefix(k, "_") {
+	for k, v := range raw {
+		if strings.HasPrefix(k, "_") || emptyJSON(v) {
 			delete(raw, k)
 		}
 	}
@@ -184,6 +185,20 @@ func ParseConfig(className string, data []byte) (string, Config, error) {
 		}
 	}
 	return c.name, cfg, nil
+}
+
+// emptyJSON reports whether a config value is empty: "", null, [] or {}.
+// Such a key reads as absent and keeps the class default, so a config
+// written for another class (an Euler export's "solver_type": "") or by a
+// tool that writes every key does not break a class that reads it.
+func emptyJSON(v json.RawMessage) bool {
+	var s string
+	switch t := strings.Join(strings.Fields(string(v)), ""); t {
+	case "null", "[]", "{}", `""`:
+		return true
+	default:
+		return json.Unmarshal(v, &s) == nil && strings.TrimSpace(s) == ""
+	}
 }
 
 // MarshalJSON writes the config with an infinite lambda_min_clipped as

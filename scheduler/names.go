@@ -107,6 +107,24 @@ func SamplerNames() []string {
 	return out
 }
 
+// AcceptedSamplerNames lists every sampler name ParseSampler accepts, up to
+// case and spacing: the A1111 display names and aliases, the ComfyUI names,
+// the legacy "<sampler> Karras" names and the diffusers class names.
+func AcceptedSamplerNames() []string {
+	var out []string
+	for _, d := range samplerDefs {
+		out = append(out, d.Name)
+		out = append(out, d.Aliases...)
+		if !d.Karras {
+			ch := Choice{Class: d.Class, Karras: true}
+			if _, dup := findSampler(normName(d.Name + "karras")); !dup && ch.supported() == nil {
+				out = append(out, d.Name+" Karras")
+			}
+		}
+	}
+	return append(out, ClassNames()...)
+}
+
 func findSampler(key string) (samplerDef, bool) {
 	for _, d := range samplerDefs {
 		if normName(d.Name) == key {

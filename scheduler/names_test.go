@@ -220,3 +220,22 @@ func TestEulerAncestralKarrasFromName(t *testing.T) {
 		t.Errorf("EulerAncestral honoured use_karras_sigmas from a config")
 	}
 }
+
+// Every listed name parses, alone and with every listed schedule (where the
+// pair is refused, the error says which sampler and schedule).
+func TestAcceptedSamplerNamesParse(t *testing.T) {
+	names := AcceptedSamplerNames()
+	if len(names) < len(samplerDefs)+len(ClassNames()) {
+		t.Fatalf("only %d names listed", len(names))
+	}
+	for _, n := range names {
+		if _, err := ParseSampler(n); err != nil {
+			t.Errorf("%q is listed but does not parse: %v", n, err)
+		}
+		for _, sc := range ScheduleNames() {
+			if _, err := ParseSamplerSchedule(n, sc); err != nil && !strings.Contains(err.Error(), sc) {
+				t.Errorf("%q with %q: error %q does not name the schedule", n, sc, err)
+			}
+		}
+	}
+}

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/ldm-project/ldm/internal/golden"
+	"github.com/ldm-project/ldm/weights"
 )
 
 // callSigma is the noise level σ (x = x0 + σ·ε form) at model call i.
@@ -299,55 +302,107 @@ func TestPredictionTypesAgree(t *testing.T) {
 
 // TestImg2ImgStartsMidSchedule checks the img2img helpers against the
 // golden img2img and txt2img pipeline cases: the timesteps run and the
-// noised init latents.
+// noised init latents. Timesteps may be stored as integers or as floats.
 func TestImg2ImgStartsMidSchedule(t *testing.T) {
-	golden.ForKind(t, "img2img", func(t *testing.T, c golden.Case) {
-		var cfg json.RawMessage
-		if err := c.Decode("scheduler_config", &cfg); err != nil {
-			t.Fatal(err)
-		}
-		s, err := New(c.String("scheduler"), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetTimesteps(c.Int("steps")); err != nil {
-			t.Fatal(err)
-		}
-		f := c.Tensors(t, "data")
-		all, _ := golden.Int64(t, f, "timesteps_all")
-		used, _ := golden.Int64(t, f, "timesteps_used")
-		begin := s.BeginIndex(c.Float("strength"))
-		ts := s.Timesteps()
-		if fmt.Sprint(asInts(ts)) != fmt.Sprint(all) || fmt.Sprint(asInts(ts[begin:])) != fmt.Sprint(used) {
-			t.Fatalf("timesteps %v from %d, want %v then %v", ts, begin, all, used)
-		}
-		init, _ := golden.Float32(t, f, "init_latents")
-		noise, _ := golden.Float32(t, f, "noise")
-		want, _ := golden.Float32(t, f, "noised_init_latents")
-		got, err := s.AddNoiseAt(init, noise, begin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		golden.AssertClose(t, "noised_init_latents", got, want, 1e-6*golden.MaxAbs(want))
+	t.Run("img2img", func(t *testing.T) {
+		golden.ForKind(t, "img2img", func(t *testing.T, c golden.Case) {
+			s := goldenCaseScheduler(t, c)
+			f := c.Tensors(t, "data")
+			all := golden.Integers(t, f, "timesteps_all")
+			used := golden.Integers(t, f, "timesteps_used")
+			begin := s.BeginIndex(c.Float("strength"))
+			ts := s.Timesteps()
+			if fmt.Sprint(asInts(ts)) != fmt.Sprint(all) || fmt.Sprint(asInts(ts[begin:])) != fmt.Sprint(used) {
+				t.Fatalf("timesteps %v from %d, want %v then %v", ts, begin, all, used)
+			}
+			init, _ := golden.Float32(t, f, "init_latents")
+			noise, _ := golden.Float32(t, f, "noise")
+			want, _ := golden.Float32(t, f, "noised_init_latents")
+			got, err := s.AddNoiseAt(init, noise, begin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden.AssertClose(t, "noised_init_latents", got, want, 1e-6*golden.MaxAbs(want))
+		})
 	})
-	golden.ForKind(t, "txt2img", func(t *testing.T, c golden.Case) {
-		var cfg json.RawMessage
-		if err := c.Decode("scheduler_config", &cfg); err != nil {
-			t.Fatal(err)
+	t.Run("txt2img", func(t *testing.T) {
+		golden.ForKind(t, "txt2img", checkTxt2ImgTimesteps)
+	})
+}
+
+func goldenCaseScheduler(t *testing.T, c golden.Case) *Scheduler {
+	t.Helper()
+	var cfg json.RawMessage
+	if err := c.Decode("scheduler_config", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(c.String("scheduler"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTimesteps(c.Int("steps")); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// checkTxt2ImgTimesteps compares a txt2img case's timesteps: exactly when
+// they are whole numbers (stored as integers or integral floats), else as
+// float32 to 1e-6 relative.
+func checkTxt2ImgTimesteps(t *testing.T, c golden.Case) {
+	s := goldenCaseScheduler(t, c)
+	f := c.Tensors(t, "data")
+	integral := true
+	var want []float32
+	if info, _ := f.Info("timesteps"); info.DType.IsFloat() {
+		want, _ = golden.Float32(t, f, "timesteps")
+		for _, v := range want {
+			integral = integral && float32(math.Trunc(float64(v))) == v
 		}
-		s, err := New(c.String("scheduler"), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetTimesteps(c.Int("steps")); err != nil {
-			t.Fatal(err)
-		}
-		f := c.Tensors(t, "data")
-		want, _ := golden.Int64(t, f, "timesteps")
+	}
+	if integral {
+		want := golden.Integers(t, f, "timesteps")
 		if fmt.Sprint(asInts(s.Timesteps())) != fmt.Sprint(want) {
 			t.Errorf("timesteps %v, want %v", s.Timesteps(), want)
 		}
-	})
+		return
+	}
+	got := make([]float32, len(s.Timesteps()))
+	for i, v := range s.Timesteps() {
+		got[i] = float32(v)
+	}
+	golden.AssertClose(t, "timesteps", got, want, 1e-6*golden.MaxAbs(want))
+}
+
+// TestTxt2ImgTimestepsStoredAsFloats runs the txt2img check on a case whose
+// scheduler (Euler, as diffusers stores it) keeps its timesteps as floats.
+func TestTxt2ImgTimestepsStoredAsFloats(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `{"beta_schedule":"scaled_linear","beta_start":0.00085,"beta_end":0.012,"timestep_spacing":"leading","steps_offset":1}`
+	for _, tc := range []struct{ name, class string }{{"integral", ClassEuler}, {"fractional", "Euler Karras"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(tc.class, []byte(cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetTimesteps(5); err != nil {
+				t.Fatal(err)
+			}
+			ts := make([]float32, 5)
+			for i, v := range s.Timesteps() {
+				ts[i] = float32(v)
+			}
+			data := tc.name + ".safetensors"
+			if err := weights.WriteFile(filepath.Join(dir, data), []weights.WriteTensor{{Name: "timesteps", DType: weights.F32, Shape: []int{5}, Float32: ts}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			c := golden.Case{Name: tc.name, Kind: "txt2img", Dir: dir, Fields: map[string]json.RawMessage{
+				"data": json.RawMessage(strconv.Quote(data)), "scheduler": json.RawMessage(strconv.Quote(tc.class)),
+				"scheduler_config": json.RawMessage(cfg), "steps": json.RawMessage("5"),
+			}}
+			checkTxt2ImgTimesteps(t, c)
+		})
+	}
 }
 
 func asInts(ts []float64) []int64 {

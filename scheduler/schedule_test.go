@@ -349,3 +349,49 @@ func TestTrainingHelpers(t *testing.T) {
 		t.Error("SNRs")
 	}
 }
+
+// TestEmptyConfigFieldsTakeTheClassDefault: a key whose value is empty
+// ("", null, [] or {}) reads as absent, for every key of every class, so a
+// config written for one class (an empty solver_type from an Euler export)
+// does not break another.
+func TestEmptyConfigFieldsTakeTheClassDefault(t *testing.T) {
+	var keys []string
+	rt := reflect.TypeOf(Config{})
+	for i := range rt.NumField() {
+		keys = append(keys, strings.Split(rt.Field(i).Tag.Get("json"), ",")[0])
+	}
+	for _, class := range ClassNames() {
+		want, err := DefaultConfig(class)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			for _, empty := range []string{`""`, `null`, `[]`, `{}`} {
+				_, got, err := ParseConfig(class, []byte(`{"`+k+`": `+empty+`}`))
+				if err != nil {
+					t.Errorf("%s: %s = %s: %v", class, k, empty, err)
+					continue
+				}
+				if !reflect.DeepEqual(got, want) && !(math.IsInf(got.LambdaMinClipped, -1) && reflect.DeepEqual(withLambda(got, 0), withLambda(want, 0))) {
+					t.Errorf("%s: %s = %s: got %+v, want the defaults %+v", class, k, empty, got, want)
+				}
+			}
+		}
+	}
+	// The embedded model's export carries "solver_type": ""; the samplers
+	// that read solver_type must run with it.
+	cfg := []byte(`{"_class_name": "EulerDiscreteScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+		"beta_end": 0.012, "solver_type": "", "algorithm_type": "", "timestep_spacing": "", "steps_offset": 1}`)
+	for _, name := range []string{"DPM++ 2M", "DPM++ 2M SDE Karras", "UniPC", "Euler"} {
+		s, err := New(name, cfg)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if err := s.SetTimesteps(3); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func withLambda(c Config, v float64) Config { c.LambdaMinClipped = v; return c }

@@ -1,9 +1,15 @@
 package scheduler
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
+
+// ErrSteps is wrapped by the errors of SetTimesteps that refuse the number
+// of steps (too few for the sampler, more than the training schedule), so a
+// caller can blame the request's step count rather than the model.
+var ErrSteps = errors.New("scheduler: unsupported number of steps")
 
 // Noise is a source of standard normal noise. Samplers that inject noise
 // (DDPM, DDIM with eta > 0, Euler ancestral, the SDE solvers) call Normal once

@@ -70,10 +70,10 @@ func reverse[T any](s []T) {
 // down from T in steps of T/n.
 func spacedTimesteps(spacing string, T, n, offset int, round bool) ([]float64, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("scheduler: %d inference steps: need at least 1", n)
+		return nil, fmt.Errorf("%w: %d inference steps: need at least 1", ErrSteps, n)
 	}
 	if n > T {
-		return nil, fmt.Errorf("scheduler: %d inference steps exceed num_train_timesteps %d", n, T)
+		return nil, fmt.Errorf("%w: %d inference steps exceed num_train_timesteps %d", ErrSteps, n, T)
 	}
 	var ts []float64
 	switch spacing {
@@ -107,10 +107,10 @@ func spacedTimesteps(spacing string, T, n, offset int, round bool) ([]float64, e
 // the solver ends on a step from the smallest kept timestep to sigma 0.
 func spacedTimestepsMultistep(spacing string, T, last, n, offset int) ([]float64, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("scheduler: %d inference steps: need at least 1", n)
+		return nil, fmt.Errorf("%w: %d inference steps: need at least 1", ErrSteps, n)
 	}
 	if n > T {
-		return nil, fmt.Errorf("scheduler: %d inference steps exceed num_train_timesteps %d", n, T)
+		return nil, fmt.Errorf("%w: %d inference steps exceed num_train_timesteps %d", ErrSteps, n, T)
 	}
 	var ts []float64
 	switch spacing {

@@ -119,7 +119,9 @@ func Load(t testing.TB) *Manifest {
 	return loaded
 }
 
-// ForKind runs fn as a subtest for every case of the given kind.
+// ForKind runs fn as a subtest for every case of the given kind, and skips
+// the test with a message when the manifest has none (so a test that checks
+// several kinds runs each ForKind in its own subtest).
 func ForKind(t *testing.T, kind string, fn func(t *testing.T, c Case)) {
 	t.Helper()
 	m := Load(t)
@@ -132,7 +134,7 @@ func ForKind(t *testing.T, kind string, fn func(t *testing.T, c Case)) {
 		t.Run(c.Name, func(t *testing.T) { fn(t, c) })
 	}
 	if n == 0 {
-		t.Logf("golden manifest has no case of kind %q", kind)
+		t.Skipf("golden manifest in %s has no case of kind %q", m.Dir, kind)
 	}
 }
 
@@ -211,6 +213,31 @@ func Int64(t testing.TB, f *weights.File, name string) ([]int64, []int) {
 		t.Fatal(err)
 	}
 	return v, s
+}
+
+// Integers reads a tensor whose values are whole numbers: an integer tensor,
+// or a float tensor holding integral values (diffusers stores some timesteps
+// as floats). A fractional value fails the test.
+func Integers(t testing.TB, f *weights.File, name string) []int64 {
+	t.Helper()
+	info, ok := f.Info(name)
+	if !ok {
+		t.Fatalf("%s: no tensor %q", f.Path, name)
+	}
+	if v, _, err := f.Int64(name); err == nil {
+		return v
+	} else if !info.DType.IsFloat() {
+		t.Fatal(err)
+	}
+	v, _ := Float32(t, f, name)
+	out := make([]int64, len(v))
+	for i, x := range v {
+		if float32(math.Trunc(float64(x))) != x {
+			t.Fatalf("%s: tensor %q (%s) holds %v at index %d, want whole numbers", f.Path, name, info.DType, x, i)
+		}
+		out[i] = int64(x)
+	}
+	return out
 }
 
 // MaxAbs returns max|x|.
