@@ -11,12 +11,12 @@ import (
 	"github.com/ldm-project/ldm/internal/golden"
 )
 
-// TestGoldenPipelines runs the txt2img and img2img cases of the manifest
+// TestGoldenPipelines runs the txt2img, img2img and lora_txt2img cases of the manifest
 // through Generate, from the diffusers folder and from the single file. The
 // references draw their noise with torch.Generator().manual_seed(K); the
 // "torch" noise mode replays those draws, so the whole run is end to end.
 func TestGoldenPipelines(t *testing.T) {
-	for _, kind := range []string{"txt2img", "img2img"} {
+	for _, kind := range []string{"txt2img", "img2img", "lora_txt2img"} {
 		t.Run(kind, func(t *testing.T) {
 			golden.ForKind(t, kind, func(t *testing.T, c golden.Case) { runGoldenPipeline(t, c) })
 		})
@@ -57,8 +57,11 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				Eta: c.Float("eta"), ClipSkip: c.Int("clip_skip"),
 			}
 			tol := c.ATol
+			if c.Has("lora") { // lora_txt2img: the txt2img run with a LoRA fused at lora_scale
+				req.LoRAs = []LoRASpec{{Path: c.Path("lora"), Weight: c.Float("lora_scale")}}
+			}
 			switch c.Kind {
-			case "txt2img":
+			case "txt2img", "lora_txt2img":
 				req.Seed = 2024 // latents_init is torch.randn with manual_seed(2024) (README)
 				if c.Has("seed") {
 					req.Seed = int64(c.Int("seed"))

@@ -1,12 +1,8 @@
 package ldm
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -67,6 +63,9 @@ func ParseLoRATags(prompt string) (string, []LoRASpec, error) {
 	text := loraTagRe.ReplaceAllStringFunc(prompt, func(tag string) string {
 		m := loraTagRe.FindStringSubmatch(tag)
 		s, err := parseLoRATag(m[2])
+		if err == nil {
+			err = s.check(Limits{}) // a tag names a file of the folder, never a path
+		}
 		if err != nil && bad == nil {
 			bad = &FieldError{Field: "prompt", Msg: fmt.Sprintf("%s: %v", tag, err)}
 		}
@@ -142,391 +141,83 @@ const maxLoRAWeight = 100
 
 func validateLoRAs(specs []LoRASpec, l Limits) error {
 	for i, s := range specs {
-		bad := func(format string, a ...any) error {
-			return &FieldError{Field: "loras", Msg: fmt.Sprintf("[%d]: ", i) + fmt.Sprintf(format, a...)}
-		}
-		switch {
-		case (s.Name == "") == (s.Path == ""):
-			return bad("give exactly one of name (a file of the LoRA folder) and path")
-		case s.Path != "" && !l.LoRAPaths:
-			return bad("files are chosen by name from the server's LoRA folder, not by path")
-		case s.Name != "" && strings.ContainsAny(s.Name, `/\`):
-			return bad("name %q must not contain a path separator", s.Name)
-		case math.IsNaN(s.Weight) || math.Abs(s.Weight) > maxLoRAWeight:
-			return bad("weight %g must be between -%d and %d", s.Weight, maxLoRAWeight, maxLoRAWeight)
-		case s.UNetWeight != nil && (math.IsNaN(*s.UNetWeight) || math.Abs(*s.UNetWeight) > maxLoRAWeight):
-			return bad("unet_weight %g must be between -%d and %d", *s.UNetWeight, maxLoRAWeight, maxLoRAWeight)
+		if err := s.check(l); err != nil {
+			return &FieldError{Field: "loras", Msg: fmt.Sprintf("[%d]: %v", i, err)}
 		}
 	}
 	return nil
 }
 
-// LoRA is a LoRA file read for a pipeline: each adapter is mapped to the
-// model weight it changes, W' = W + weight·Scale·Up·Down.
-type LoRA struct {
-	Path string
-	Name string // the file name without extension
-	// Hash is AUTOMATIC1111's short LoRA hash: the first 12 hex digits of
-	// the SHA-256 of the tensor data (sd-webui-additional-networks' hash;
-	// kohya's precomputed "sshs_model_hash" metadata when present).
-	Hash     string
-	Adapters []LoRAAdapter
-	// Skipped names tensors that match no weight of the model (e.g. a
-	// second text encoder's adapters).
-	Skipped []string
+// check is the one validation of a LoRA, from the loras field or a prompt tag.
+func (s LoRASpec) check(l Limits) error {
+	switch {
+	case (s.Name == "") == (s.Path == ""):
+		return fmt.Errorf("give exactly one of name (a file of the LoRA folder) and path")
+	case s.Path != "" && !l.LoRAPaths:
+		return fmt.Errorf("files are chosen by name from the server's LoRA folder, not by path")
+	case s.Name != "" && strings.ContainsAny(s.Name, `/\`):
+		return fmt.Errorf("name %q must not contain a path separator", s.Name)
+	case math.IsNaN(s.Weight) || math.Abs(s.Weight) > maxLoRAWeight:
+		return fmt.Errorf("weight %g must be between -%d and %d", s.Weight, maxLoRAWeight, maxLoRAWeight)
+	case s.UNetWeight != nil && (math.IsNaN(*s.UNetWeight) || math.Abs(*s.UNetWeight) > maxLoRAWeight):
+		return fmt.Errorf("unet_weight %g must be between -%d and %d", *s.UNetWeight, maxLoRAWeight, maxLoRAWeight)
+	}
+	return nil
 }
 
-// LoRAAdapter is one adapted weight.
-type LoRAAdapter struct {
-	Component string // weights.UNet or weights.TextEncoder
-	Key       string // the weight's diffusers key, "….to_q.weight"
-	Rank      int
-	Down      []float32 // [Rank, in…] flattened
-	Up        []float32 // [out, Rank] flattened
-	Scale     float64   // alpha/rank (1 when the file has no alpha)
-}
+// LoRA is a LoRA file read for the pipeline's model (see weights.ReadLoRA).
+type LoRA = weights.LoRA
+
+// LoRAAdapter is one adapted weight of a LoRA.
+type LoRAAdapter = weights.LoRAAdapter
 
 // loraTarget is a weight a LoRA may change.
 type loraTarget struct{ component, key string }
 
-// loraTable maps the names LoRA files give a weight to the weight: kohya
-// names (diffusers and original-layout module paths with "_" for ".") and
-// diffusers/PEFT module paths ("unet.<module>", "text_encoder.<module>").
-type loraTable struct {
-	byKohya  map[string]loraTarget
-	byModule map[string]loraTarget
-	shapes   map[loraTarget][]int
-}
-
-func kohyaName(prefix, module string) string {
-	return prefix + strings.ReplaceAll(module, ".", "_")
-}
-
-// loraTable builds (once) the name table of the pipeline's U-Net and text
-// encoder: every matrix and convolution kernel may be adapted.
-func (p *Pipeline) loraTable() *loraTable {
-	if p.lora.table != nil {
-		return p.lora.table
+// loraTargets lists (once) the weights of the pipeline's U-Net and text
+// encoder a LoRA may change: every matrix and convolution kernel.
+func (p *Pipeline) loraTargets() weights.LoRATargets {
+	if p.lora.targets != nil {
+		return *p.lora.targets
 	}
-	t := &loraTable{byKohya: map[string]loraTarget{}, byModule: map[string]loraTarget{}, shapes: map[loraTarget][]int{}}
-	var layout *weights.Layout
+	t := weights.LoRATargets{Shapes: map[string]map[string][]int{}}
 	if c := p.UNet.Config; len(c.LayersPerBlock) > 0 && !slices.ContainsFunc(c.LayersPerBlock, func(n int) bool { return n != c.LayersPerBlock[0] }) {
 		l := weights.Layout{LayersPerBlock: c.LayersPerBlock[0]}
 		for _, b := range c.UpBlockTypes {
 			l.UpBlockAttention = append(l.UpBlockAttention, strings.Contains(b, "CrossAttn"))
 		}
-		layout = &l
+		t.Layout = &l
 	}
 	add := func(ctx *context.Context, component string) {
+		shapes := map[string][]int{}
 		for v := range ctx.IterVariables() {
-			if v.Name() != "weight" || (v.Shape().Rank() != 2 && v.Shape().Rank() != 4) {
-				continue
-			}
-			key := nn.ScopeToKey(v.Scope(), v.Name())
-			mod := strings.TrimSuffix(key, ".weight")
-			tg := loraTarget{component, key}
-			t.shapes[tg] = v.Shape().Dimensions
-			t.byModule[component+"."+mod] = tg
-			if component == weights.UNet {
-				t.byKohya[kohyaName("lora_unet_", mod)] = tg
-				if layout != nil {
-					// LoRAs trained on original checkpoints name the U-Net's modules the original way.
-					if orig, _, err := weights.ToOriginalKey(weights.UNet, key, *layout); err == nil {
-						orig = strings.TrimSuffix(strings.TrimPrefix(orig, "model.diffusion_model."), ".weight")
-						if _, taken := t.byKohya[kohyaName("lora_unet_", orig)]; !taken {
-							t.byKohya[kohyaName("lora_unet_", orig)] = tg
-						}
-					}
-				}
-			} else {
-				t.byKohya[kohyaName("lora_te_", mod)] = tg
-				t.byKohya[kohyaName("lora_te1_", mod)] = tg
+			if v.Name() == "weight" && (v.Shape().Rank() == 2 || v.Shape().Rank() == 4) {
+				shapes[nn.ScopeToKey(v.Scope(), v.Name())] = v.Shape().Dimensions
 			}
 		}
+		t.Shapes[component] = shapes
 	}
 	add(p.UNet.Ctx, weights.UNet)
 	add(p.Text.Ctx, weights.TextEncoder)
-	p.lora.table = t
+	p.lora.targets = &t
 	return t
 }
 
-// peftSuffixes are the tensor name endings of diffusers/PEFT LoRA files.
-var peftSuffixes = []struct{ suffix, part string }{
-	{".lora_A.weight", "down"}, {".lora_B.weight", "up"},
-	{".lora.down.weight", "down"}, {".lora.up.weight", "up"}, // diffusers' LoRACompatibleLinear
-	{".lora_linear_layer.down.weight", "down"}, {".lora_linear_layer.up.weight", "up"},
-	{"_lora.down.weight", "down"}, {"_lora.up.weight", "up"}, // diffusers' attention processors (…processor.to_q_lora)
-	{".alpha", "alpha"},
-}
-
-// unsupportedParts are tensors of LoRA variants that are not plain low-rank
-// products (LyCORIS LoHa/LoKr/Tucker, DoRA).
-var unsupportedParts = []string{"lora_mid", "hada_", "lokr_", "dora_scale", "lora_magnitude_vector"}
-
-// classify splits a tensor name into the module it adapts (a key of the
-// table, or "" when none) and the part ("down", "up", "alpha").
-func (t *loraTable) classify(name string) (tg loraTarget, part string, found bool, err error) {
-	for _, u := range unsupportedParts {
-		if strings.Contains(name, u) {
-			return tg, "", false, fmt.Errorf("tensor %q: this LoRA variant (LyCORIS LoHa/LoKr/Tucker or DoRA) is not supported; only plain lora_down/lora_up (lora_A/lora_B) files are", name)
-		}
-	}
-	if strings.HasPrefix(name, "lora_unet_") || strings.HasPrefix(name, "lora_te") {
-		base, rest, _ := strings.Cut(name, ".")
-		switch rest {
-		case "lora_down.weight":
-			part = "down"
-		case "lora_up.weight":
-			part = "up"
-		case "alpha":
-			part = "alpha"
-		default:
-			return tg, "", false, nil
-		}
-		tg, found = t.byKohya[base]
-		return tg, part, found, nil
-	}
-	for _, s := range peftSuffixes {
-		mod, ok := strings.CutSuffix(name, s.suffix)
-		if !ok {
-			continue
-		}
-		if strings.HasSuffix(s.suffix, "_lora.down.weight") || strings.HasSuffix(s.suffix, "_lora.up.weight") {
-			mod = strings.Replace(mod, ".processor.", ".", 1)
-			if strings.HasSuffix(mod, ".to_out") {
-				mod += ".0"
-			}
-		}
-		comp, rest, _ := strings.Cut(mod, ".")
-		rest = strings.TrimPrefix(rest, "base_model.model.")
-		if comp == weights.UNet || comp == weights.TextEncoder {
-			tg, found = t.byModule[comp+"."+rest]
-			return tg, s.part, found, nil
-		}
-		// A bare PEFT adapter file (no component prefix): whichever model has the module.
-		mod = strings.TrimPrefix(mod, "base_model.model.")
-		for _, c := range []string{weights.UNet, weights.TextEncoder} {
-			if tg, found = t.byModule[c+"."+mod]; found {
-				return tg, s.part, true, nil
-			}
-		}
-		return tg, s.part, false, nil
-	}
-	return tg, "", false, nil
-}
-
-// peftAlphas reads diffusers' "lora_adapter_metadata" (the LoraConfig of
-// each component, keys prefixed "unet." / "text_encoder.").
-type peftAlphas struct {
-	alpha   map[string]float64            // component → lora_alpha
-	pattern map[string]map[string]float64 // component → module → alpha
-	rslora  map[string]bool
-}
-
-func readPEFTAlphas(md map[string]string) (peftAlphas, error) {
-	a := peftAlphas{alpha: map[string]float64{}, pattern: map[string]map[string]float64{}, rslora: map[string]bool{}}
-	raw, ok := md["lora_adapter_metadata"]
-	if !ok {
-		return a, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
-		return a, fmt.Errorf("metadata lora_adapter_metadata: %w", err)
-	}
-	for k, v := range m {
-		comp, field, ok := strings.Cut(k, ".")
-		if !ok {
-			continue
-		}
-		switch field {
-		case "lora_alpha":
-			var f float64
-			if json.Unmarshal(v, &f) == nil {
-				a.alpha[comp] = f
-			}
-		case "alpha_pattern":
-			var p map[string]float64
-			if json.Unmarshal(v, &p) == nil {
-				a.pattern[comp] = p
-			}
-		case "use_rslora":
-			var b bool
-			if json.Unmarshal(v, &b) == nil {
-				a.rslora[comp] = b
-			}
-		}
-	}
-	return a, nil
-}
-
-// scale is PEFT's lora_alpha/r (or /√r with rsLoRA) for a module; 1 when
-// the file says nothing.
-func (a peftAlphas) scale(tg loraTarget, rank int) float64 {
-	mod := strings.TrimSuffix(tg.key, ".weight")
-	alpha, ok := a.alpha[tg.component]
-	for pat, v := range a.pattern[tg.component] {
-		if mod == pat || strings.HasSuffix(mod, "."+pat) {
-			alpha, ok = v, true
-		}
-	}
-	if !ok {
-		return 1
-	}
-	if a.rslora[tg.component] {
-		return alpha / math.Sqrt(float64(rank))
-	}
-	return alpha / float64(rank)
-}
-
-// LoadLoRA reads a LoRA file (kohya lora_unet_*/lora_te_* or diffusers/PEFT
-// unet.*/text_encoder.* keys) and maps it onto the pipeline's weights. A file
-// that adapts no weight of this model, an adapter whose shape does not fit
-// its weight, and unsupported variants are errors naming the file and key.
+// LoadLoRA reads a LoRA file against the pipeline's model (see
+// weights.ReadLoRA for the formats and the errors).
 func (p *Pipeline) LoadLoRA(path string) (*LoRA, error) {
-	f, err := weights.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	l := &LoRA{Path: path, Name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))}
-	fail := func(format string, a ...any) (*LoRA, error) {
-		return nil, fmt.Errorf("LoRA %s: %s", path, fmt.Sprintf(format, a...))
-	}
-	table := p.loraTable()
-	type parts struct{ down, up, alpha string }
-	mods := map[loraTarget]*parts{}
-	for _, name := range f.Names() {
-		tg, part, found, err := table.classify(name)
-		if err != nil {
-			return fail("%v", err)
-		}
-		if !found {
-			l.Skipped = append(l.Skipped, name)
-			continue
-		}
-		if mods[tg] == nil {
-			mods[tg] = &parts{}
-		}
-		ps := mods[tg]
-		slot := map[string]*string{"down": &ps.down, "up": &ps.up, "alpha": &ps.alpha}[part]
-		if *slot != "" {
-			return fail("tensors %q and %q both adapt %s", *slot, name, tg.key)
-		}
-		*slot = name
-	}
-	if len(mods) == 0 {
-		example := ""
-		if names := f.Names(); len(names) > 0 {
-			example = fmt.Sprintf(" (its first tensor is %q)", names[0])
-		}
-		return fail("no tensor matches a weight of this model%s: not a LoRA, or one for another model family", example)
-	}
-	alphas, err := readPEFTAlphas(f.Metadata)
-	if err != nil {
-		return fail("%v", err)
-	}
-	targets := make([]loraTarget, 0, len(mods))
-	for tg := range mods {
-		targets = append(targets, tg)
-	}
-	sort.Slice(targets, func(i, j int) bool {
-		if targets[i].component != targets[j].component {
-			return targets[i].component > targets[j].component // unet first
-		}
-		return targets[i].key < targets[j].key
-	})
-	for _, tg := range targets {
-		ps := mods[tg]
-		if ps.down == "" || ps.up == "" {
-			have := ps.down + ps.up + ps.alpha
-			return fail("%q has no matching %s matrix for %s", have, map[bool]string{true: "up", false: "down"}[ps.up == ""], tg.key)
-		}
-		down, ds, err := f.Float32(ps.down)
-		if err != nil {
-			return fail("%v", err)
-		}
-		up, us, err := f.Float32(ps.up)
-		if err != nil {
-			return fail("%v", err)
-		}
-		w := table.shapes[tg]
-		if len(ds) < 2 || (len(us) != 2 && !(len(us) == 4 && us[2] == 1 && us[3] == 1)) || us[1] != ds[0] {
-			return fail("%s %v and %s %v are not a low-rank pair (want down [r, in…] and up [out, r])", ps.down, ds, ps.up, us)
-		}
-		rank, in := ds[0], len(down)/max(ds[0], 1)
-		if rank < 1 || us[0] != w[0] || in != prod(w[1:]) {
-			return fail("%s: the adapter gives [%d, %d] (down %v, up %v) but the model's %s %s is %v",
-				strings.TrimSuffix(ps.down, ".weight"), us[0], in, ds, us, tg.component, tg.key, w)
-		}
-		a := LoRAAdapter{Component: tg.component, Key: tg.key, Rank: rank, Down: down, Up: up, Scale: 1}
-		switch {
-		case ps.alpha != "":
-			av, _, err := f.Float32(ps.alpha)
-			if err != nil {
-				return fail("%v", err)
-			}
-			if len(av) != 1 {
-				return fail("%s has %d values, want one", ps.alpha, len(av))
-			}
-			a.Scale = float64(av[0]) / float64(rank)
-		case !strings.HasPrefix(ps.down, "lora_"):
-			a.Scale = alphas.scale(tg, rank)
-		}
-		if math.IsNaN(a.Scale) || math.IsInf(a.Scale, 0) {
-			return fail("%s: alpha/rank is %g", tg.key, a.Scale)
-		}
-		l.Adapters = append(l.Adapters, a)
-	}
-	if l.Hash, err = loraHash(path, f.Metadata); err != nil {
-		return fail("%v", err)
-	}
-	if len(l.Skipped) > 0 {
-		slog.Warn("LoRA tensors that match no weight of the model were skipped", "file", path, "count", len(l.Skipped), "first", l.Skipped[0])
-	}
-	return l, nil
-}
-
-func prod(dims []int) int {
-	n := 1
-	for _, d := range dims {
-		n *= d
-	}
-	return n
-}
-
-// loraHash is A1111's LoRA short hash (see LoRA.Hash).
-func loraHash(path string, md map[string]string) (string, error) {
-	if h := md["sshs_model_hash"]; len(h) >= 12 {
-		return strings.ToLower(h[:12]), nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var n [8]byte
-	if _, err := io.ReadFull(f, n[:]); err != nil {
-		return "", err
-	}
-	if _, err := f.Seek(8+int64(binary.LittleEndian.Uint64(n[:])), io.SeekStart); err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12], nil
+	return weights.ReadLoRA(path, p.loraTargets())
 }
 
 // loraState is the pipeline's LoRA bookkeeping: parsed files, the base
 // values of the weights the applied set changed, and that set.
 type loraState struct {
-	table *loraTable
-	files map[string]cachedLoRA    // by path
-	base  map[loraTarget][]float32 // base values of the weights now changed
-	key   string                   // the applied set, as loraSetKey
-	used  []appliedLoRA            // for the infotext
-	dir   map[string]string        // LoRA folder listing: name → path
+	targets *weights.LoRATargets
+	files   map[string]cachedLoRA    // by path
+	base    map[loraTarget][]float32 // base values of the weights now changed
+	key     string                   // the applied set, as loraSetKey
+	used    []appliedLoRA            // for the infotext
+	dir     map[string]string        // LoRA folder listing: name → path
 }
 
 type cachedLoRA struct {
@@ -672,6 +363,9 @@ func (p *Pipeline) loadCached(r resolvedLoRA) (*LoRA, error) {
 	l, err := p.LoadLoRA(r.path)
 	if err != nil {
 		return nil, err
+	}
+	if len(l.Skipped) > 0 {
+		slog.Warn("LoRA tensors that match no weight of the model were skipped", "file", r.path, "count", len(l.Skipped), "first", l.Skipped[0])
 	}
 	if p.lora.files == nil {
 		p.lora.files = map[string]cachedLoRA{}

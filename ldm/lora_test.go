@@ -34,6 +34,11 @@ func TestParseLoRATagsFollowsA1111(t *testing.T) {
 		{"<lora::1>", "", nil, "no name"},
 		{"<lora:x:1:2:3>", "", nil, "too many weights"},
 		{"<lora:x:foo=1>", "", nil, "unknown argument"},
+		// Tag weights are bounded like the loras field's.
+		{"<lora:x:1000>", "", nil, "weight 1000 must be between -100 and 100"},
+		{"<lora:x:1:-500>", "", nil, "unet_weight -500 must be between"},
+		{"<lora:x:te=nan>", "", nil, "is not a weight"},
+		{"<lora:../x:1>", "", nil, "must not contain a path separator"},
 	} {
 		text, specs, err := ParseLoRATags(c.prompt)
 		if c.err != "" {
@@ -133,7 +138,7 @@ func writeKohya(t *testing.T, path string, as []testAdapter) {
 			if a.component == weights.TextEncoder {
 				prefix = "lora_te_"
 			}
-			name = kohyaName(prefix, a.module)
+			name = prefix + strings.ReplaceAll(a.module, ".", "_")
 		}
 		ts = append(ts,
 			weights.WriteTensor{Name: name + ".lora_down.weight", DType: weights.F32, Shape: a.downShape, Float32: a.down},

@@ -365,7 +365,8 @@ func newFinetuneCmd() *cobra.Command {
 any layout ldm reads: images with .txt captions beside them (kohya), a metadata.jsonl or
 metadata.csv (file_name, text; a split column is optional, and only its "train" rows train), or a
 CSV file. With --lora r only rank-r adapters on the attention projections are
-trained and saved as <out>/lora.safetensors (kohya lora_unet_* keys; train.MergeLoRA applies one);
+trained and saved as <out>/lora.safetensors (kohya lora_unet_* keys, as AUTOMATIC1111 and ComfyUI
+read them; "ldm generate --lora <out>/lora.safetensors" applies it);
 otherwise the fine-tuned model is exported to <out>/model. <model> "default" is the embedded model.`,
 		Args: cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {

@@ -16,6 +16,8 @@ var implemented = map[string]string{
 	"unet":           "unet/unet_test.go",
 	"txt2img":        "ldm/golden_test.go",
 	"img2img":        "ldm/golden_test.go",
+	"lora":           "ldm/lora_golden_test.go",
+	"lora_txt2img":   "ldm/golden_test.go",
 }
 
 func TestEveryManifestKindIsCovered(t *testing.T) {
