@@ -86,24 +86,65 @@ func BenchmarkGemm(b *testing.B) {
 	}
 }
 
-// BenchmarkKernel measures the micro-kernel alone on L1-resident panels.
+// BenchmarkKernel measures the micro-kernels alone on L1-resident panels.
 func BenchmarkKernel(b *testing.B) {
-	kern, _, name := activeKernel()
 	const kc = 256
 	r := rand.New(rand.NewPCG(1, 1))
-	a, bb := randData(r, kc*mr), randData(r, kc*nr)
-	c := make([]float32, mr*nr)
-	b.Run(name, func(b *testing.B) {
-		cpu0 := processCPUTime()
-		for b.Loop() {
-			for range 100 {
-				kern(kc, a, bb, c, nr, true)
+	a, bb := randData(r, kc*mr), randData(r, 2*kc*nr)
+	c := make([]float32, 2*mr*nr)
+	run := func(name string, tile int, kern func()) {
+		b.Run(name, func(b *testing.B) {
+			cpu0 := processCPUTime()
+			for b.Loop() {
+				for range 100 {
+					kern()
+				}
 			}
+			flops := 2 * float64(tile*kc) * 100 * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			if cpu := processCPUTime() - cpu0; cpu > 0 {
+				b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+			}
+		})
+	}
+	if archWide != nil {
+		run(archWideName, 2*mr*nr, func() { archWide(kc, a, bb, c, 2*nr, true) })
+	}
+	if archKernel != nil {
+		run(archKernelName, mr*nr, func() { archKernel(kc, a, bb, c, nr, true) })
+	}
+	run("generic-go", mr*nr, func() { genericKernel(kc, a, bb, c, nr, true) })
+}
+
+// BenchmarkGemmLevels times the SD1.5 products with each kernel level in
+// turn, alternating, so that a shared machine's load hits them alike.
+func BenchmarkGemmLevels(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, s := range benchShapes {
+		a := benchOperand(r, s.la, s.batch, s.m, s.k)
+		bb := benchOperand(r, s.lb, s.batch, s.k, s.n)
+		c := make([]float32, s.batch*s.m*s.n)
+		for _, lv := range availableLevels() {
+			if lv == levelGeneric {
+				continue
+			}
+			saved := kernelLevel
+			kernelLevel = lv
+			name := activeKernels().name
+			b.Run(fmt.Sprintf("%s/%s", s.name, name), func(b *testing.B) {
+				cpu0 := processCPUTime()
+				for b.Loop() {
+					if err := BatchedMul(s.batch, s.m, s.n, s.k, a, bb, c); err != nil {
+						b.Fatal(err)
+					}
+				}
+				flops := 2 * float64(s.batch*s.m*s.n) * float64(s.k)
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				if cpu := processCPUTime() - cpu0; cpu > 0 {
+					b.ReportMetric(flops*float64(b.N)/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+				}
+			})
+			kernelLevel = saved
 		}
-		flops := 2 * float64(mr*nr*kc) * 100 * float64(b.N)
-		b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		if cpu := processCPUTime() - cpu0; cpu > 0 {
-			b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
-		}
-	})
+	}
 }

@@ -6,8 +6,11 @@
 // whole block of A), A is packed block by block (mc×kc, sized for L2) into
 // k-major panels mr rows tall, and an mr×nr register-tile micro-kernel
 // multiplies one A panel by one B panel. On amd64 with AVX2 and FMA the
-// micro-kernel is assembly (6×16: twelve YMM accumulators); elsewhere it is
-// plain Go, chosen at run time. Work is spread over GOMAXPROCS goroutines
+// micro-kernel is assembly (6×16: twelve YMM accumulators), and with
+// AVX-512F pairs of B panels go through a 6×32 ZMM kernel (the 6×16 one at
+// the edges; the same bits, since both add the k terms in order);
+// elsewhere it is plain Go. The choice is made at start-up (KernelName
+// says which; LDM_GEMM_KERNEL=avx2 or generic caps it). Work is spread over GOMAXPROCS goroutines
 // by blocks of rows of C (and by column panels when there are few row
 // blocks); every thread count gives the same bits, since the order of the
 // sums over k depends only on the shapes.
@@ -155,8 +158,10 @@ type problem struct {
 
 	kern     microKernel
 	packBT   packBTFunc
-	rowsKern rowsKernel // non-nil: full row panels of A are read in place
-	lda      int        // A's row stride then
+	rowsKern rowsKernel  // non-nil: full row panels of A are read in place
+	lda      int         // A's row stride then
+	wide     microKernel // non-nil: full mr×2nr tiles use it (AVX-512)
+	wideRows rowsKernel  // the same reading A in place (with rowsKern)
 
 	// Derived blocking.
 	kBlocks       []int // start of each k block, then k
@@ -195,11 +200,11 @@ func run(p *problem) (err error) {
 			err = fmt.Errorf("gemm: internal error: %v", r)
 		}
 	}()
-	var rowsKern rowsKernel
-	p.kern, rowsKern, _ = activeKernel()
+	ks := activeKernels()
+	p.kern, p.wide = ks.packed, ks.wide
 	p.packBT = activePackBT()
-	if rowsKern != nil && p.a.Cols.unit() && p.a.Rows.Offsets == nil && useRowsKernel(p) {
-		p.rowsKern, p.lda = rowsKern, p.a.Rows.Stride
+	if ks.rows != nil && p.a.Cols.unit() && p.a.Rows.Offsets == nil && useRowsKernel(p) {
+		p.rowsKern, p.wideRows, p.lda = ks.rows, ks.wideRows, p.a.Rows.Stride
 	}
 
 	threads := runtime.GOMAXPROCS(0)
@@ -420,6 +425,28 @@ func (p *problem) compute(s *workerScratch, b, i0, mcur, k0, kc int, accumulate 
 		bpanel := bk[(jp-jpBase)*kc*nr : (jp-jpBase+1)*kc*nr]
 		j := jp * nr
 		nrem := min(nr, p.n-j)
+		// Two full-width panels: mr×2nr tiles with the wide kernel, where
+		// there is one; the rows' edge falls through to single panels.
+		if p.wide != nil && jp+1 < jp1 && j+2*nr <= p.n {
+			bpair := bk[(jp-jpBase)*kc*nr : (jp-jpBase+2)*kc*nr]
+			edge := mcur / mr * mr
+			for ir := 0; ir < edge; ir += mr {
+				off := cBase + (i0+ir)*ldc + j
+				if ir < full {
+					ao := aBase + (i0+ir)*p.lda + k0
+					p.wideRows(kc, p.a.Data[ao:ao+(mr-1)*p.lda+kc], p.lda, bpair, c[off:off+(mr-1)*ldc+2*nr], ldc, accumulate)
+				} else {
+					p.wide(kc, ap[ir*kc:(ir+mr)*kc], bpair, c[off:off+(mr-1)*ldc+2*nr], ldc, accumulate)
+				}
+			}
+			if edge < mcur {
+				for q := range 2 {
+					p.edgeTile(s, ap[edge*kc:(edge+mr)*kc], bpair[q*kc*nr:(q+1)*kc*nr], kc, mcur-edge, nr, c, cBase+(i0+edge)*ldc+j+q*nr, accumulate)
+				}
+			}
+			jp++
+			continue
+		}
 		for ir := 0; ir < mcur; ir += mr {
 			apanel := ap[ir*kc : (ir+mr)*kc]
 			mrem := min(mr, mcur-ir)
@@ -449,6 +476,25 @@ func (p *problem) compute(s *workerScratch, b, i0, mcur, k0, kc int, accumulate 
 					copy(dst, src)
 				}
 			}
+		}
+	}
+}
+
+// edgeTile computes a partial tile (mrem < mr rows or nrem < nr columns)
+// of the packed A micro-panel apanel by bpanel into tmp, and writes or adds
+// its valid part to C at off.
+func (p *problem) edgeTile(s *workerScratch, apanel, bpanel []float32, kc, mrem, nrem int, c []float32, off int, accumulate bool) {
+	tmp := s.tmp[:]
+	p.kern(kc, apanel, bpanel, tmp, nr, false)
+	for r := range mrem {
+		dst := c[off+r*p.ldc : off+r*p.ldc+nrem]
+		src := tmp[r*nr : r*nr+nrem]
+		if accumulate {
+			for x, v := range src {
+				dst[x] += v
+			}
+		} else {
+			copy(dst, src)
 		}
 	}
 }

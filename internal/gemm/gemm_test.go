@@ -100,23 +100,33 @@ func withSchedules(t *testing.T, fn func(t *testing.T)) {
 	}
 }
 
+// withKernels runs fn under every kernel level this CPU has: AVX-512
+// (wide tiles, AVX2 at the edges), AVX2 alone (as on a CPU without
+// AVX-512) and pure Go.
 func withKernels(t *testing.T, fn func(t *testing.T)) {
-	kernels := []bool{false}
-	if archKernel != nil {
-		kernels = append(kernels, true)
-	}
-	for _, generic := range kernels {
-		name := archKernelName
-		if generic || archKernel == nil {
-			name = "generic-go"
-		}
+	for _, lv := range availableLevels() {
+		saved := kernelLevel
+		kernelLevel = lv
+		name := activeKernels().name
+		kernelLevel = saved
 		t.Run(name, func(t *testing.T) {
-			saved := forceGeneric
-			forceGeneric = generic
-			defer func() { forceGeneric = saved }()
+			saved := kernelLevel
+			kernelLevel = lv
+			defer func() { kernelLevel = saved }()
 			fn(t)
 		})
 	}
+}
+
+func availableLevels() []int {
+	var lv []int
+	if archWide != nil {
+		lv = append(lv, levelBest)
+	}
+	if archKernel != nil {
+		lv = append(lv, levelAVX2)
+	}
+	return append(lv, levelGeneric)
 }
 
 func TestShapes(t *testing.T) {
@@ -256,5 +266,43 @@ func TestErrors(t *testing.T) {
 	c := []float32{1, 2, 3, 4}
 	if err := BatchedMul(1, 2, 2, 0, a, b, c); err != nil || c[0] != 0 || c[3] != 0 {
 		t.Errorf("k=0: %v, C = %v", err, c)
+	}
+}
+
+// TestKernelLevelsAgree: the AVX-512 kernels add each element's k terms in
+// the AVX2 kernel's order, so forcing the AVX2 path (what a CPU without
+// AVX-512 runs) gives the same bits, in every schedule, with the wide
+// tiles' row and column edges and k blocks; both match the float64
+// reference (TestShapes).
+func TestKernelLevelsAgree(t *testing.T) {
+	if archWide == nil || archKernel == nil {
+		t.Skipf("this CPU has no AVX-512F (kernel %s): only one assembly path to compare", KernelName())
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, s := range [][4]int{{1, 6, 32, 4}, {1, 13, 70, 300}, {2, 145, 96, 513}, {1, 301, 48, 40}, {3, 37, 160, 257}} {
+		batch, m, n, k := s[0], s[1], s[2], s[3]
+		for _, la := range []string{"dense", "transposed", "padded"} {
+			a := layout(r, la, batch, m, k)
+			b := layout(r, "transposed", batch, k, n)
+			withSchedules(t, func(t *testing.T) {
+				var got [2][]float32
+				for i, lv := range []int{levelBest, levelAVX2} {
+					saved := kernelLevel
+					kernelLevel = lv
+					got[i] = make([]float32, batch*m*n)
+					err := BatchedMul(batch, m, n, k, a, b, got[i])
+					kernelLevel = saved
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				compare(t, fmt.Sprintf("avx512 %v A=%s", s, la), k, got[0], reference(batch, m, n, k, &a, &b))
+				for i := range got[0] {
+					if got[0][i] != got[1][i] {
+						t.Fatalf("%v A=%s: C[%d] = %g with AVX-512, %g with AVX2", s, la, i, got[0][i], got[1][i])
+					}
+				}
+			})
+		}
 	}
 }

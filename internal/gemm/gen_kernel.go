@@ -1,9 +1,12 @@
 //go:build ignore
 
-// gen_kernel writes kernel_amd64.s, the 6×16 AVX2/FMA micro-kernel: the
-// register tile is 12 YMM accumulators (6 rows × 2×8 columns), one 16-wide
-// row of the packed B panel in Y0/Y1 and broadcast A values in Y2/Y3; the k
-// loop is unrolled four times.
+// gen_kernel writes kernel_amd64.s: the 6×16 AVX2/FMA micro-kernel (the
+// register tile is 12 YMM accumulators, 6 rows × 2×8 columns, one 16-wide
+// row of the packed B panel in Y0/Y1 and broadcast A values in Y2/Y3), and
+// the 6×32 AVX-512 one (12 ZMM accumulators, 6 rows × 2×16 columns: one row
+// of each of two adjacent packed B panels in Z0/Z1). Both unroll the k loop
+// four times and add the k terms of each element in order, one FMA each,
+// so the two give the same bits.
 //
 //	go generate ./internal/gemm
 package main
@@ -17,7 +20,7 @@ import (
 func main() {
 	var s strings.Builder
 	e := func(format string, args ...any) { fmt.Fprintf(&s, format+"\n", args...) }
-	e("// Written out by gen_kernel.go (go generate); the 6×16 AVX2/FMA micro-kernels.")
+	e("// Written out by gen_kernel.go (go generate); the 6×16 AVX2/FMA and 6×32 AVX-512 micro-kernels.")
 	e("")
 	e("//go:build amd64 && !purego")
 	e("")
@@ -28,6 +31,10 @@ func main() {
 	emitKernel(e, true)
 	e("")
 	emitPackBT(e)
+	e("")
+	emitKernel512(e, false)
+	e("")
+	emitKernel512(e, true)
 	if err := os.WriteFile("kernel_amd64.s", []byte(s.String()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -207,6 +214,131 @@ func emitPackBT(e func(string, ...any)) {
 	e("\tDECQ CX")
 	e("\tJNZ packBT16_loop")
 	e("packBT16_done:")
+	e("\tVZEROUPPER")
+	e("\tRET")
+}
+
+// emitKernel512 writes one 6×32 AVX-512F kernel over two adjacent packed B
+// panels (the second kc·16 floats after the first). The packed variant reads
+// the A micro-panel (k-major, six values per k); the rows one reads six rows
+// of A in place, lda floats apart, contiguous along k.
+func emitKernel512(e func(string, ...any), rows bool) {
+	name, args, frame := "kernel6x32z", "kc int, a *float32, b *float32, c *float32, ldc int, accumulate int", 48
+	if rows {
+		name, args, frame = "kernel6x32zrows", "kc int, a *float32, lda int, b *float32, c *float32, ldc int, accumulate int", 56
+	}
+	e("// func %s(%s)", name, args)
+	e("//")
+	if rows {
+		e("// C[6×32] (row stride ldc floats) = or += Σ_k a[r*lda+k] · B(k, j), where")
+		e("// B(k, j) = b[k*16+j] for j < 16 and b[kc*16 + k*16 + j-16] after.")
+		e("// Row r of A is at SI + r·lda·4: R10 = lda·4, R11 = 3·lda·4, R12 = 5·lda·4.")
+	} else {
+		e("// C[6×32] (row stride ldc floats) = or += Σ_k a[k*6+r] · B(k, j), where")
+		e("// B(k, j) = b[k*16+j] for j < 16 and b[kc*16 + k*16 + j-16] after.")
+	}
+	e("// Accumulators: Z4..Z15 (row r in Z(4+2r), Z(5+2r)); B rows in Z0 (DI), Z1 (BX);")
+	e("// broadcast A values alternate in Z2, Z3.")
+	e("TEXT ·%s(SB), NOSPLIT, $0-%d", name, frame)
+	off := 0
+	arg := func(n string) string { s := fmt.Sprintf("%s+%d(FP)", n, off); off += 8; return s }
+	e("\tMOVQ %s, CX", arg("kc"))
+	e("\tMOVQ %s, SI", arg("a"))
+	if rows {
+		e("\tMOVQ %s, R10", arg("lda"))
+		e("\tSHLQ $2, R10")
+		e("\tLEAQ (R10)(R10*2), R11")
+		e("\tLEAQ (R10)(R10*4), R12")
+	}
+	e("\tMOVQ %s, DI", arg("b"))
+	e("\tMOVQ %s, DX", arg("c"))
+	e("\tMOVQ %s, R8", arg("ldc"))
+	accArg := arg("accumulate")
+	e("\tSHLQ $2, R8")
+	// BX = DI + kc·64 bytes: the second panel.
+	e("\tMOVQ CX, BX")
+	e("\tSHLQ $6, BX")
+	e("\tADDQ DI, BX")
+	for r := 4; r < 16; r++ {
+		e("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+	}
+	e("\tMOVQ DX, AX")
+	for r := range 6 {
+		e("\tPREFETCHT0 (AX)")
+		e("\tPREFETCHT0 64(AX)")
+		e("\tPREFETCHT0 124(AX)")
+		if r < 5 {
+			e("\tADDQ R8, AX")
+		}
+	}
+	aAddr := func(u, r int) string {
+		if !rows {
+			return fmt.Sprintf("%d(SI)", u*24+4*r)
+		}
+		return fmt.Sprintf("%d(SI)%s", 4*u, [6]string{"", "(R10*1)", "(R10*2)", "(R11*1)", "(R10*4)", "(R12*1)"}[r])
+	}
+	step := func(u int) {
+		e("\tVMOVUPS %d(DI), Z0", u*64)
+		e("\tVMOVUPS %d(BX), Z1", u*64)
+		for r := range 6 {
+			reg := 2 + r%2
+			e("\tVBROADCASTSS %s, Z%d", aAddr(u, r), reg)
+			e("\tVFMADD231PS Z%d, Z0, Z%d", reg, 4+2*r)
+			e("\tVFMADD231PS Z%d, Z1, Z%d", reg, 5+2*r)
+		}
+	}
+	aStep := 24
+	if rows {
+		aStep = 4
+	}
+	e("\tMOVQ CX, R9")
+	e("\tSHRQ $2, R9")
+	e("\tJZ %s_tail", name)
+	e("%s_loop4:", name)
+	if !rows {
+		e("\tPREFETCHT0 384(SI)")
+	}
+	for u := range 4 {
+		step(u)
+	}
+	e("\tADDQ $%d, SI", 4*aStep)
+	e("\tADDQ $256, DI")
+	e("\tADDQ $256, BX")
+	e("\tDECQ R9")
+	e("\tJNZ %s_loop4", name)
+	e("%s_tail:", name)
+	e("\tANDQ $3, CX")
+	e("\tJZ %s_store", name)
+	e("%s_loop1:", name)
+	step(0)
+	e("\tADDQ $%d, SI", aStep)
+	e("\tADDQ $64, DI")
+	e("\tADDQ $64, BX")
+	e("\tDECQ CX")
+	e("\tJNZ %s_loop1", name)
+	e("%s_store:", name)
+	e("\tMOVQ %s, AX", accArg)
+	e("\tTESTQ AX, AX")
+	e("\tJNZ %s_accum", name)
+	for r := range 6 {
+		e("\tVMOVUPS Z%d, (DX)", 4+2*r)
+		e("\tVMOVUPS Z%d, 64(DX)", 5+2*r)
+		if r < 5 {
+			e("\tADDQ R8, DX")
+		}
+	}
+	e("\tVZEROUPPER")
+	e("\tRET")
+	e("%s_accum:", name)
+	for r := range 6 {
+		e("\tVADDPS (DX), Z%d, Z%d", 4+2*r, 4+2*r)
+		e("\tVADDPS 64(DX), Z%d, Z%d", 5+2*r, 5+2*r)
+		e("\tVMOVUPS Z%d, (DX)", 4+2*r)
+		e("\tVMOVUPS Z%d, 64(DX)", 5+2*r)
+		if r < 5 {
+			e("\tADDQ R8, DX")
+		}
+	}
 	e("\tVZEROUPPER")
 	e("\tRET")
 }

@@ -1,5 +1,7 @@
 package gemm
 
+import "os"
+
 // Register tile of the micro-kernels: mr rows of A by nr columns of B.
 const (
 	mr = 6
@@ -32,33 +34,76 @@ var (
 	archKernel     microKernel
 	archKernelName string
 
-	// forceGeneric makes every product use genericKernel (tests and
-	// benchmarks compare the two).
-	forceGeneric bool
+	// archWide and archWideRows are the AVX-512 kernels of an mr×2nr tile
+	// over two adjacent packed B panels (b covers 2·kc·nr values: the second
+	// panel kc·nr after the first), packed and in-place A; nil when the CPU
+	// (or the OS) has no AVX-512F. They add the k terms of each element in
+	// the same order as archKernel, so results are the same bits.
+	archWide     microKernel
+	archWideRows rowsKernel
+	archWideName string
+
+	// kernelLevel caps the kernels used: levelBest, levelAVX2 (no AVX-512)
+	// or levelGeneric (pure Go). Set from EnvKernel at init; tests and
+	// benchmarks change it to compare.
+	kernelLevel = levelBest
 )
+
+// Kernel levels, best first.
+const (
+	levelBest = iota
+	levelAVX2
+	levelGeneric
+)
+
+// EnvKernel caps the micro-kernel: "avx2" leaves the AVX-512 kernels out,
+// "generic" uses the pure-Go one (for comparisons and for CPUs where the
+// faster ones misbehave). Unset or anything else: the best this CPU has.
+const EnvKernel = "LDM_GEMM_KERNEL"
+
+func init() {
+	switch os.Getenv(EnvKernel) {
+	case "avx2":
+		kernelLevel = levelAVX2
+	case "generic":
+		kernelLevel = levelGeneric
+	}
+}
 
 // activePackBT returns the assembly panel packer, or nil.
 func activePackBT() packBTFunc {
-	if forceGeneric {
+	if kernelLevel >= levelGeneric {
 		return nil
 	}
 	return archPackBT
 }
 
-// activeKernel returns the micro-kernels to use and their name; rows is
-// nil when A must always be packed.
-func activeKernel() (packed microKernel, rows rowsKernel, name string) {
-	if archKernel == nil || forceGeneric {
-		return genericKernel, nil, "generic-go"
-	}
-	return archKernel, archRowsKernel, archKernelName
+// kernels is the set of micro-kernels a product uses. rows is nil when A
+// must always be packed; wide and wideRows are nil without AVX-512.
+type kernels struct {
+	packed   microKernel
+	rows     rowsKernel
+	wide     microKernel
+	wideRows rowsKernel
+	name     string
 }
 
-// KernelName says which micro-kernel products use: "avx2-fma-6x16" or
-// "generic-go".
+// activeKernels returns the micro-kernels to use under kernelLevel.
+func activeKernels() kernels {
+	if archKernel == nil || kernelLevel >= levelGeneric {
+		return kernels{packed: genericKernel, name: "generic-go"}
+	}
+	k := kernels{packed: archKernel, rows: archRowsKernel, name: archKernelName}
+	if archWide != nil && kernelLevel == levelBest {
+		k.wide, k.wideRows, k.name = archWide, archWideRows, archWideName
+	}
+	return k
+}
+
+// KernelName says which micro-kernels products use: "avx512-6x32" (with
+// the AVX2 6×16 one at the edges), "avx2-fma-6x16" or "generic-go".
 func KernelName() string {
-	_, _, name := activeKernel()
-	return name
+	return activeKernels().name
 }
 
 // genericKernel is the portable micro-kernel: plain Go over the same packed

@@ -30,13 +30,58 @@ func kernel6x16rows(kc int, a *float32, lda int, b, c *float32, ldc int, accumul
 //go:noescape
 func packBT16(groups int, src *float32, ldb int, dst *float32)
 
+// kernel6x32z is the AVX-512F micro-kernel: the 6×32 tile at c set to or
+// incremented by the product of the packed A micro-panel a (kc×6) and two
+// adjacent packed B panels at b (kc×16 each, the second kc·16 floats after
+// the first).
+//
+//go:noescape
+func kernel6x32z(kc int, a, b, c *float32, ldc int, accumulate int)
+
+// kernel6x32zrows is kernel6x32z reading A in place, as kernel6x16rows.
+//
+//go:noescape
+func kernel6x32zrows(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate int)
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		archKernel = avx2Kernel
 		archRowsKernel = avx2RowsKernel
 		archPackBT = avx2PackBT
 		archKernelName = "avx2-fma-6x16"
+		// x/sys/cpu reports AVX-512F only when the OS saves the ZMM and
+		// opmask state too.
+		if cpu.X86.HasAVX512F {
+			archWide = avx512Kernel
+			archWideRows = avx512RowsKernel
+			archWideName = "avx512-6x32"
+		}
 	}
+}
+
+// avx512Kernel adapts kernel6x32z to the microKernel signature (b covering
+// both panels), bounds checked like avx2Kernel.
+func avx512Kernel(kc int, a, b, c []float32, ldc int, accumulate bool) {
+	_ = a[kc*mr-1]
+	_ = b[2*kc*nr-1]
+	_ = c[(mr-1)*ldc+2*nr-1]
+	acc := 0
+	if accumulate {
+		acc = 1
+	}
+	kernel6x32z(kc, unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), ldc, acc)
+}
+
+// avx512RowsKernel adapts kernel6x32zrows to the rowsKernel signature.
+func avx512RowsKernel(kc int, a []float32, lda int, b, c []float32, ldc int, accumulate bool) {
+	_ = a[(mr-1)*lda+kc-1]
+	_ = b[2*kc*nr-1]
+	_ = c[(mr-1)*ldc+2*nr-1]
+	acc := 0
+	if accumulate {
+		acc = 1
+	}
+	kernel6x32zrows(kc, unsafe.SliceData(a), lda, unsafe.SliceData(b), unsafe.SliceData(c), ldc, acc)
 }
 
 // avx2RowsKernel adapts kernel6x16rows to the rowsKernel signature, with
