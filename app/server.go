@@ -151,6 +151,9 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 		return nil, errors.New("app: no model")
 	}
 	cfg.defaults()
+	if err := cfg.Limits.Check(); err != nil {
+		return nil, fmt.Errorf("app: limits: %w", err)
+	}
 	s := &Server{
 		cfg: cfg, q: newQueue(cfg.QueueSize), files: newFileStore(cfg.FileTTL, cfg.FileBytes),
 		metrics: newMetrics(), log: cfg.Logger, model: model,

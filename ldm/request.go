@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	"strings"
 
 	"github.com/ldm-project/ldm/scheduler"
@@ -113,12 +114,23 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
-// Validate checks r against the limits and the model's latent factor (width
-// and height must be multiples of it). It returns a *FieldError.
-func (r *Request) Validate(l Limits, factor int) error {
+// Check validates everything that does not depend on a model: a request
+// that fails it fails on every model, so front ends call it before loading
+// one. A zero width or height stands for the model's size. It returns a
+// *FieldError.
+func (r *Request) Check(l Limits) error {
 	bad := func(field, format string, a ...any) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 	}
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"guidance_scale", r.GuidanceScale}, {"eta", r.Eta}, {"strength", r.Strength}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return bad(f.name, "%g is not a number: give a finite value", f.v)
+		}
+	}
+	images := int64(r.BatchSize) * int64(r.BatchCount)
 	switch {
 	case strings.TrimSpace(r.Prompt) == "" && r.InitImage == nil:
 		return bad("prompt", "is empty: say what to draw")
@@ -126,10 +138,10 @@ func (r *Request) Validate(l Limits, factor int) error {
 		return bad("prompt", "is %d characters, the limit is %d", len(r.Prompt), l.MaxPromptChars)
 	case l.MaxPromptChars > 0 && len(r.NegativePrompt) > l.MaxPromptChars:
 		return bad("negative_prompt", "is %d characters, the limit is %d", len(r.NegativePrompt), l.MaxPromptChars)
-	case r.Width <= 0 || r.Width%factor != 0:
-		return bad("width", "%d must be a positive multiple of %d", r.Width, factor)
-	case r.Height <= 0 || r.Height%factor != 0:
-		return bad("height", "%d must be a positive multiple of %d", r.Height, factor)
+	case r.Width < 0: // 0: the model's size, which Defaults fills
+		return bad("width", "%d must be positive", r.Width)
+	case r.Height < 0:
+		return bad("height", "%d must be positive", r.Height)
 	case l.MaxWidth > 0 && r.Width > l.MaxWidth:
 		return bad("width", "%d exceeds the limit %d", r.Width, l.MaxWidth)
 	case l.MaxHeight > 0 && r.Height > l.MaxHeight:
@@ -146,6 +158,9 @@ func (r *Request) Validate(l Limits, factor int) error {
 		return bad("batch_size", "%d must be between 1 and %d", r.BatchSize, l.MaxBatchSize)
 	case r.BatchCount < 1 || (l.MaxBatchCount > 0 && r.BatchCount > l.MaxBatchCount):
 		return bad("batch_count", "%d must be between 1 and %d", r.BatchCount, l.MaxBatchCount)
+	case r.Seed > math.MaxInt64-(images-1):
+		// Image i gets seed+i: the last one must still be a valid seed.
+		return bad("seed", "%d is too large for %d images (image i gets seed+i): use at most %d", r.Seed, images, int64(math.MaxInt64)-(images-1))
 	case r.ClipSkip < 0 || r.ClipSkip > 12:
 		return bad("clip_skip", "%d must be between 0 and 12", r.ClipSkip)
 	case r.Eta < 0 || r.Eta > 1:
@@ -175,6 +190,43 @@ func (r *Request) Validate(l Limits, factor int) error {
 	}
 	if r.Mask != nil && r.Mask.Bounds().Size() != r.InitImage.Bounds().Size() {
 		return bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
+	}
+	return nil
+}
+
+// Validate checks r against the limits (Check) and against a model whose
+// VAE downsamples by factor: width and height must be multiples of it.
+func (r *Request) Validate(l Limits, factor int) error {
+	if err := r.Check(l); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"width", r.Width}, {"height", r.Height}} {
+		if f.v%factor != 0 {
+			near := fmt.Sprint(factor)
+			if lo := f.v / factor * factor; lo > 0 {
+				near = fmt.Sprintf("%d or %d", lo, lo+factor)
+			}
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("%d is not a multiple of %d, the model's VAE factor: use %s", f.v, factor, near)}
+		}
+	}
+	return nil
+}
+
+// Check reports a limit that would not bound anything (Validate skips a
+// limit ≤ 0): a server's limits are each at least 1. The *FieldError names
+// the limit ("max_steps").
+func (l Limits) Check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_steps", l.MaxSteps}, {"max_width", l.MaxWidth}, {"max_height", l.MaxHeight},
+		{"max_batch_size", l.MaxBatchSize}, {"max_batch_count", l.MaxBatchCount}, {"max_prompt_chars", l.MaxPromptChars}} {
+		if f.v < 1 {
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("%d: a limit must be at least 1", f.v)}
+		}
 	}
 	return nil
 }

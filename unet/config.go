@@ -401,8 +401,19 @@ func (c Config) plan() (*plan, error) {
 	return p, nil
 }
 
-// DownFactor is the ratio between the input and the smallest feature map:
-// height and width of a sample must be multiples of it.
+// DownFactor is the ratio between the input and the smallest feature map.
+// A sample whose sides are multiples of it upsamples by doubling; other
+// sizes resize each upsampler's output to its skip connection, as diffusers.
 func (c Config) DownFactor() int {
 	return 1 << max(len(c.BlockOutChannels)-1, 0)
+}
+
+// CheckSize reports whether an h×w sample can run. Any positive size can:
+// the stride-2 downsamplers pad by at least 1 (ParseConfig refuses 0), so
+// they halve an odd side by rounding up, as diffusers' do.
+func (c Config) CheckSize(h, w int) error {
+	if h < 1 || w < 1 {
+		return fmt.Errorf("unet: sample height and width must be positive, got %d×%d", h, w)
+	}
+	return nil
 }

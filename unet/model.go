@@ -147,8 +147,8 @@ func (m *Model) Run(backend backends.Backend, sample []float32, sampleShape []in
 			c.InChannels, sampleShape, len(sample))
 	}
 	b := sampleShape[0]
-	if f := c.DownFactor(); sampleShape[2]%f != 0 || sampleShape[3]%f != 0 {
-		return nil, fmt.Errorf("unet: sample height and width must be multiples of %d, got %d×%d", f, sampleShape[2], sampleShape[3])
+	if err := c.CheckSize(sampleShape[2], sampleShape[3]); err != nil {
+		return nil, err
 	}
 	if len(timesteps) != 1 && len(timesteps) != b {
 		return nil, fmt.Errorf("unet: %d timesteps for a batch of %d: give one per sample or a single one", len(timesteps), b)

@@ -34,7 +34,7 @@ func WithTaps(taps map[string]*Node) Option {
 }
 
 // Apply builds the U-Net forward pass on graph nodes. sample is NCHW
-// [B,in_channels,H,W] with H and W multiples of Config.DownFactor;
+// [B,in_channels,H,W] of any size the down path can halve (CheckSize);
 // timesteps is float32 (or integer) of shape [B], [1] or scalar (one value for
 // the whole batch); encoderHiddenStates is [B,T,cross_attention_dim]. It
 // returns the prediction, NCHW [B,out_channels,H,W]. The variables are read
@@ -59,9 +59,13 @@ func (m *Model) Apply(ctx *context.Context, sample, timesteps, encoderHiddenStat
 		panic(fmt.Errorf("unet: sample must be [B,%d,H,W], got %v", c.InChannels, dims))
 	}
 	b, f := dims[0], c.DownFactor()
-	if dims[2]%f != 0 || dims[3]%f != 0 {
-		panic(fmt.Errorf("unet: sample height and width must be multiples of %d, got %d×%d", f, dims[2], dims[3]))
+	if err := c.CheckSize(dims[2], dims[3]); err != nil {
+		panic(err)
 	}
+	// diffusers (UNet2DConditionModel.forward): when a side is not a
+	// multiple of the overall factor, each upsampler resizes to its skip
+	// connection's size instead of doubling.
+	toSkip := dims[2]%f != 0 || dims[3]%f != 0
 	ehs := encoderHiddenStates
 	if ehs.Rank() != 3 || ehs.Shape().Dim(0) != b {
 		panic(fmt.Errorf("unet: encoder_hidden_states must be [%d,T,D], got %v", b, ehs.Shape().Dimensions))
@@ -122,7 +126,11 @@ func (m *Model) Apply(ctx *context.Context, sample, timesteps, encoderHiddenStat
 		}
 		if blk.sampler {
 			out := x.Shape().Dim(-1)
-			x = nn.Conv2D(bctx.In("upsamplers").In("0").In("conv"), nn.Upsample2x(x),
+			up := nn.Upsample2x(x)
+			if next := skips[len(skips)-1].Shape().Dimensions; toSkip {
+				up = upsampleNearest(x, next[1], next[2])
+			}
+			x = nn.Conv2D(bctx.In("upsamplers").In("0").In("conv"), up,
 				nn.Conv2DOpts{Out: out, Kernel: 3, Pad: 1})
 		}
 		tap("up_blocks."+strconv.Itoa(i), x)
@@ -132,6 +140,37 @@ func (m *Model) Apply(ctx *context.Context, sample, timesteps, encoderHiddenStat
 	tap("conv_norm_out", x)
 	x = nn.Conv2D(ctx.In("conv_out"), nn.SiLU(x), nn.Conv2DOpts{Out: c.OutChannels, Kernel: c.ConvOutKernel, Pad: c.ConvOutKernel / 2})
 	return TransposeAllDims(x, 0, 3, 1, 2)
+}
+
+// upsampleNearest resizes NHWC x to h×w by nearest neighbour as PyTorch's
+// F.interpolate(size=…, mode="nearest"): output index i reads input index
+// min(floor(i·(in/out)), in−1), the scale computed in float32.
+func upsampleNearest(x *Node, h, w int) *Node {
+	dims := x.Shape().Dimensions
+	if h == 2*dims[1] && w == 2*dims[2] {
+		return nn.Upsample2x(x)
+	}
+	g := x.Graph()
+	along := func(x *Node, axis, out int) *Node {
+		idx := nearestIndices(x.Shape().Dim(axis), out)
+		perm := []int{0, 1, 2, 3}
+		perm[0], perm[axis] = axis, 0
+		y := TransposeAllDims(x, perm...)
+		y = Gather(y, Reshape(Const(g, idx), out, 1))
+		return TransposeAllDims(y, perm...)
+	}
+	return along(along(x, 1, h), 2, w)
+}
+
+// nearestIndices are the input indices PyTorch's nearest interpolation reads
+// for each of out outputs from in inputs (legacy "nearest", no scale given).
+func nearestIndices(in, out int) []int32 {
+	idx := make([]int32, out)
+	scale := float32(in) / float32(out)
+	for i := range idx {
+		idx[i] = int32(min(int(math.Floor(float64(float32(i)*scale))), in-1))
+	}
+	return idx
 }
 
 // timestepEmbedding is diffusers' Timesteps module (get_timestep_embedding

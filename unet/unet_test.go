@@ -226,7 +226,7 @@ func TestRunRejectsBadShapes(t *testing.T) {
 		timesteps   int
 		wantInError string
 	}{
-		{"odd height", []int{1, 4, 7, 8}, []int{1, 3, 6}, 1, "multiples of 2"},
+		{"empty height", []int{1, 4, 0, 8}, []int{1, 3, 6}, 1, "must be positive"},
 		{"channels", []int{1, 3, 8, 8}, []int{1, 3, 6}, 1, "[B,4,H,W]"},
 		{"timesteps count", []int{2, 4, 8, 8}, []int{2, 3, 6}, 3, "3 timesteps for a batch of 2"},
 		{"context width", []int{1, 4, 8, 8}, []int{1, 3, 7}, 1, "encoder_hidden_states must be [1,T,6]"},
@@ -238,6 +238,83 @@ func TestRunRejectsBadShapes(t *testing.T) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.wantInError)
 			}
 		})
+	}
+}
+
+// TestNonDivisibleSizeUpsamplesToSkip: a sample whose sides are not
+// multiples of DownFactor runs, as in diffusers, by resizing each
+// upsampler's output to its skip connection with PyTorch's nearest rule.
+func TestNonDivisibleSizeUpsamplesToSkip(t *testing.T) {
+	// F.interpolate(torch.arange(n)[None,None,:,None].float(), size=(m,1),
+	// mode="nearest") reads these indices (torch 2.x).
+	for _, tc := range []struct {
+		in, out int
+		want    []int32
+	}{
+		{4, 8, []int32{0, 0, 1, 1, 2, 2, 3, 3}},
+		{5, 9, []int32{0, 0, 1, 1, 2, 2, 3, 3, 4}},
+		{3, 5, []int32{0, 0, 1, 1, 2}},
+		{4, 9, []int32{0, 0, 0, 1, 1, 2, 2, 3, 3}},
+		{9, 18, []int32{0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8}},
+	} {
+		if got := nearestIndices(tc.in, tc.out); !slices.Equal(got, tc.want) {
+			t.Errorf("nearest %d→%d reads %v, want %v", tc.in, tc.out, got, tc.want)
+		}
+	}
+
+	backend := testBackend(t)
+	// The graph op reads exactly those indices on both axes.
+	r := rand.New(rand.NewPCG(3, 4))
+	b, h, w, c, H, W := 2, 3, 5, 2, 5, 9
+	x := randn(r, b*h*w*c)
+	var got []float32
+	if err := nn.Try(func() {
+		e := MustNewExec(backend, func(x *Node) *Node { return upsampleNearest(x, H, W) })
+		got = nn.Values(e.MustExec(tensors.FromFlatDataAndDimensions(x, b, h, w, c))[0])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	iy, ix := nearestIndices(h, H), nearestIndices(w, W)
+	for n := range b {
+		for y := range H {
+			for xx := range W {
+				for ch := range c {
+					want := x[((n*h+int(iy[y]))*w+int(ix[xx]))*c+ch]
+					if g := got[((n*H+y)*W+xx)*c+ch]; g != want {
+						t.Fatalf("out[%d,%d,%d,%d] = %g, want in[%d,%d,%d,%d] = %g", n, y, xx, ch, g, n, iy[y], ix[xx], ch, want)
+					}
+				}
+			}
+		}
+	}
+
+	// A two-level U-Net (factor 2) on odd sides: the output has the
+	// sample's size and each sample stays independent of the other.
+	m, err := New(tinyConfig(t, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.InitWeights(5); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range [][2]int{{7, 9}, {5, 6}, {1, 3}} {
+		sh, sw := size[0], size[1]
+		sample := randn(r, 2*4*sh*sw)
+		ehs := randn(r, 2*3*6)
+		out, err := m.Run(backend, sample, []int{2, 4, sh, sw}, []float32{500}, ehs, []int{2, 3, 6})
+		if err != nil {
+			t.Fatalf("%d×%d: %v", sh, sw, err)
+		}
+		if len(out) != 2*4*sh*sw {
+			t.Fatalf("%d×%d: %d outputs, want %d", sh, sw, len(out), 2*4*sh*sw)
+		}
+		one, err := m.Run(backend, sample[len(sample)/2:], []int{1, 4, sh, sw}, []float32{500}, ehs[len(ehs)/2:], []int{1, 3, 6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxAbsDiff(one, out[len(out)/2:]); d > 1e-5 || math.IsNaN(d) {
+			t.Errorf("%d×%d: batch of 1 vs batch of 2: max abs diff %g", sh, sw, d)
+		}
 	}
 }
 

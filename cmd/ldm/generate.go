@@ -101,11 +101,20 @@ var flagOfField = map[string]string{
 	"loras":           "--lora",
 }
 
-// flagHints add what to do for the errors whose fix is another flag.
-var flagHints = map[string]string{
-	"strength":  " (it sets how much of --init-image to repaint)",
-	"mask":      " (pass --init-image with the picture to inpaint)",
-	"mask_blur": " (the blur applies to --mask)",
+// flagHints add what to do for the errors whose fix is another flag: the
+// hint applies to a field's errors whose message starts with msg.
+var flagHints = []struct{ field, msg, hint string }{
+	{"strength", "is only meaningful", " (it sets how much of --init-image to repaint)"},
+	{"mask", "needs an init image", " (pass --init-image with the picture to inpaint)"},
+}
+
+func flagHint(fe *ldm.FieldError) string {
+	for _, h := range flagHints {
+		if h.field == fe.Field && strings.HasPrefix(fe.Msg, h.msg) {
+			return h.hint
+		}
+	}
+	return ""
 }
 
 // flagError rewrites a request FieldError in terms of the command's flags.
@@ -118,14 +127,14 @@ func flagError(err error) error {
 	if !ok {
 		return err
 	}
-	return fmt.Errorf("%s: %s%s", name, fe.Msg, flagHints[fe.Field])
+	return fmt.Errorf("%s: %s%s", name, fe.Msg, flagHint(fe))
 }
 
 func (r *requestFlags) register(f *pflag.FlagSet) {
 	q := &r.req
 	f.StringVar(&q.NegativePrompt, "negative", "", "negative prompt: what the image should not show")
-	f.IntVarP(&q.Width, "width", "W", 0, "image width in pixels, a multiple of 8 (default: the model's size)")
-	f.IntVarP(&q.Height, "height", "H", 0, "image height in pixels, a multiple of 8 (default: the model's size)")
+	f.IntVarP(&q.Width, "width", "W", 0, "image width in pixels, a multiple of the model's VAE factor: 8 for SD, 4 for the embedded model (default: the model's size)")
+	f.IntVarP(&q.Height, "height", "H", 0, "image height in pixels, a multiple of the model's VAE factor (default: the model's size)")
 	f.IntVar(&q.Steps, "steps", 0, "denoising steps (default 20)")
 	f.Float64Var(&q.GuidanceScale, "cfg", 0, "classifier-free guidance scale; 1 skips the unconditional pass (default 7.5; alias --guidance)")
 	f.StringVar(&q.Sampler, "sampler", "", `sampler: AUTOMATIC1111 ("Euler a", "DPM++ 2M Karras"), ComfyUI ("dpmpp_2m") or diffusers class name (default DDIM)`)
@@ -206,12 +215,11 @@ func parseLoRAFlag(s string) (ldm.LoRASpec, error) {
 	return spec, nil
 }
 
-// precheck runs Request.Validate before the model is known: the model's
-// size and latent factor only matter for width and height, which the full
-// validation in Generate checks.
+// precheck runs the model-independent checks before the model is loaded;
+// Generate checks the rest (the size against the model's factor).
 func precheck(req ldm.Request) error {
-	req.Defaults(512)
-	return req.Validate(ldm.DefaultLimits, 1)
+	req.Defaults(0) // 0: width and height stay the model's, unknown yet
+	return req.Check(ldm.DefaultLimits)
 }
 
 func readImage(path string) (image.Image, error) {
@@ -346,16 +354,15 @@ func newOutputTarget(path string) (*outputTarget, error) {
 		return nil, errors.New("-o: empty output path")
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return &outputTarget{path: path}, nil
+		return &outputTarget{path: path}, writable(path)
 	}
 	ext := filepath.Ext(path)
 	if _, ok := ldm.FormatOf(path); ok && !strings.HasSuffix(path, string(os.PathSeparator)) {
-		if dir := filepath.Dir(path); dir != "" {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, fmt.Errorf("-o: %w", err)
-			}
+		dir := filepath.Dir(path)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("-o: %w", err)
 		}
-		return &outputTarget{path: path, ext: ext}, nil
+		return &outputTarget{path: path, ext: ext}, writable(dir)
 	}
 	if ext != "" && !strings.HasSuffix(path, string(os.PathSeparator)) {
 		return nil, fmt.Errorf("-o %s: unknown image extension %s: use .png or .jpg, or name a folder", path, ext)
@@ -363,7 +370,18 @@ func newOutputTarget(path string) (*outputTarget, error) {
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("-o: %w", err)
 	}
-	return &outputTarget{path: path}, nil
+	return &outputTarget{path: path}, writable(path)
+}
+
+// writable checks that files can be created in dir, before minutes of
+// generation rather than after (the images are written atomically there).
+func writable(dir string) error {
+	f, err := os.CreateTemp(dir, ".ldm-write-check-*")
+	if err != nil {
+		return fmt.Errorf("-o: %s is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 var numbered = regexp.MustCompile(`^(\d{5,})-`)

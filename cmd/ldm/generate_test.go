@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -66,7 +67,12 @@ func TestGenerateNamesTheFlagOfEveryBadCombination(t *testing.T) {
 		{[]string{"x", "--batch-size", "99"}, "--batch-size: 99 must be between 1 and 16"},
 		{[]string{"x", "--clip-skip", "13"}, "--clip-skip: 13 must be between 0 and 12"},
 		{[]string{"x", "--eta", "2"}, "--eta: 2 must be between 0 and 1"},
-		{[]string{"x", "-W", "-8"}, "--width: -8 must be a positive multiple"},
+		{[]string{"x", "-W", "-8"}, "--width: -8 must be positive"},
+		{[]string{"x", "--eta", "NaN"}, "--eta: NaN is not a number"},
+		{[]string{"x", "--guidance", "NaN"}, "--cfg: NaN is not a number"},
+		{[]string{"x", "--cfg", "Inf"}, "--cfg: +Inf is not a number"},
+		{[]string{"x", "--init-image", img, "--strength", "NaN"}, "--strength: NaN is not a number"},
+		{[]string{"x", "--seed", "9223372036854775807", "--batch-size", "2"}, "--seed: 9223372036854775807 is too large for 2 images"},
 		{[]string{"x", "--quality", "90"}, "--quality applies to JPEG output only"},
 		{[]string{"x", "--format", "jpeg", "--quality", "0"}, "--quality 0: want 1 to 100"},
 		{[]string{"x", "--format", "gif"}, `--format: image format "gif"`},
@@ -78,6 +84,57 @@ func TestGenerateNamesTheFlagOfEveryBadCombination(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ldm %s:\n got %v\nwant …%s…", strings.Join(args, " "), err, tc.want)
 		}
+	}
+	// The hint to pass --init-image is for a mask without one only.
+	_, _, err := runSplit("generate", "x", "--init-image", img, "--mask", small)
+	if err == nil || strings.Contains(err.Error(), "pass --init-image") {
+		t.Errorf("a mask of the wrong size: %v, want no --init-image hint", err)
+	}
+}
+
+// TestGenerateRefusesAReadOnlyOutputBeforeGenerating: the check comes before
+// the model is even loaded (the model path does not exist).
+func TestGenerateRefusesAReadOnlyOutputBeforeGenerating(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 { // root writes into read-only folders, not into /proc
+		if runtime.GOOS != "linux" {
+			t.Skip("root writes into read-only folders")
+		}
+		dir = "/proc"
+	}
+	for _, out := range []string{dir, filepath.Join(dir, "a.png")} {
+		_, _, err := runSplit("generate", "x", "--model", "/no/such/model", "-o", out)
+		if err == nil || !strings.Contains(err.Error(), "-o: "+dir+" is not writable") {
+			t.Errorf("-o %s: got %v, want a not-writable error before loading", out, err)
+		}
+	}
+}
+
+// TestGenerateSizesOfTheVAEFactor: any multiple of the VAE factor runs,
+// also when the latents do not halve down the U-Net (72 px: 9 latents on
+// the tiny model, whose U-Net halves once); others name the real factor.
+func TestGenerateSizesOfTheVAEFactor(t *testing.T) {
+	model := tinyFolder(t)
+	out := filepath.Join(t.TempDir(), "a.png")
+	_, stderr, err := runSplit("generate", "x", "--model", model, "--backend", "go", "--steps", "1", "-W", "72", "-H", "56", "-o", out)
+	if err != nil {
+		t.Fatalf("72×56: %v\n%s", err, stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, _, err := image.DecodeConfig(f)
+	if err != nil || cfg.Width != 72 || cfg.Height != 56 {
+		t.Fatalf("wrote %dx%d (%v), want 72x56", cfg.Width, cfg.Height, err)
+	}
+	_, _, err = runSplit("generate", "x", "--model", model, "--backend", "go", "--steps", "1", "-W", "70", "-o", out)
+	if err == nil || !strings.Contains(err.Error(), "--width: 70 is not a multiple of 8, the model's VAE factor: use 64 or 72") {
+		t.Errorf("-W 70: got %v", err)
 	}
 }
 

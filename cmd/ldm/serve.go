@@ -83,6 +83,10 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 }
 
 func runServe(cmd *cobra.Command, f *serveFlags) error {
+	var fe *ldm.FieldError
+	if err := f.cfg.Limits.Check(); errors.As(err, &fe) {
+		return fmt.Errorf("--%s %s", strings.ReplaceAll(fe.Field, "_", "-"), fe.Msg)
+	}
 	var basic []string
 	for _, up := range strings.Split(f.apiAuth, ",") {
 		if up = strings.TrimSpace(up); up == "" {

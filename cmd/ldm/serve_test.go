@@ -23,6 +23,8 @@ func TestServeRefusesBadSettingsBeforeLoading(t *testing.T) {
 		{[]string{"--listen", ":7860"}, "without authentication"},
 		{[]string{"--listen", "0.0.0.0:7860", "--api-auth", "nocolon"}, "user:password"},
 		{[]string{"--listen", "nope"}, "listen address"},
+		{[]string{"--max-steps", "-1"}, "--max-steps -1: a limit must be at least 1"},
+		{[]string{"--max-width", "0"}, "--max-width 0: a limit must be at least 1"},
 	} {
 		// The model path does not exist: the error must come first.
 		out, err := runLDM(append([]string{"serve", "--model", "/no/such/model"}, c.args...)...)
