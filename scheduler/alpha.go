@@ -58,23 +58,9 @@ func (a alphaBase) planSpaced(n int) ([]float64, []float32, error) {
 	return ts, nil, nil
 }
 
-// lin is a prediction that is linear in the sample and the model output:
-// cx·x + co·out. Converting between ε, v and x0 predictions is always such a
-// map, which lets each step run as one pass over the latent.
-type lin struct{ cx, co float64 }
-
-func (l lin) at(x, o float32) float64 { return l.cx*float64(x) + l.co*float64(o) }
-
-// x0Eps returns the x0 and ε predictions at ᾱ_t for a prediction type.
+// x0Eps returns the x0 and ε predictions at ᾱ_t.
 func x0Eps(pred string, alphaT float32) (x0, eps lin) {
-	sa, sb := float64(sqrt32(alphaT)), float64(sqrt32(1-alphaT))
-	switch pred {
-	case "sample":
-		return lin{0, 1}, lin{1 / sb, -sa / sb}
-	case "v_prediction":
-		return lin{sa, -sb}, lin{sb, sa}
-	}
-	return lin{1 / sa, -sb / sa}, lin{0, 1}
+	return predict(pred, sqrt32(alphaT), sqrt32(1-alphaT))
 }
 
 func clamp(v, r float64) float64 { return math.Max(-r, math.Min(r, v)) }

@@ -75,8 +75,11 @@ type class struct {
 	rescale, zeroSNRFloor bool
 	// schedules lists the beta_schedule values beyond the common three.
 	extraSchedules []string
-	defaults       func(c *Config)
-	build          func(s *Scheduler) (sampler, error)
+	// order is diffusers' scheduler order: model calls per inference step
+	// (0 means 1).
+	order    int
+	defaults func(c *Config)
+	build    func(s *Scheduler) (sampler, error)
 }
 
 var classes = map[string]*class{}

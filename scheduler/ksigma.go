@@ -35,7 +35,8 @@ func (b kBase) kSchedule(n int) ([]float64, []float32, error) {
 	for i := range ts {
 		ts[i] = float64(float32(ts[i]))
 	}
-	all, logAll := trainSigmas(b.s.sched)
+	m := newModelSigmas(b.s.sched)
+	all := m.sigmas
 	interp := "linear"
 	if b.full {
 		interp = cfg.InterpolationType
@@ -57,15 +58,18 @@ func (b kBase) kSchedule(n int) ([]float64, []float32, error) {
 	default:
 		return nil, nil, fmt.Errorf("scheduler: interpolation_type %q is not supported (linear, log_linear)", interp)
 	}
-	if cfg.UseKarrasSigmas && b.allowKarras {
+	if kind := configSchedule(cfg); kind == "karras" && b.allowKarras {
 		lo, hi := sig[len(sig)-1], sig[0]
 		if b.configRange {
-			lo, hi = karrasRange(cfg, lo, hi)
+			lo, hi = sigmaRange(cfg, lo, hi)
 		}
-		sig = karrasSigmas(lo, hi, n)
+		var err error
+		if sig, err = sigmasOf(kind, m, lo, hi, n); err != nil {
+			return nil, nil, err
+		}
 		ts = make([]float64, n)
 		for i, v := range sig {
-			ts[i] = sigmaToT(v, logAll)
+			ts[i] = m.t(v)
 			if b.float32Karras {
 				ts[i] = float64(float32(ts[i]))
 			}
@@ -117,18 +121,9 @@ func (b kBase) addNoise(x0, noise []float32, i int) []float32 {
 	return out
 }
 
-// denoised is the x0 prediction ("denoised" in k-diffusion) of a model
-// output at noise level sigma, as a linear map of (x, out).
+// denoised is the x0 prediction at noise level sigma.
 func (b kBase) denoised(sigma float32) (lin, error) {
-	switch b.s.cfg.PredictionType {
-	case "epsilon":
-		return lin{1, -float64(sigma)}, nil
-	case "v_prediction":
-		return lin{float64(1 / (sigma*sigma + 1)), float64(-sigma / sqrt32(sigma*sigma+1))}, nil
-	case "sample":
-		return lin{0, 1}, nil
-	}
-	return lin{}, fmt.Errorf("prediction_type %q is not supported", b.s.cfg.PredictionType)
+	return kDenoised(b.s.cfg.PredictionType, sigma), nil
 }
 
 func (b kBase) x0Map(i int) (lin, error) { return b.denoised(b.s.sigmas[i]) }
@@ -397,7 +392,7 @@ func init() {
 		},
 	})
 	register(&class{
-		name: ClassHeun, extraSchedules: []string{"exp"},
+		name: ClassHeun, extraSchedules: []string{"exp"}, order: 2,
 		defaults: func(c *Config) { c.BetaStart, c.BetaEnd = 0.00085, 0.012 },
 		build: func(s *Scheduler) (sampler, error) {
 			return &heun{kBase: kBase{s: s, allowKarras: true, configRange: true}}, nil

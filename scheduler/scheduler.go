@@ -209,13 +209,8 @@ func (s *Scheduler) InitLatents(noise []float32) []float32 {
 }
 
 // Order is diffusers' scheduler order: model calls per inference step for
-// img2img's start index (2 for Heun, else 1).
-func (s *Scheduler) Order() int {
-	if s.class.name == ClassHeun {
-		return 2
-	}
-	return 1
-}
+// img2img's start index (2 for Heun, else 1), from the class row.
+func (s *Scheduler) Order() int { return max(s.class.order, 1) }
 
 // BeginIndex returns the index into Timesteps where img2img with the given
 // strength (0..1) starts, as diffusers' img2img pipeline computes it; run the

@@ -55,38 +55,35 @@ func (b *vpBase) back(k int) []float32 { return b.hist[len(b.hist)-1-k] }
 // vpSchedule lays out n steps for the multistep solvers: integer timesteps
 // over [0, last) and their sigmas (interpolated, Karras, or uniform in λ),
 // plus the final sigma.
-func (b *vpBase) vpSchedule(n, last int, karras, lu bool, karrasFinal bool) ([]float64, []float32, error) {
+func (b *vpBase) vpSchedule(n, last int, kind string, karrasFinal bool) ([]float64, []float32, error) {
 	cfg := b.s.cfg
 	T := cfg.NumTrainTimesteps
 	ts, err := spacedTimestepsMultistep(cfg.TimestepSpacing, T, last, n, cfg.StepsOffset)
 	if err != nil {
 		return nil, nil, err
 	}
-	all, logAll := trainSigmas(b.s.sched)
+	m := newModelSigmas(b.s.sched)
+	all := m.sigmas
 	var sig []float64
-	switch {
-	case karras:
-		lo, hi := karrasRange(cfg, all[0], all[len(all)-1])
-		sig = karrasSigmas(lo, hi, n)
-	case lu:
-		// Lu et al. 2022 (DPM-Solver++): uniform in λ = −log σ.
-		lmin, lmax := logAll[0], logAll[len(logAll)-1]
-		sig = make([]float64, n)
-		for i, r := range npLinspace(0, 1, n) {
-			sig[i] = math.Exp(lmax + r*(lmin-lmax))
+	if kind != "" {
+		lo, hi := all[0], all[len(all)-1]
+		if kind == "karras" {
+			lo, hi = sigmaRange(cfg, lo, hi)
 		}
-	default:
+		if sig, err = sigmasOf(kind, m, lo, hi, n); err != nil {
+			return nil, nil, err
+		}
+		ts = make([]float64, len(sig))
+		for i, v := range sig {
+			ts[i] = math.RoundToEven(m.t(v))
+		}
+	} else {
 		sig = make([]float64, len(ts))
 		for i, t := range ts {
 			sig[i] = npInterp(t, all)
 		}
 	}
-	if karras || lu {
-		ts = make([]float64, len(sig))
-		for i, v := range sig {
-			ts[i] = math.RoundToEven(sigmaToT(v, logAll))
-		}
-	}
+	karras := kind == "karras"
 	var final float32
 	switch cfg.FinalSigmasType {
 	case "zero":
@@ -125,7 +122,7 @@ func (d *dpmSolver) plan(n int) ([]float64, []float32, error) {
 		lam[T-1-t] = float64(log32(sqrt32(ac)) - log32(sqrt32(1-ac)))
 	}
 	clipped := sort.Search(T, func(k int) bool { return lam[k] >= cfg.LambdaMinClipped })
-	ts, sig, err := d.vpSchedule(n, T-clipped, cfg.UseKarrasSigmas, cfg.UseLuLambdas, false)
+	ts, sig, err := d.vpSchedule(n, T-clipped, configSchedule(cfg), false)
 	d.hist, d.lowerNums = nil, 0
 	return ts, sig, err
 }
@@ -158,18 +155,11 @@ func vpConvert(data bool, pred string, sigma float32, out, x []float32) []float3
 // vpLin is the map from (x, model output) to the x0 (data) or ε prediction.
 func vpLin(data bool, pred string, sigma float32) lin {
 	a, s := vpAlphaSigma(sigma)
-	fa, fs := float64(a), float64(s)
-	switch {
-	case data && pred == "epsilon":
-		return lin{1 / fa, -fs / fa}
-	case data && pred == "v_prediction":
-		return lin{fa, -fs}
-	case !data && pred == "sample":
-		return lin{1 / fs, -fa / fs}
-	case !data && pred == "v_prediction":
-		return lin{fs, fa}
+	x0, eps := predict(pred, a, s)
+	if data {
+		return x0
 	}
-	return lin{0, 1}
+	return eps
 }
 
 func (b *vpBase) x0Map(i int) (lin, error) {
@@ -361,7 +351,11 @@ type uniPC struct {
 
 func (u *uniPC) plan(n int) ([]float64, []float32, error) {
 	cfg := u.s.cfg
-	ts, sig, err := u.vpSchedule(n, cfg.NumTrainTimesteps, cfg.UseKarrasSigmas, false, true)
+	kind := "" // UniPC has no use_lu_lambdas
+	if cfg.UseKarrasSigmas {
+		kind = "karras"
+	}
+	ts, sig, err := u.vpSchedule(n, cfg.NumTrainTimesteps, kind, true)
 	u.hist, u.lowerNums, u.thisOrder, u.lastSample = nil, 0, 0, nil
 	return ts, sig, err
 }
