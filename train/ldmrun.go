@@ -600,7 +600,11 @@ func (t *LDMTrainer) Export(dir string) error {
 	if err := exportComponent(t.Ctx, TextScope, filepath.Join(dir, "text_encoder"), "model.safetensors", tj); err != nil {
 		return err
 	}
-	uj, err := ConfigJSON("UNet2DConditionModel", r.UNet)
+	ucfg := r.UNet
+	// sample_size is the latent side the model was trained at: diffusers
+	// draws sample_size × vae factor pixels by default.
+	ucfg.SampleSize = r.Size / t.VAEModel.Config.DownsampleFactor()
+	uj, err := ConfigJSON("UNet2DConditionModel", ucfg)
 	if err != nil {
 		return err
 	}

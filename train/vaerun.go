@@ -420,7 +420,8 @@ func exportComponent(ctx *context.Context, scope, dir, file string, configJSON [
 	return fsutil.WriteFileAtomic(filepath.Join(dir, "config.json"), configJSON)
 }
 
-// ConfigJSON marshals a config struct with diffusers' "_class_name" added.
+// ConfigJSON marshals a config struct as diffusers writes a config: with
+// its "_class_name", and without the fields left unset ("").
 func ConfigJSON(class string, cfg any) ([]byte, error) {
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -429,6 +430,11 @@ func ConfigJSON(class string, cfg any) ([]byte, error) {
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
+	}
+	for k, v := range m {
+		if v == "" {
+			delete(m, k) // unset: diffusers writes no empty strings, and the class's default applies
+		}
 	}
 	if class != "" {
 		m["_class_name"] = class

@@ -146,6 +146,23 @@ func (l *IntList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalJSON writes one entry as a scalar, as diffusers writes a value
+// shared by every block: diffusers refuses a list shorter than the blocks.
+func (l IntList) MarshalJSON() ([]byte, error) { return marshalPerBlock([]int(l)) }
+
+// MarshalJSON writes one entry as a scalar (see IntList.MarshalJSON).
+func (l BoolList) MarshalJSON() ([]byte, error) { return marshalPerBlock([]bool(l)) }
+
+func marshalPerBlock[T any](v []T) ([]byte, error) {
+	switch len(v) {
+	case 0:
+		return []byte("null"), nil
+	case 1:
+		return json.Marshal(v[0])
+	}
+	return json.Marshal(v)
+}
+
 // BoolList is a config value that is either one bool or one per block.
 type BoolList []bool
 

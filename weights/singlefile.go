@@ -205,13 +205,17 @@ func LayoutFromConfigs(unet, vae, textEncoder []byte) (Layout, error) {
 	var l Layout
 	if unet != nil {
 		var c struct {
-			LayersPerBlock int      `json:"layers_per_block"`
-			UpBlockTypes   []string `json:"up_block_types"`
+			LayersPerBlock json.RawMessage `json:"layers_per_block"`
+			UpBlockTypes   []string        `json:"up_block_types"`
 		}
 		if err := json.Unmarshal(unet, &c); err != nil {
 			return l, fmt.Errorf("unet config: %w", err)
 		}
-		l.LayersPerBlock = c.LayersPerBlock
+		n, err := sameForEveryBlock(c.LayersPerBlock)
+		if err != nil {
+			return l, fmt.Errorf("unet config: layers_per_block: %w", err)
+		}
+		l.LayersPerBlock = n
 		for _, t := range c.UpBlockTypes {
 			l.UpBlockAttention = append(l.UpBlockAttention, strings.Contains(t, "CrossAttn"))
 		}
@@ -238,6 +242,29 @@ func LayoutFromConfigs(unet, vae, textEncoder []byte) (Layout, error) {
 		l.TextLayers = c.Layers
 	}
 	return l, nil
+}
+
+// sameForEveryBlock reads a diffusers per-block integer, which is one number
+// or a list with one per block; the original key layout numbers blocks by a
+// single count, so a list must repeat one value.
+func sameForEveryBlock(v json.RawMessage) (int, error) {
+	if len(v) == 0 || string(v) == "null" {
+		return 2, nil // UNet2DConditionModel's default
+	}
+	var n int
+	if json.Unmarshal(v, &n) == nil {
+		return n, nil
+	}
+	var list []int
+	if err := json.Unmarshal(v, &list); err != nil || len(list) == 0 {
+		return 0, fmt.Errorf("%s: want an integer or a list of integers", v)
+	}
+	for _, x := range list {
+		if x != list[0] {
+			return 0, fmt.Errorf("%v: an original single file needs the same count in every block", list)
+		}
+	}
+	return list[0], nil
 }
 
 // referenceConfigs reads the component configs of a diffusers folder for
