@@ -24,8 +24,9 @@ type Model struct {
 
 	plan *plan
 
-	mu    sync.Mutex
-	execs map[backends.Backend]*context.Exec
+	mu           sync.Mutex
+	execs        map[backends.Backend]*context.Exec
+	controlExecs map[backends.Backend]*context.Exec // with ControlNet residuals (RunWithControl)
 }
 
 // New validates cfg and returns a model without weights: load them with
@@ -35,7 +36,8 @@ func New(cfg Config) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Config: cfg, Ctx: context.New(), plan: p, execs: map[backends.Backend]*context.Exec{}}, nil
+	return &Model{Config: cfg, Ctx: context.New(), plan: p, execs: map[backends.Backend]*context.Exec{},
+		controlExecs: map[backends.Backend]*context.Exec{}}, nil
 }
 
 var (
@@ -141,6 +143,14 @@ func (m *Model) InitWeights(seed uint64) error {
 // is compiled per backend and input shape and reused by later calls.
 func (m *Model) Run(backend backends.Backend, sample []float32, sampleShape []int, timesteps []float32,
 	ehs []float32, ehsShape []int) (out []float32, err error) {
+	return m.RunWithControl(backend, sample, sampleShape, timesteps, ehs, ehsShape, nil, nil)
+}
+
+// RunWithControl is Run with ControlNet residuals added (see Control):
+// control holds one NCHW tensor per skip connection, then the mid block's,
+// with their shapes; none runs the plain U-Net.
+func (m *Model) RunWithControl(backend backends.Backend, sample []float32, sampleShape []int, timesteps []float32,
+	ehs []float32, ehsShape []int, control [][]float32, controlShapes [][]int) (out []float32, err error) {
 	c := m.Config
 	if len(sampleShape) != 4 || sampleShape[1] != c.InChannels || prod(sampleShape) != len(sample) {
 		return nil, fmt.Errorf("unet: sample must be [B,%d,H,W] with matching data, got shape %v and %d values",
@@ -157,26 +167,46 @@ func (m *Model) Run(backend backends.Backend, sample []float32, sampleShape []in
 		return nil, fmt.Errorf("unet: encoder_hidden_states must be [%d,T,%d] with matching data, got shape %v and %d values",
 			b, m.crossDim(), ehsShape, len(ehs))
 	}
+	if len(control) != len(controlShapes) {
+		return nil, fmt.Errorf("unet: %d control residuals with %d shapes", len(control), len(controlShapes))
+	}
+	for i, v := range control {
+		if len(controlShapes[i]) != 4 || prod(controlShapes[i]) != len(v) {
+			return nil, fmt.Errorf("unet: control residual %d has shape %v and %d values", i, controlShapes[i], len(v))
+		}
+	}
 	m.mu.Lock()
-	e := m.execs[backend]
+	cache := m.execs
+	if len(control) > 0 {
+		cache = m.controlExecs
+	}
+	e := cache[backend]
 	if e == nil {
 		err = nn.Try(func() {
-			e = context.MustNewExec(backend, m.Ctx.Reuse(), func(ctx *context.Context, x, t, h *Node) *Node {
-				return m.Apply(ctx, x, t, h)
+			e = context.MustNewExec(backend, m.Ctx.Reuse(), func(ctx *context.Context, in []*Node) *Node {
+				var ctl *Control
+				if n := len(in) - 3; n > 0 {
+					ctl = &Control{Down: in[3 : 3+n-1], Mid: in[3+n-1]}
+				}
+				return m.Apply(ctx, in[0], in[1], in[2], WithControl(ctl))
 			})
 		})
 		if err != nil {
 			m.mu.Unlock()
 			return nil, fmt.Errorf("unet: %w", err)
 		}
-		m.execs[backend] = e
+		cache[backend] = e
 	}
 	m.mu.Unlock()
 	err = nn.Try(func() {
-		res := e.MustExec(
+		args := []any{
 			tensors.FromFlatDataAndDimensions(sample, sampleShape...),
 			tensors.FromFlatDataAndDimensions(timesteps, len(timesteps)),
-			tensors.FromFlatDataAndDimensions(ehs, ehsShape...))
+			tensors.FromFlatDataAndDimensions(ehs, ehsShape...)}
+		for i, v := range control {
+			args = append(args, tensors.FromFlatDataAndDimensions(v, controlShapes[i]...))
+		}
+		res := e.MustExec(args...)
 		out = nn.Values(res[0])
 		for _, r := range res {
 			r.FinalizeAll()

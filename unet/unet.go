@@ -21,7 +21,22 @@ import (
 type Option func(*applyOptions)
 
 type applyOptions struct {
-	taps map[string]*Node
+	taps    map[string]*Node
+	control *Control
+}
+
+// Control is what a ControlNet adds to the U-Net (diffusers'
+// down_block_additional_residuals and mid_block_additional_residual): Down
+// holds one NCHW residual per skip connection, in the order the down path
+// stores them (conv_in's output first), Mid one for the mid block's output.
+type Control struct {
+	Down []*Node
+	Mid  *Node
+}
+
+// WithControl adds a ControlNet's residuals; nil adds nothing.
+func WithControl(c *Control) Option {
+	return func(o *applyOptions) { o.control = c }
 }
 
 // WithTaps makes Apply store intermediate outputs in taps, keyed by the
@@ -44,74 +59,25 @@ func (m *Model) Apply(ctx *context.Context, sample, timesteps, encoderHiddenStat
 	for _, f := range opts {
 		f(&o)
 	}
-	tap := func(name string, x *Node) {
-		if o.taps == nil {
-			return
-		}
-		if x.Rank() == 4 {
-			x = TransposeAllDims(x, 0, 3, 1, 2)
-		}
-		o.taps[name] = x
-	}
+	tap := o.tapper()
 	c, p := m.Config, m.plan
-	dims := sample.Shape().Dimensions
-	if len(dims) != 4 || dims[1] != c.InChannels {
-		panic(fmt.Errorf("unet: sample must be [B,%d,H,W], got %v", c.InChannels, dims))
+	ehs := encoderHiddenStates
+	x, temb, skips := m.down(ctx, sample, timesteps, ehs, nil, tap)
+	if ctl := o.control; ctl != nil {
+		if len(ctl.Down) != len(skips) || ctl.Mid == nil {
+			panic(fmt.Errorf("unet: a ControlNet gives %d down residuals (mid: %v); this U-Net has %d skip connections and needs a mid residual", len(ctl.Down), ctl.Mid != nil, len(skips)))
+		}
+		for i := range skips {
+			skips[i] = Add(skips[i], TransposeAllDims(ctl.Down[i], 0, 2, 3, 1))
+		}
+		x = Add(x, TransposeAllDims(ctl.Mid, 0, 2, 3, 1))
 	}
-	b, f := dims[0], c.DownFactor()
-	if err := c.CheckSize(dims[2], dims[3]); err != nil {
-		panic(err)
-	}
+	eps := c.NormEps
 	// diffusers (UNet2DConditionModel.forward): when a side is not a
 	// multiple of the overall factor, each upsampler resizes to its skip
 	// connection's size instead of doubling.
+	dims, f := sample.Shape().Dimensions, c.DownFactor()
 	toSkip := dims[2]%f != 0 || dims[3]%f != 0
-	ehs := encoderHiddenStates
-	if ehs.Rank() != 3 || ehs.Shape().Dim(0) != b {
-		panic(fmt.Errorf("unet: encoder_hidden_states must be [%d,T,D], got %v", b, ehs.Shape().Dimensions))
-	}
-	eps := c.NormEps
-
-	x := TransposeAllDims(sample, 0, 2, 3, 1) // NHWC from here on
-	if c.CenterInputSample {
-		x = AddScalar(MulScalar(x, 2), -1)
-	}
-	t := timestepEmbedding(timesteps, b, p.c0, c.FlipSinToCos, c.FreqShift)
-	tap("time_proj", t)
-	temb := nn.Linear(ctx.In("time_embedding").In("linear_1"), t, p.timeEmbedDim, true)
-	temb = nn.Linear(ctx.In("time_embedding").In("linear_2"), nn.SiLU(temb), p.timeEmbedDim, true)
-	tap("time_embedding", temb)
-
-	x = nn.Conv2D(ctx.In("conv_in"), x, nn.Conv2DOpts{Out: p.c0, Kernel: c.ConvInKernel, Pad: c.ConvInKernel / 2})
-	tap("conv_in", x)
-
-	skips := []*Node{x}
-	for i, blk := range p.down {
-		bctx := ctx.In("down_blocks").In(strconv.Itoa(i))
-		for j, r := range blk.resnets {
-			x = resnet(bctx.In("resnets").In(strconv.Itoa(j)), x, temb, r.out, p.groups, eps, 1)
-			if blk.attn != nil {
-				x = transformer(bctx.In("attentions").In(strconv.Itoa(j)), x, ehs, blk.attn, p.groups)
-			}
-			skips = append(skips, x)
-		}
-		if blk.sampler {
-			out := x.Shape().Dim(-1)
-			x = nn.Conv2D(bctx.In("downsamplers").In("0").In("conv"), x,
-				nn.Conv2DOpts{Out: out, Kernel: 3, Stride: 2, Pad: c.DownsamplePadding})
-			skips = append(skips, x)
-		}
-		tap("down_blocks."+strconv.Itoa(i), x)
-	}
-
-	if p.mid != nil {
-		mctx := ctx.In("mid_block")
-		ch := x.Shape().Dim(-1)
-		x = resnet(mctx.In("resnets").In("0"), x, temb, ch, p.groups, eps, c.MidBlockScaleFactor)
-		x = transformer(mctx.In("attentions").In("0"), x, ehs, p.mid.attn, p.groups)
-		x = resnet(mctx.In("resnets").In("1"), x, temb, ch, p.groups, eps, c.MidBlockScaleFactor)
-		tap("mid_block", x)
-	}
 
 	for i, blk := range p.up {
 		bctx := ctx.In("up_blocks").In(strconv.Itoa(i))
@@ -140,6 +106,95 @@ func (m *Model) Apply(ctx *context.Context, sample, timesteps, encoderHiddenStat
 	tap("conv_norm_out", x)
 	x = nn.Conv2D(ctx.In("conv_out"), nn.SiLU(x), nn.Conv2DOpts{Out: c.OutChannels, Kernel: c.ConvOutKernel, Pad: c.ConvOutKernel / 2})
 	return TransposeAllDims(x, 0, 3, 1, 2)
+}
+
+func (o applyOptions) tapper() func(string, *Node) {
+	return func(name string, x *Node) {
+		if o.taps == nil {
+			return
+		}
+		if x.Rank() == 4 {
+			x = TransposeAllDims(x, 0, 3, 1, 2)
+		}
+		o.taps[name] = x
+	}
+}
+
+// ApplyDown is the first half of Apply, as ControlNetModel runs it on its
+// own copy of these modules: the time embedding, conv_in (plus hint, an
+// NCHW [B,block_out_channels[0],H,W] tensor added to its output, when not
+// nil), the down blocks and the mid block. It returns the skip connections
+// and the mid block's output, NCHW.
+func (m *Model) ApplyDown(ctx *context.Context, sample, timesteps, encoderHiddenStates, hint *Node) (skips []*Node, mid *Node) {
+	x, _, skips := m.down(ctx, sample, timesteps, encoderHiddenStates, hint, func(string, *Node) {})
+	for i, s := range skips {
+		skips[i] = TransposeAllDims(s, 0, 3, 1, 2)
+	}
+	return skips, TransposeAllDims(x, 0, 3, 1, 2)
+}
+
+// down runs the time embedding, conv_in, the down blocks and the mid block
+// on NCHW sample; it returns the NHWC mid output, the time embedding and
+// the NHWC skip connections.
+func (m *Model) down(ctx *context.Context, sample, timesteps, ehs, hint *Node, tap func(string, *Node)) (x, temb *Node, skips []*Node) {
+	c, p := m.Config, m.plan
+	dims := sample.Shape().Dimensions
+	if len(dims) != 4 || dims[1] != c.InChannels {
+		panic(fmt.Errorf("unet: sample must be [B,%d,H,W], got %v", c.InChannels, dims))
+	}
+	b := dims[0]
+	if err := c.CheckSize(dims[2], dims[3]); err != nil {
+		panic(err)
+	}
+	if ehs.Rank() != 3 || ehs.Shape().Dim(0) != b {
+		panic(fmt.Errorf("unet: encoder_hidden_states must be [%d,T,D], got %v", b, ehs.Shape().Dimensions))
+	}
+	eps := c.NormEps
+
+	x = TransposeAllDims(sample, 0, 2, 3, 1) // NHWC from here on
+	if c.CenterInputSample {
+		x = AddScalar(MulScalar(x, 2), -1)
+	}
+	t := timestepEmbedding(timesteps, b, p.c0, c.FlipSinToCos, c.FreqShift)
+	tap("time_proj", t)
+	temb = nn.Linear(ctx.In("time_embedding").In("linear_1"), t, p.timeEmbedDim, true)
+	temb = nn.Linear(ctx.In("time_embedding").In("linear_2"), nn.SiLU(temb), p.timeEmbedDim, true)
+	tap("time_embedding", temb)
+
+	x = nn.Conv2D(ctx.In("conv_in"), x, nn.Conv2DOpts{Out: p.c0, Kernel: c.ConvInKernel, Pad: c.ConvInKernel / 2})
+	if hint != nil {
+		x = Add(x, TransposeAllDims(hint, 0, 2, 3, 1))
+	}
+	tap("conv_in", x)
+
+	skips = []*Node{x}
+	for i, blk := range p.down {
+		bctx := ctx.In("down_blocks").In(strconv.Itoa(i))
+		for j, r := range blk.resnets {
+			x = resnet(bctx.In("resnets").In(strconv.Itoa(j)), x, temb, r.out, p.groups, eps, 1)
+			if blk.attn != nil {
+				x = transformer(bctx.In("attentions").In(strconv.Itoa(j)), x, ehs, blk.attn, p.groups)
+			}
+			skips = append(skips, x)
+		}
+		if blk.sampler {
+			out := x.Shape().Dim(-1)
+			x = nn.Conv2D(bctx.In("downsamplers").In("0").In("conv"), x,
+				nn.Conv2DOpts{Out: out, Kernel: 3, Stride: 2, Pad: c.DownsamplePadding})
+			skips = append(skips, x)
+		}
+		tap("down_blocks."+strconv.Itoa(i), x)
+	}
+
+	if p.mid != nil {
+		mctx := ctx.In("mid_block")
+		ch := x.Shape().Dim(-1)
+		x = resnet(mctx.In("resnets").In("0"), x, temb, ch, p.groups, eps, c.MidBlockScaleFactor)
+		x = transformer(mctx.In("attentions").In("0"), x, ehs, p.mid.attn, p.groups)
+		x = resnet(mctx.In("resnets").In("1"), x, temb, ch, p.groups, eps, c.MidBlockScaleFactor)
+		tap("mid_block", x)
+	}
+	return x, temb, skips
 }
 
 // upsampleNearest resizes NHWC x to h×w by nearest neighbour as PyTorch's

@@ -17,6 +17,7 @@ var implemented = map[string]string{
 	"txt2img":        "ldm/golden_test.go",
 	"img2img":        "ldm/golden_test.go",
 	"lora":           "ldm/lora_golden_test.go",
+	"controlnet":     "controlnet/golden_test.go",
 	"lora_txt2img":   "ldm/golden_test.go",
 }
 
