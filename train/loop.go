@@ -2,6 +2,7 @@ package train
 
 import (
 	stdctx "context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -48,7 +49,10 @@ func (t *Trainer) Loop(ctx stdctx.Context, steps int, batch func(step int) ([][]
 	for t.Step < steps {
 		if err := ctx.Err(); err != nil {
 			if t.Step != lastSaved && t.Step > startStep {
-				_, _ = save()
+				if _, serr := save(); serr != nil {
+					// The steps since the last checkpoint are lost: say so.
+					return errors.Join(err, fmt.Errorf("the checkpoint of step %d could not be written, so the steps since step %d are lost: %w", t.Step, max(lastSaved, startStep), serr))
+				}
 			}
 			return err
 		}

@@ -2,7 +2,11 @@ package train
 
 import (
 	stdctx "context"
+	"errors"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
@@ -154,5 +158,24 @@ func TestLRScheduleWarmsUpThenDecaysToTheFloor(t *testing.T) {
 		if got := c.LRAt(tc.step); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("LRAt(%d) = %g, want %g", tc.step, got, tc.want)
 		}
+	}
+}
+
+// An interrupted run writes a final checkpoint, and says so when it cannot:
+// the steps since the last checkpoint would otherwise be lost silently.
+func TestInterruptReportsAFailedFinalCheckpoint(t *testing.T) {
+	r := newTinyRun(t, tinyConfig())
+	dir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(dir, nil, 0o644); err != nil { // a file where the folder should be
+		t.Fatal(err)
+	}
+	ctx, cancel := stdctx.WithCancel(stdctx.Background())
+	err := r.t.Loop(ctx, 100, r.batch, LoopOptions{Dir: dir, Every: 1000, Progress: func(p Progress) {
+		if p.Step == 3 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, stdctx.Canceled) || !strings.Contains(err.Error(), "checkpoint of step 3 could not be written") {
+		t.Fatalf("err %v: want the cancellation and the failed checkpoint", err)
 	}
 }
