@@ -13,10 +13,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ldm-project/ldm/internal/fsutil"
 )
@@ -88,7 +90,9 @@ func TreeHash(fsys fs.FS) (string, error) {
 // use to <cache>/ldm/default-<hash> (cache: $LDM_CACHE, else
 // os.UserCacheDir(), else the temp folder). Extraction writes a temporary
 // folder and renames it into place, so a killed process never leaves a
-// partial model and concurrent processes agree on one copy.
+// partial model and concurrent processes agree on one copy. A cached copy
+// is checked against default.sum once per process (tens of milliseconds),
+// and extracted again when a file was changed, truncated or removed.
 func Path() (string, error) {
 	h, err := Hash()
 	if err != nil {
@@ -96,8 +100,19 @@ func Path() (string, error) {
 	}
 	base := fsutil.CacheDir()
 	dir := filepath.Join(base, "default-"+h)
-	if _, err := os.Stat(filepath.Join(dir, "model_index.json")); err == nil {
+	verified.Lock()
+	defer verified.Unlock()
+	if verified.dir == dir {
 		return dir, nil
+	}
+	stale := false
+	if _, err := os.Stat(dir); err == nil {
+		if got, err := TreeHash(os.DirFS(dir)); err == nil && got == h {
+			verified.dir = dir
+			return dir, nil
+		}
+		stale = true
+		slog.Warn("the cached copy of the default model does not match models/default.sum: extracting it again", "dir", dir)
 	}
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return "", fmt.Errorf("default model cache: %w", err)
@@ -110,14 +125,29 @@ func Path() (string, error) {
 	if err := extract(Default(), tmp); err != nil {
 		return "", fmt.Errorf("extracting the default model: %w", err)
 	}
+	if stale {
+		// Move the bad copy aside first: a rename does not replace a folder.
+		old := tmp + ".stale"
+		if err := os.Rename(dir, old); err == nil {
+			defer os.RemoveAll(old)
+		}
+	}
 	if err := os.Rename(tmp, dir); err != nil {
-		// Another process finished first: use its copy.
-		if _, statErr := os.Stat(filepath.Join(dir, "model_index.json")); statErr == nil {
+		// Another process finished first: use its copy if it is whole.
+		if got, herr := TreeHash(os.DirFS(dir)); herr == nil && got == h {
+			verified.dir = dir
 			return dir, nil
 		}
 		return "", fmt.Errorf("default model cache: %w", err)
 	}
+	verified.dir = dir
 	return dir, nil
+}
+
+// verified remembers the cached copy this process has checked.
+var verified struct {
+	sync.Mutex
+	dir string
 }
 
 func extract(src fs.FS, dst string) error {

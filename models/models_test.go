@@ -88,3 +88,35 @@ func TestSumIsCurrent(t *testing.T) {
 		t.Errorf("default.sum holds %q (%v), the embedded files hash to %s: run go generate ./models", got, err, want)
 	}
 }
+
+// A cached copy that was changed, truncated or lost a file is found by its
+// hash against default.sum and extracted again (in a later process; within
+// one, Path checks once).
+func TestPathReExtractsACorruptedCopy(t *testing.T) {
+	t.Setenv("LDM_CACHE", t.TempDir())
+	dir, err := Path()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, damage := range map[string]func(string) error{
+		"unet/diffusion_pytorch_model.safetensors": func(p string) error { return os.Truncate(p, 1000) },
+		"tokenizer/merges.txt":                     os.Remove,
+		"unet/config.json":                         func(p string) error { return os.WriteFile(p, []byte("{}"), 0o644) },
+	} {
+		if err := damage(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		verified.dir = "" // a new process
+		again, err := Path()
+		if err != nil || again != dir {
+			t.Fatalf("after damaging %s: Path() = %q, %v", name, again, err)
+		}
+		want, _ := fs.ReadFile(Default(), name)
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: not restored (%v)", name, err)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(dir)); len(entries) != 1 {
+		t.Errorf("cache holds %d entries, want only the model", len(entries))
+	}
+}
