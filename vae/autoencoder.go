@@ -31,6 +31,7 @@ type AutoencoderKL struct {
 	loaded bool
 	encode *context.Exec
 	decode *context.Exec
+	tiled  map[string]*context.Exec // DecodeTiled's and EncodeTiled's stages
 }
 
 // New returns a model for cfg with no weights loaded.
@@ -103,7 +104,7 @@ func (m *AutoencoderKL) LoadWeights(src nn.Source) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Ctx, m.loaded = ctx, true
-	m.encode, m.decode = nil, nil
+	m.encode, m.decode, m.tiled = nil, nil, nil
 	return nil
 }
 

@@ -31,6 +31,9 @@ type module struct {
 	name string
 	taps Taps
 	act  func(*Node) *Node
+	// norms, when set, gives the GroupNorms their statistics and records
+	// them (tiled runs); nil normalises each input over itself.
+	norms *normPlan
 }
 
 func (m module) in(parts ...string) module {
@@ -110,19 +113,37 @@ func Sample(mean, std, eps *Node) *Node {
 }
 
 func encoder(m module, cfg Config, x *Node) *Node {
+	return encoderHead(m, cfg, encoderTail(m, cfg, x))
+}
+
+// encoderTail is the encoder up to the latent resolution: conv_in and every
+// down block but the last (downsamplers included). It is local (convolutions
+// and GroupNorms only), so EncodeTiled runs it in tiles.
+func encoderTail(m module, cfg Config, x *Node) *Node {
 	ch := cfg.BlockOutChannels
-	groups := cfg.NormNumGroups
 	x = m.in("conv_in").conv(x, ch[0], 3)
-	for i, out := range ch {
+	for i := range len(ch) - 1 {
 		b := m.in("down_blocks", strconv.Itoa(i))
 		for j := range cfg.LayersPerBlock {
-			x = b.in("resnets", strconv.Itoa(j)).resnet(x, out, groups)
+			x = b.in("resnets", strconv.Itoa(j)).resnet(x, ch[i], cfg.NormNumGroups)
 		}
-		if i < len(ch)-1 {
-			x = b.in("downsamplers", "0").downsample(x)
-		}
+		x = b.in("downsamplers", "0").downsample(x)
 		x = b.tap(x)
 	}
+	return x
+}
+
+// encoderHead is the rest, at the latent resolution: the last down block,
+// the mid block (global attention), conv_norm_out and conv_out.
+func encoderHead(m module, cfg Config, x *Node) *Node {
+	ch := cfg.BlockOutChannels
+	n := len(ch)
+	groups := cfg.NormNumGroups
+	b := m.in("down_blocks", strconv.Itoa(n-1))
+	for j := range cfg.LayersPerBlock {
+		x = b.in("resnets", strconv.Itoa(j)).resnet(x, ch[n-1], groups)
+	}
+	x = b.tap(x)
 	x = m.in("mid_block").midBlock(x, cfg)
 	x = m.in("conv_norm_out").groupNorm(x, groups)
 	// conv_act is nn.SiLU in diffusers whatever act_fn says.
@@ -131,17 +152,38 @@ func encoder(m module, cfg Config, x *Node) *Node {
 }
 
 func decoder(m module, cfg Config, x *Node) *Node {
+	return decoderTail(m, cfg, decoderHead(m, cfg, x))
+}
+
+// decoderHead is the decoder at the latent resolution: conv_in, the mid
+// block (global attention) and the first up block's resnets.
+func decoderHead(m module, cfg Config, x *Node) *Node {
+	ch := cfg.BlockOutChannels
+	n := len(ch)
+	x = m.in("conv_in").conv(x, ch[n-1], 3)
+	x = m.in("mid_block").midBlock(x, cfg)
+	b := m.in("up_blocks", "0")
+	for j := range cfg.LayersPerBlock + 1 {
+		x = b.in("resnets", strconv.Itoa(j)).resnet(x, ch[n-1], cfg.NormNumGroups)
+	}
+	return x
+}
+
+// decoderTail is the rest: the first up block's upsampler, the other up
+// blocks, conv_norm_out and conv_out. It is local (convolutions, GroupNorms,
+// upsampling), so DecodeTiled runs it in tiles.
+func decoderTail(m module, cfg Config, x *Node) *Node {
 	ch := cfg.BlockOutChannels
 	n := len(ch)
 	groups := cfg.NormNumGroups
-	x = m.in("conv_in").conv(x, ch[n-1], 3)
-	x = m.in("mid_block").midBlock(x, cfg)
 	// up_blocks run from the deepest level up: block i has ch[n-1-i] channels.
 	for i := range n {
 		b := m.in("up_blocks", strconv.Itoa(i))
 		out := ch[n-1-i]
-		for j := range cfg.LayersPerBlock + 1 {
-			x = b.in("resnets", strconv.Itoa(j)).resnet(x, out, groups)
+		if i > 0 {
+			for j := range cfg.LayersPerBlock + 1 {
+				x = b.in("resnets", strconv.Itoa(j)).resnet(x, out, groups)
+			}
 		}
 		if i < n-1 {
 			u := b.in("upsamplers", "0")
@@ -160,6 +202,9 @@ func (m module) conv(x *Node, out, kernel int) *Node {
 }
 
 func (m module) groupNorm(x *Node, groups int) *Node {
+	if m.norms != nil {
+		return m.tap(m.norms.apply(m.ctx, x, groups))
+	}
 	return m.tap(nn.GroupNorm(m.ctx, x, groups, normEps))
 }
 
