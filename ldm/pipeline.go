@@ -255,6 +255,8 @@ type Options struct {
 	PreviewEvery int
 	// Limits bound the request (nil: DefaultLimits). A server passes its own.
 	Limits *Limits
+	// Interpolate, if set, blends the request with a second prompt and seed.
+	Interpolate *Interpolation
 
 	// onStep and onPrompt let tests observe the loop (latents after each
 	// step, the prompt embeddings).
@@ -282,6 +284,11 @@ func (p *Pipeline) Generate(ctx context.Context, req Request, o Options) ([]Resu
 	}
 	if err := req.Validate(limits, p.Factor()); err != nil {
 		return nil, err
+	}
+	if o.Interpolate != nil {
+		if err := o.Interpolate.validate(); err != nil {
+			return nil, err
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -327,6 +334,11 @@ func (r *run) do(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.opts.Interpolate != nil {
+		if err := r.blendConditioning(cond); err != nil {
+			return nil, err
+		}
+	}
 	if r.opts.onPrompt != nil {
 		r.opts.onPrompt(cond)
 	}
@@ -351,7 +363,10 @@ func (r *run) do(ctx context.Context) ([]Result, error) {
 			return nil, err
 		}
 		begin = sched.BeginIndex(req.Strength)
-		noise := drawEach(gens, per)
+		noise, err := r.initialNoise(gens, per)
+		if err != nil {
+			return nil, err
+		}
 		if begin >= len(sched.Timesteps()) {
 			return nil, &FieldError{"strength", fmt.Sprintf("%g leaves no denoising step with %d steps", req.Strength, req.Steps)}
 		}
@@ -360,7 +375,11 @@ func (r *run) do(ctx context.Context) ([]Result, error) {
 		}
 		init.noise = noise
 	} else {
-		x = sched.InitLatents(drawEach(gens, per))
+		noise, err := r.initialNoise(gens, per)
+		if err != nil {
+			return nil, err
+		}
+		x = sched.InitLatents(noise)
 		if p.isInpaintingUNet() {
 			init = &img2imgState{shape: shape}
 			if init.unetMask, init.maskedLatents, err = p.fullMask(B, req.Height, req.Width); err != nil {

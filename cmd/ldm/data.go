@@ -23,7 +23,7 @@ func newDataCmd() *cobra.Command {
 		Use:   "data",
 		Short: "Build and check image–caption datasets (emoji, shapes, your own folders)",
 	}
-	cmd.AddCommand(newDataEmojiCmd(), newDataShapesCmd(), newDataCheckCmd())
+	cmd.AddCommand(newDataEmojiCmd(), newDataShapesCmd(), newDataCheckCmd(), newDataAudioCmd())
 	return cmd
 }
 
