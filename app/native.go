@@ -66,8 +66,17 @@ type nativeRequest struct {
 }
 
 func (s *Server) readNative(c *gin.Context) (ldm.Request, error) {
+	body, err := readBody(c)
+	if err != nil {
+		return ldm.Request{}, err
+	}
+	return decodeNative(body)
+}
+
+// decodeNative reads the native API's JSON request.
+func decodeNative(body []byte) (ldm.Request, error) {
 	var nr nativeRequest
-	if err := decodeJSON(c, &nr); err != nil {
+	if err := unmarshal(body, &nr); err != nil {
 		var fe *ldm.FieldError
 		if errors.As(err, &fe) {
 			// Fields of the embedded Request are reported as "Request.steps".

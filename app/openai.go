@@ -38,34 +38,15 @@ type openAIRequest struct {
 var openAIParams = map[string]string{"batch_size": "n", "width": "size", "height": "size", "guidance_scale": "guidance_scale"}
 
 func (s *Server) openAIGenerate(c *gin.Context) {
-	var or openAIRequest
-	if err := decodeJSON(c, &or); err != nil {
+	body, err := readBody(c)
+	if err != nil {
 		s.failErr(c, err, nil)
 		return
 	}
-	format := or.ResponseFormat
-	switch format {
-	case "":
-		format = "url" // OpenAI's default
-	case "url", "b64_json":
-	default:
-		s.fail(c, http.StatusBadRequest, "response_format", fmt.Errorf("%q is not supported: use \"url\" or \"b64_json\"", format))
-		return
-	}
-	if err := s.checkOpenAIModel(or.Model); err != nil {
-		s.fail(c, http.StatusBadRequest, "model", err)
-		return
-	}
-	w, h, err := parseSize(or.Size)
+	req, format, err := s.decodeOpenAI(body)
 	if err != nil {
-		s.fail(c, http.StatusBadRequest, "size", err)
+		s.failErr(c, err, nil)
 		return
-	}
-	req := ldm.Request{
-		Prompt: or.Prompt, NegativePrompt: or.NegativePrompt, Width: w, Height: h,
-		BatchSize: or.N.Int(0), Steps: or.Steps.Int(0), GuidanceScale: or.GuidanceScale.V, Sampler: or.Sampler,
-		// OpenAI callers expect a new image per call: no seed means random.
-		Seed: int64(or.Seed.Int(-1)),
 	}
 	j, _, err := s.submit(req, true)
 	if err != nil {
@@ -96,6 +77,36 @@ func (s *Server) openAIGenerate(c *gin.Context) {
 		data = append(data, d)
 	}
 	c.JSON(http.StatusOK, gin.H{"created": time.Now().Unix(), "data": data})
+}
+
+// decodeOpenAI reads an OpenAI images request: the ldm.Request and the
+// response format ("url" or "b64_json").
+func (s *Server) decodeOpenAI(body []byte) (ldm.Request, string, error) {
+	var or openAIRequest
+	if err := unmarshal(body, &or); err != nil {
+		return ldm.Request{}, "", err
+	}
+	format := or.ResponseFormat
+	switch format {
+	case "":
+		format = "url" // OpenAI's default
+	case "url", "b64_json":
+	default:
+		return ldm.Request{}, "", &ldm.FieldError{Field: "response_format", Msg: fmt.Sprintf("%q is not supported: use \"url\" or \"b64_json\"", format)}
+	}
+	if err := s.checkOpenAIModel(or.Model); err != nil {
+		return ldm.Request{}, "", &ldm.FieldError{Field: "model", Msg: err.Error()}
+	}
+	w, h, err := parseSize(or.Size)
+	if err != nil {
+		return ldm.Request{}, "", &ldm.FieldError{Field: "size", Msg: err.Error()}
+	}
+	return ldm.Request{
+		Prompt: or.Prompt, NegativePrompt: or.NegativePrompt, Width: w, Height: h,
+		BatchSize: or.N.Int(0), Steps: or.Steps.Int(0), GuidanceScale: or.GuidanceScale.V, Sampler: or.Sampler,
+		// OpenAI callers expect a new image per call: no seed means random.
+		Seed: int64(or.Seed.Int(-1)),
+	}, format, nil
 }
 
 // checkOpenAIModel accepts no model, the loaded one, or OpenAI's own names
