@@ -12,8 +12,9 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// auth checks credentials when any are configured: a missing Authorization
-// header is 401, a wrong one 403. /healthz (probes) and /v1/files/ (URLs
+// auth checks credentials when any are configured: missing or wrong ones
+// are 401 with WWW-Authenticate (a browser asks again; 403 would stop it),
+// in the route family's error shape. /healthz (probes) and /v1/files/ (URLs
 // with unguessable names handed out by the OpenAI route, fetched by clients
 // that send no credentials) stay open, and so does the page itself when only
 // an API key is set (the page asks for the key).
@@ -27,29 +28,31 @@ func (s *Server) auth(c *gin.Context) {
 		c.Next()
 		return
 	}
-	if c.GetHeader("Authorization") == "" {
-		if len(s.cfg.BasicAuth) > 0 {
-			c.Header("WWW-Authenticate", `Basic realm="ldm", charset="UTF-8"`)
-		} else {
-			c.Header("WWW-Authenticate", `Bearer realm="ldm"`)
-		}
-		s.fail(c, http.StatusUnauthorized, "", errors.New("authentication required: send \"Authorization: Bearer <api key>\" or HTTP Basic credentials"))
+	if s.credentialsOK(c.Request) {
+		c.Next()
 		return
 	}
-	if !s.credentialsOK(c.Request) {
-		s.fail(c, http.StatusForbidden, "", errors.New("the credentials are not valid"))
-		return
+	if len(s.cfg.BasicAuth) > 0 {
+		c.Header("WWW-Authenticate", `Basic realm="ldm", charset="UTF-8"`)
+	} else {
+		c.Header("WWW-Authenticate", `Bearer realm="ldm"`)
 	}
-	c.Next()
+	msg := "authentication required: send \"Authorization: Bearer <api key>\" or HTTP Basic credentials"
+	if c.GetHeader("Authorization") != "" {
+		msg = "the credentials are not valid"
+	}
+	s.fail(c, http.StatusUnauthorized, "", errors.New(msg))
 }
 
 func (s *Server) credentialsOK(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	if key, ok := strings.CutPrefix(h, "Bearer "); ok && s.cfg.APIKey != "" {
-		return equal(strings.TrimSpace(key), s.cfg.APIKey)
+	h := strings.TrimSpace(r.Header.Get("Authorization"))
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	if scheme, key, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		key = strings.TrimSpace(key)
+		return s.cfg.APIKey != "" && key != "" && equal(key, s.cfg.APIKey)
 	}
-	user, pass, ok := r.BasicAuth()
-	if !ok {
+	user, pass, ok := r.BasicAuth() // case-insensitive "Basic"
+	if !ok || user == "" || pass == "" {
 		return false
 	}
 	found := false
@@ -60,6 +63,49 @@ func (s *Server) credentialsOK(r *http.Request) bool {
 		}
 	}
 	return found
+}
+
+// ParseBasicAuth reads "user:password[,user2:password2]" (spaces around
+// pairs ignored). An empty user or password is an error: it would count as
+// authentication and open the server to the network.
+func ParseBasicAuth(s string) ([]string, error) {
+	var out []string
+	for _, up := range strings.Split(s, ",") {
+		if up = strings.TrimSpace(up); up == "" {
+			continue
+		}
+		if err := checkBasicPair(up); err != nil {
+			return nil, err
+		}
+		out = append(out, up)
+	}
+	return out, nil
+}
+
+func checkBasicPair(up string) error {
+	user, pass, ok := strings.Cut(up, ":")
+	switch {
+	case !ok:
+		return errors.New("API auth: a pair has no ':': use user:password")
+	case user == "":
+		return errors.New("API auth: a pair has an empty user name: use user:password")
+	case pass == "":
+		return fmt.Errorf("API auth: user %q has an empty password: use user:password", user)
+	}
+	return nil
+}
+
+// checkCredentials refuses configured credentials with empty parts.
+func checkCredentials(cfg Config) error {
+	if cfg.APIKey != "" && strings.TrimSpace(cfg.APIKey) == "" {
+		return errors.New("API key is blank: set a key or none")
+	}
+	for _, up := range cfg.BasicAuth {
+		if err := checkBasicPair(up); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // equal compares secrets in constant time (hashing first hides lengths).

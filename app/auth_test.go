@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestAuthAnswers401WithoutAnd403WithWrongCredentials(t *testing.T) {
+func TestAuthAnswers401WithWWWAuthenticateWithoutOrWithWrongCredentials(t *testing.T) {
 	basic := func(up string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(up)) }
 	routes := []struct{ method, path, body string }{
 		{"POST", "/api/v1/jobs", `{"prompt":"a","steps":1}`},
@@ -37,9 +37,12 @@ func TestAuthAnswers401WithoutAnd403WithWrongCredentials(t *testing.T) {
 		status       int
 	}{
 		{"none", "", http.StatusUnauthorized},
-		{"wrong bearer", "Bearer nope", http.StatusForbidden},
-		{"wrong password", basic("ann:pw2"), http.StatusForbidden},
-		{"unknown scheme", "Digest x", http.StatusForbidden},
+		{"wrong bearer", "Bearer nope", http.StatusUnauthorized},
+		{"empty bearer", "Bearer ", http.StatusUnauthorized},
+		{"wrong password", basic("ann:pw2"), http.StatusUnauthorized},
+		{"empty password", basic("ann:"), http.StatusUnauthorized},
+		{"empty user and password", basic(":"), http.StatusUnauthorized},
+		{"unknown scheme", "Digest x", http.StatusUnauthorized},
 	}
 	for _, rt := range routes {
 		for _, c := range creds {
@@ -59,11 +62,12 @@ func TestAuthAnswers401WithoutAnd403WithWrongCredentials(t *testing.T) {
 			if c.status == http.StatusUnauthorized && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Basic") {
 				t.Errorf("%s %s: WWW-Authenticate %q", rt.method, rt.path, r.Header.Get("WWW-Authenticate"))
 			}
-			if styleFor(rt.path) == styleOpenAI && get(r.json(t), "error", "code") != "invalid_api_key" {
+			if styleFor(rt.path) == styleOpenAI && (get(r.json(t), "error", "code") != "invalid_api_key" || get(r.json(t), "error", "type") != "authentication_error") {
 				t.Errorf("%s: not OpenAI's error shape: %s", rt.path, r.Body)
 			}
 		}
-		for _, ok := range []string{"Bearer k3y", basic("ann:pw1"), basic("bob:pw2")} {
+		// Schemes are case-insensitive (RFC 9110 §11.1).
+		for _, ok := range []string{"Bearer k3y", "bearer k3y", "BEARER  k3y", basic("ann:pw1"), "basic " + basic("bob:pw2")[6:]} {
 			var body any
 			if rt.body != "" {
 				body = rt.body
@@ -116,6 +120,29 @@ func TestCheckListenRefusesOpenAddressesWithoutAuth(t *testing.T) {
 		}
 		if err != nil && c.addr != "no-port" && !strings.Contains(err.Error(), "--insecure") {
 			t.Errorf("%q: error %q does not say how to proceed", c.addr, err)
+		}
+	}
+}
+
+func TestCredentialsWithEmptyPartsAreRefused(t *testing.T) {
+	for _, c := range []struct {
+		auth string
+		ok   bool
+	}{
+		{"ann:pw", true}, {"ann:pw, bob:p:w", true}, {"", true},
+		{":", false}, {"ann:", false}, {":pw", false}, {"nocolon", false}, {"ann:pw,:", false},
+	} {
+		_, err := ParseBasicAuth(c.auth)
+		if (err == nil) != c.ok {
+			t.Errorf("ParseBasicAuth(%q) = %v, want ok=%v", c.auth, err, c.ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw") {
+			t.Errorf("ParseBasicAuth(%q): the error shows the password: %v", c.auth, err)
+		}
+	}
+	for _, cfg := range []Config{{BasicAuth: []string{":"}}, {BasicAuth: []string{"ann:"}}, {APIKey: "  "}} {
+		if _, err := New(fake(), cfg); err == nil {
+			t.Errorf("New accepted %+v", cfg)
 		}
 	}
 }

@@ -26,8 +26,11 @@ import (
 // pipeline resizes it to the request's size anyway).
 const maxInputPixels = 4096 * 4096
 
-// readBody reads the whole request body (bounded by limitBody).
+// readBody reads the whole JSON request body (bounded by limitBody).
 func readBody(c *gin.Context) ([]byte, error) {
+	if err := checkJSONType(c.Request); err != nil {
+		return nil, err
+	}
 	data, err := io.ReadAll(c.Request.Body)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {

@@ -20,7 +20,7 @@ func (s *Server) routes() *gin.Engine {
 	e.Use(gin.CustomRecovery(func(c *gin.Context, r any) {
 		s.log.Error("handler panicked", "path", c.Request.URL.Path, "panic", r)
 		s.fail(c, http.StatusInternalServerError, "", errors.New("internal error"))
-	}), s.logRequests, s.limitBody, s.auth)
+	}), s.logRequests, s.guard, s.limitBody, s.auth)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/metrics", s.serveMetrics)
@@ -171,6 +171,7 @@ func (s *Server) jobEvents(c *gin.Context) {
 		return
 	}
 	i, _ := strconv.Atoi(c.GetHeader("Last-Event-ID"))
+	noWriteDeadline(c)
 	w := c.Writer
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

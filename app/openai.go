@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -149,6 +150,10 @@ func (s *Server) openAIModels(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"object": "list", "data": data})
 }
 
+// baseURL is the configured public URL, else the address the connection
+// came in on (the listen address as the client reached it). Never the
+// request's Host: a client could make the server hand out links to any
+// site.
 func (s *Server) baseURL(c *gin.Context) string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimSuffix(s.cfg.PublicURL, "/")
@@ -156,10 +161,11 @@ func (s *Server) baseURL(c *gin.Context) string {
 	scheme := "http"
 	if c.Request.TLS != nil {
 		scheme = "https"
-	} else if p := c.GetHeader("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
 	}
-	return scheme + "://" + c.Request.Host
+	if a, ok := c.Request.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return scheme + "://" + a.String()
+	}
+	return scheme + "://localhost"
 }
 
 func (s *Server) serveFile(c *gin.Context) {

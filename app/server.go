@@ -71,8 +71,23 @@ type Config struct {
 	// MaxBodyBytes caps a request body (default 64 MiB: init images).
 	MaxBodyBytes int64
 	// PublicURL is the base of absolute URLs handed out (default: from the
-	// request's Host).
+	// request's Host); its host is an allowed Host and its origin counts
+	// as the server's own.
 	PublicURL string
+	// AllowedHosts are Host names served besides loopback names and IP
+	// addresses ("*": any; DNS-rebinding protection).
+	AllowedHosts []string
+	// CORSOrigins ("*": any) and CORSOriginRegex (matching the whole
+	// origin) name the origins whose pages may call the API, as
+	// AUTOMATIC1111's --cors-allow-origins and --cors-allow-origins-regex.
+	CORSOrigins     []string
+	CORSOriginRegex string
+	// ReadTimeout bounds reading a whole request (default 1 minute: a 64 MiB
+	// body on a slow link), WriteTimeout writing an answer (default 1
+	// minute; event streams and the wait of a synchronous request for its
+	// job are not counted), IdleTimeout a kept-alive connection's idle time
+	// (default 2 minutes). HTTPServer applies them.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// BatchJobs is the most queued jobs run together in one model batch when
 	// the model is a BatchModel (default 4; 1 turns batching off).
 	BatchJobs int
@@ -111,9 +126,29 @@ func (c *Config) defaults() {
 	if c.BatchJobs <= 0 {
 		c.BatchJobs = 4
 	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = time.Minute
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = time.Minute
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// Check reports settings New would refuse (credentials with empty parts, a
+// malformed CORS regex or public URL), so a command can refuse them before
+// it loads a model.
+func (c Config) Check() error {
+	if err := checkCredentials(c); err != nil {
+		return err
+	}
+	_, err := newPolicy(c)
+	return err
 }
 
 // Server serves one loaded model at a time through a bounded queue and one
@@ -125,6 +160,7 @@ type Server struct {
 	files   *fileStore
 	metrics *metrics
 	log     *slog.Logger
+	policy  *policy
 
 	mu      sync.Mutex
 	model   *Loaded
@@ -154,7 +190,14 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 	if err := cfg.Limits.Check(); err != nil {
 		return nil, fmt.Errorf("app: limits: %w", err)
 	}
-	s := &Server{
+	if err := checkCredentials(cfg); err != nil {
+		return nil, err
+	}
+	pol, err := newPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{policy: pol,
 		cfg: cfg, q: newQueue(cfg.QueueSize), files: newFileStore(cfg.FileTTL, cfg.FileBytes),
 		metrics: newMetrics(), log: cfg.Logger, model: model,
 		jobs: map[string]*Job{}, options: map[string]any{},
@@ -168,6 +211,24 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 
 // Handler is the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }
+
+// HTTPServer is an http.Server for Handler with the configured timeouts.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{Handler: s.engine, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout}
+}
+
+// noWriteDeadline lifts the write timeout for an answer that waits for a
+// job or streams; the job's own timeout and the client's disconnection
+// bound it instead.
+func noWriteDeadline(c *gin.Context) {
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Time{})
+}
+
+// writeDeadline gives the answer a fresh write timeout.
+func (s *Server) writeDeadline(c *gin.Context) {
+	_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+}
 
 // Shutdown stops accepting jobs, cancels those still waiting, lets the
 // running one finish until ctx is done, then cancels it and waits for the
@@ -440,8 +501,10 @@ func (s *Server) generate(ctx context.Context, m Model, req ldm.Request, o ldm.O
 // waitJob waits for a synchronous request's job; when the client goes away
 // first the job is cancelled and false is returned.
 func (s *Server) waitJob(c *gin.Context, j *Job) bool {
+	noWriteDeadline(c)
 	select {
 	case <-j.Done():
+		s.writeDeadline(c)
 		return true
 	case <-c.Request.Context().Done():
 		s.cancel(j, "the client disconnected")
@@ -472,6 +535,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge
+	case isContentTypeError(err):
+		return http.StatusUnsupportedMediaType
 	case errors.Is(err, errQueueFull):
 		return http.StatusTooManyRequests
 	case errors.Is(err, errShuttingDown):

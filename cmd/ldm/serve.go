@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -24,6 +23,7 @@ func init() { subcommands = append(subcommands, newServeCmd) }
 
 type serveFlags struct {
 	model, listen, apiKey, apiAuth, modelsDir, publicURL string
+	allowedHosts, corsOrigins                            []string
 	load                                                 ldm.LoadOptions
 	insecure, warmup, verbose                            bool
 	shutdownTimeout                                      time.Duration
@@ -59,12 +59,17 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
 	fl.StringVar(&f.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7860", "address to listen on (host:port)")
-	fl.StringVar(&f.apiKey, "api-key", os.Getenv("LDM_API_KEY"), "require \"Authorization: Bearer <key>\" (env LDM_API_KEY)")
-	fl.StringVar(&f.apiAuth, "api-auth", os.Getenv("LDM_API_AUTH"), "require HTTP Basic auth: user:password[,user2:password2] (env LDM_API_AUTH)")
+	// The secrets' defaults come from the environment in runServe, so that
+	// --help never prints them.
+	fl.StringVar(&f.apiKey, "api-key", "", "require \"Authorization: Bearer <key>\" (default: env LDM_API_KEY)")
+	fl.StringVar(&f.apiAuth, "api-auth", "", "require HTTP Basic auth: user:password[,user2:password2] (default: env LDM_API_AUTH)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without authentication")
 	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
 	fl.StringVar(&f.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that requests name with <lora:name:weight> tags or \"loras\" (env LDM_LORA_DIR)")
-	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out (default: from the request's Host)")
+	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out, e.g. https://ldm.example.org (default: the address a client connected to); its host is allowed as --allowed-hosts")
+	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "host names served besides localhost and IP addresses, comma-separated (\"*\": any; protects against DNS rebinding)")
+	fl.StringSliceVar(&f.corsOrigins, "cors-allow-origins", nil, "origins whose web pages may call the API, comma-separated, e.g. http://localhost:3000 (\"*\": any), as AUTOMATIC1111's")
+	fl.StringVar(&f.cfg.CORSOriginRegex, "cors-allow-origins-regex", "", "origins whose pages may call the API, as one regular expression matching the whole origin, as AUTOMATIC1111's")
 	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
 	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
 	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", 10*time.Minute, "longest a job may run")
@@ -76,6 +81,9 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.IntVar(&f.cfg.Limits.MaxBatchSize, "max-batch-size", ldm.DefaultLimits.MaxBatchSize, "most images per model batch")
 	fl.IntVar(&f.cfg.Limits.MaxBatchCount, "max-batch-count", ldm.DefaultLimits.MaxBatchCount, "most batches per request")
 	fl.IntVar(&f.cfg.Limits.MaxPromptChars, "max-prompt-chars", ldm.DefaultLimits.MaxPromptChars, "longest prompt, in bytes")
+	fl.DurationVar(&f.cfg.ReadTimeout, "read-timeout", time.Minute, "longest time to read a whole request")
+	fl.DurationVar(&f.cfg.WriteTimeout, "write-timeout", time.Minute, "longest time to write an answer (event streams and waiting for a job excepted)")
+	fl.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle kept-alive connection stays open")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a running job may finish after SIGTERM")
 	fl.BoolVar(&f.warmup, "warmup", true, "run one 1-step generation at start so the first request finds compiled graphs")
 	fl.BoolVar(&f.verbose, "verbose", false, "log every HTTP request")
@@ -87,15 +95,26 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err := f.cfg.Limits.Check(); errors.As(err, &fe) {
 		return fmt.Errorf("--%s %s", strings.ReplaceAll(fe.Field, "_", "-"), fe.Msg)
 	}
-	var basic []string
-	for _, up := range strings.Split(f.apiAuth, ",") {
-		if up = strings.TrimSpace(up); up == "" {
-			continue
-		}
-		if !strings.Contains(up, ":") {
-			return fmt.Errorf("--api-auth %q: use user:password", up)
-		}
-		basic = append(basic, up)
+	if !cmd.Flags().Changed("api-key") {
+		f.apiKey = os.Getenv("LDM_API_KEY")
+	}
+	if !cmd.Flags().Changed("api-auth") {
+		f.apiAuth = os.Getenv("LDM_API_AUTH")
+	}
+	if f.apiKey != "" && strings.TrimSpace(f.apiKey) == "" || cmd.Flags().Changed("api-key") && f.apiKey == "" {
+		return errors.New("--api-key is empty: give a key, or leave the flag out")
+	}
+	basic, err := app.ParseBasicAuth(f.apiAuth)
+	if err != nil {
+		return fmt.Errorf("--api-auth: %w", err)
+	}
+	if cmd.Flags().Changed("api-auth") && len(basic) == 0 {
+		return errors.New("--api-auth is empty: give user:password, or leave the flag out")
+	}
+	f.cfg.APIKey, f.cfg.BasicAuth, f.cfg.PublicURL = f.apiKey, basic, f.publicURL
+	f.cfg.AllowedHosts, f.cfg.CORSOrigins = f.allowedHosts, f.corsOrigins
+	if err := f.cfg.Check(); err != nil {
+		return err
 	}
 	if err := app.CheckListen(f.listen, f.apiKey != "" || len(basic) > 0, f.insecure); err != nil {
 		return err
@@ -142,8 +161,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if f.cfg.BatchJobs == 0 {
 		f.cfg.BatchJobs = autoBatchJobs(model.Model)
 	}
-	f.cfg.APIKey, f.cfg.BasicAuth, f.cfg.ModelsDir, f.cfg.Loader = f.apiKey, basic, f.modelsDir, load
-	f.cfg.PublicURL, f.cfg.Logger = f.publicURL, log
+	f.cfg.ModelsDir, f.cfg.Loader, f.cfg.Logger = f.modelsDir, load, log
 	srv, err := app.New(model, f.cfg)
 	if err != nil {
 		return err
@@ -152,7 +170,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.HTTPServer()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 	fmt.Fprintf(cmd.OutOrStdout(), "ldm: serving %s on http://%s\n", model.Name, ln.Addr())

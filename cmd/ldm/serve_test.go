@@ -25,12 +25,36 @@ func TestServeRefusesBadSettingsBeforeLoading(t *testing.T) {
 		{[]string{"--listen", "nope"}, "listen address"},
 		{[]string{"--max-steps", "-1"}, "--max-steps -1: a limit must be at least 1"},
 		{[]string{"--max-width", "0"}, "--max-width 0: a limit must be at least 1"},
+		// Empty credential parts would count as auth and open the network.
+		{[]string{"--listen", "0.0.0.0:7860", "--api-auth", ":"}, "empty user"},
+		{[]string{"--listen", "0.0.0.0:7860", "--api-auth", "ann:"}, "empty password"},
+		{[]string{"--listen", "0.0.0.0:7860", "--api-auth", ":pw"}, "empty user"},
+		{[]string{"--listen", "0.0.0.0:7860", "--api-auth", ""}, "--api-auth is empty"},
+		{[]string{"--listen", "0.0.0.0:7860", "--api-key", ""}, "--api-key is empty"},
+		{[]string{"--listen", "0.0.0.0:7860", "--api-key", "  "}, "--api-key is empty"},
+		{[]string{"--cors-allow-origins-regex", "("}, "regex"},
+		{[]string{"--public-url", "ldm.example.org"}, "public URL"},
 	} {
 		// The model path does not exist: the error must come first.
 		out, err := runLDM(append([]string{"serve", "--model", "/no/such/model"}, c.args...)...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("serve %v: %v (output %q), want an error about %q", c.args, err, out, c.want)
 		}
+	}
+}
+
+func TestServeHelpDoesNotPrintSecretsFromTheEnvironment(t *testing.T) {
+	t.Setenv("LDM_API_KEY", "s3cr3t-key")
+	t.Setenv("LDM_API_AUTH", "ann:s3cr3t-pw")
+	out, err := runLDM("serve", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "s3cr3t") {
+		t.Errorf("serve --help prints a secret:\n%s", out)
+	}
+	if !strings.Contains(out, "LDM_API_KEY") {
+		t.Errorf("serve --help does not mention LDM_API_KEY:\n%s", out)
 	}
 }
 
