@@ -1,6 +1,8 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"image"
 	"image/color"
@@ -30,6 +32,21 @@ type Dataset struct {
 	Size     int
 	Examples []Example
 	Skipped  []string // files that could not be read, with the reason
+	// Fingerprint is data.Dataset.Fingerprint of the examples read (names
+	// and captions, in order).
+	Fingerprint string
+}
+
+// ContentKey identifies the examples as training sees them: their
+// Fingerprint and a hash of their pixels at Size, so that an image edited
+// in place changes it too.
+func (ds *Dataset) ContentKey() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00", ds.Size)
+	for _, e := range ds.Examples {
+		h.Write(e.RGB)
+	}
+	return ds.Fingerprint + "-" + hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // LoadImageFolder reads an image–caption dataset in any layout data.Open
@@ -78,6 +95,7 @@ func LoadTrainingData(dir string, size int, holdout float64) (train, test *Datas
 // loadItems decodes the items of d, skipping (and naming) unreadable ones.
 func loadItems(d *data.Dataset, size int) (*Dataset, error) {
 	ds := &Dataset{Size: size}
+	read := &data.Dataset{Root: d.Root, Layout: d.Layout}
 	for _, it := range d.Items {
 		rgb, err := readRGB(it.Path, size)
 		if err != nil {
@@ -86,7 +104,9 @@ func loadItems(d *data.Dataset, size int) (*Dataset, error) {
 			continue
 		}
 		ds.Examples = append(ds.Examples, Example{RGB: rgb, Caption: it.Caption, File: it.Name, Split: it.Fields["split"]})
+		read.Items = append(read.Items, it)
 	}
+	ds.Fingerprint = read.Fingerprint()
 	if len(ds.Examples) == 0 {
 		first := ""
 		if len(ds.Skipped) > 0 {

@@ -41,12 +41,12 @@ type LDMRun struct {
 	ScalingFactor  float64 `json:"scaling_factor"`
 	Prediction     string  `json:"prediction"` // epsilon or v_prediction
 	CaptionDropout float64 `json:"caption_dropout"`
-	// TagDropout drops each comma-separated tag of a caption after the
-	// first KeepTags with this probability (kohya's caption_tag_dropout_rate
 	// ArticleProb prefixes a caption with the English indefinite article
 	// ("a red apple", "an apple") with this probability, so that prompts
 	// written as phrases match tag-style captions.
 	ArticleProb float64 `json:"article_prob,omitempty"`
+	// TagDropout drops each comma-separated tag of a caption after the
+	// first KeepTags with this probability (kohya's caption_tag_dropout_rate
 	// and keep_tokens), so that the model also learns the short prompts
 	// people type ("red apple") and not only the full tag lists it is
 	// trained on ("red apple, apple, food and drink, food fruit, twitter
@@ -66,6 +66,8 @@ type LDMRun struct {
 	// projections (LoRAAlpha, default the rank) instead of the full U-Net.
 	LoRARank  int     `json:"lora_rank,omitempty"`
 	LoRAAlpha float64 `json:"lora_alpha,omitempty"`
+	// Prompts are the sample grid's prompts, kept for --resume.
+	Prompts []string `json:"prompts,omitempty"`
 }
 
 // SmallUNetConfig is the default model's U-Net on 16×16×4 latents: three
@@ -121,10 +123,11 @@ type LDMTrainer struct {
 	VAEModel  *vae.AutoencoderKL
 	Schedule  *scheduler.Schedule
 
-	// mean and std of every training image's posterior, [N][L·h·w].
+	// LoRA holds the adapters of a LoRA run (nil: the U-Net itself trains).
 	LoRA *LoRA
 
-	cache     string // latents cache file
+	cache string // latents cache file
+	// mean and std of every training image's posterior, [N][L·h·w].
 	mean, std [][]float32
 	latent    []int // L, h, w
 	ord       Order
@@ -390,7 +393,9 @@ func (t *LDMTrainer) ensureLatents() error {
 }
 
 // saveLatents caches the posteriors (encoding the data set is the slowest
-// part of starting or resuming a run on the pure-Go backend).
+// part of starting or resuming a run on the pure-Go backend), keyed by the
+// VAE and the examples' ContentKey: any edited, added or removed image
+// invalidates it.
 func (t *LDMTrainer) saveLatents(path, vaePath string) error {
 	n, per := len(t.mean), len(t.mean[0])
 	flat := func(x [][]float32) []float32 {
@@ -404,7 +409,7 @@ func (t *LDMTrainer) saveLatents(path, vaePath string) error {
 	return weights.WriteFile(path, []weights.WriteTensor{
 		{Name: "mean", DType: weights.F32, Shape: shape, Float32: flat(t.mean)},
 		{Name: "std", DType: weights.F32, Shape: shape, Float32: flat(t.std)},
-	}, map[string]string{"vae": vaePath, "data": t.Data.Examples[0].File + fmt.Sprint(len(t.Data.Examples))})
+	}, map[string]string{"vae": vaePath, "data": t.Data.ContentKey()})
 }
 
 // loadLatents reads the cache written by saveLatents if it was made from the
@@ -415,7 +420,7 @@ func (t *LDMTrainer) loadLatents(path, vaePath string) bool {
 		return false
 	}
 	defer f.Close()
-	if f.Metadata["vae"] != vaePath || f.Metadata["data"] != t.Data.Examples[0].File+fmt.Sprint(len(t.Data.Examples)) {
+	if f.Metadata["vae"] != vaePath || f.Metadata["data"] != t.Data.ContentKey() {
 		return false
 	}
 	mean, shape, err1 := f.Float32("mean")

@@ -92,3 +92,29 @@ func (t *Trainer) Loop(ctx stdctx.Context, steps int, batch func(step int) ([][]
 	}
 	return nil
 }
+
+// LossMetrics is a line of a run's metrics.jsonl for runs measured by their
+// training loss alone (train ldm, finetune).
+type LossMetrics struct {
+	Step int `json:"step"`
+	// Loss is the mean training loss (the run's objective: the MSE of the
+	// predicted noise or velocity) over the Steps steps up to Step.
+	Loss  float64 `json:"loss"`
+	Steps int     `json:"loss_steps"`
+	LR    float64 `json:"lr"` // of the step just taken
+	// Samples is the sample grid drawn at Step, when one was.
+	Samples string `json:"samples,omitempty"`
+}
+
+// LossMetrics summarises the last window steps of the loss history.
+func (t *Trainer) LossMetrics(window int) LossMetrics {
+	m := LossMetrics{Step: t.Step, LR: t.Config.LRAt(max(t.Step-1, 0))}
+	recent := t.Losses[max(len(t.Losses)-max(window, 1), 0):]
+	for _, l := range recent {
+		m.Loss += float64(l)
+	}
+	if m.Steps = len(recent); m.Steps > 0 {
+		m.Loss /= float64(m.Steps)
+	}
+	return m
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/train"
 	"github.com/ldm-project/ldm/weights"
 )
 
@@ -101,5 +103,50 @@ func TestFinetuneTakesPlainFolders(t *testing.T) {
 			// pipeline, so it also shows the result loads.
 			exists(t, filepath.Join(out, "samples-00000020.png"))
 		})
+	}
+}
+
+// `train ldm` on a kohya folder (no split column) with a frozen VAE from the
+// embedded model: it trains, writes a metrics.jsonl line per hook (the help
+// promises one), and a --resume without --prompt keeps the run's custom
+// sample prompts instead of falling back to the defaults.
+func TestTrainLDMKeepsPromptsOnResumeAndWritesMetrics(t *testing.T) {
+	tmp := t.TempDir()
+	data, out := filepath.Join(tmp, "data"), filepath.Join(tmp, "run")
+	os.MkdirAll(data, 0o755)
+	writeSquares(t, data, 4, 32, true)
+	def, err := defaultModel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "train", "ldm", data, "--vae", filepath.Join(def, "vae"), "-o", out, "--size", "32", "--blocks", "16,16,16", "--text-hidden", "16",
+		"--text-layers", "1", "--merges", "20", "--max-length", "8", "--batch", "1", "--steps", "2", "--warmup", "1",
+		"--checkpoint-every", "2", "--sample-every", "2", "--prompt", "square number 3")
+	run(t, "train", "ldm", "-o", out, "--resume", "--steps", "3", "--checkpoint-every", "1", "--sample-every", "1")
+	var stored train.LDMRun
+	if err := train.ReadCheckpointExtra(filepath.Join(out, train.CheckpointName(3)), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.Prompts) != 1 || stored.Prompts[0] != "square number 3" {
+		t.Errorf("resumed run's prompts %q, want the custom one", stored.Prompts)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var m train.LossMetrics
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		if !(m.Loss > 0) || m.Steps < 1 || m.LR <= 0 || m.Samples == "" {
+			t.Errorf("metrics line %+v: want a positive loss over ≥ 1 steps, the LR and the samples file", m)
+		}
+		exists(t, filepath.Join(out, m.Samples))
+		steps = append(steps, m.Step)
+	}
+	if fmt.Sprint(steps) != "[2 3]" {
+		t.Errorf("metrics at steps %v, want [2 3]", steps)
 	}
 }

@@ -296,7 +296,7 @@ func newTrainLDMCmd() *cobra.Command {
 					return err
 				}
 			}
-			t, err := openLDMRun(cmd, run, rf.out, resume)
+			t, err := openLDMRun(cmd, run, rf.out, resume, prompts)
 			if err != nil {
 				return err
 			}
@@ -318,10 +318,11 @@ func newTrainLDMCmd() *cobra.Command {
 					return err
 				}
 				path := filepath.Join(rf.out, fmt.Sprintf("samples-%08d.png", step))
-				if err := train.SampleGrid(ctx, dir, path, prompts, 20, 1); err != nil {
+				if err := train.SampleGrid(ctx, dir, path, t.Run.Prompts, 20, 1); err != nil {
 					fmt.Fprintf(out, "\n  samples: %v\n", err)
+					path = ""
 				}
-				return nil
+				return appendLossMetrics(rf, t, path)
 			}
 			err = t.Loop(ctx, t.Run.Train.Steps, t.Batch, train.LoopOptions{Dir: rf.out, Every: rf.every, Keep: rf.keep,
 				Extra: t.Run, ImgPerStep: t.Run.Batch * t.Run.Train.Accum, Hook: hook, HookEvery: rf.hookEvery, Progress: progressBar(out)})
@@ -386,7 +387,7 @@ otherwise the fine-tuned model is exported to <out>/model. <model> "default" is 
 			if run.TrainText && run.LoRARank > 0 {
 				return fmt.Errorf("--train-text trains the whole text encoder and --lora only adapters on the U-Net: use one of them")
 			}
-			t, err := openLDMRun(cmd, run, rf.out, resume)
+			t, err := openLDMRun(cmd, run, rf.out, resume, prompts)
 			if err != nil {
 				return err
 			}
@@ -417,10 +418,11 @@ otherwise the fine-tuned model is exported to <out>/model. <model> "default" is 
 					return err
 				}
 				path := filepath.Join(rf.out, fmt.Sprintf("samples-%08d.png", step))
-				if err := train.SampleGridLoRA(ctx, model, lora, path, prompts, 20, 1); err != nil {
+				if err := train.SampleGridLoRA(ctx, model, lora, path, t.Run.Prompts, 20, 1); err != nil {
 					fmt.Fprintf(out, "\n  samples: %v\n", err)
+					path = ""
 				}
-				return nil
+				return appendLossMetrics(rf, t, path)
 			}
 			err = t.Loop(ctx, t.Run.Train.Steps, t.Batch, train.LoopOptions{Dir: rf.out, Every: rf.every, Keep: rf.keep,
 				Extra: t.Run, ImgPerStep: t.Run.Batch * t.Run.Train.Accum, Hook: hook, HookEvery: rf.hookEvery, Progress: progressBar(out)})
@@ -475,9 +477,19 @@ func applyCaptionFlags(cmd *cobra.Command, dst *train.LDMRun, flags train.LDMRun
 	return nil
 }
 
+// appendLossMetrics writes the metrics.jsonl line of an LDM run's hook.
+func appendLossMetrics(rf runFlags, t *train.LDMTrainer, samples string) error {
+	m := t.LossMetrics(rf.hookEvery)
+	if samples != "" {
+		m.Samples = filepath.Base(samples)
+	}
+	return train.AppendJSONL(filepath.Join(rf.out, "metrics.jsonl"), m)
+}
+
 // openLDMRun starts or resumes an LDM run (train ldm, finetune) in out: the
-// backend, the trainer, a --steps given on resume, the caption flags.
-func openLDMRun(cmd *cobra.Command, run train.LDMRun, out, resume string) (*train.LDMTrainer, error) {
+// backend, the trainer, a --steps given on resume, the caption flags, the
+// sample prompts (a resumed run keeps its own unless --prompt is given).
+func openLDMRun(cmd *cobra.Command, run train.LDMRun, out, resume string, prompts []string) (*train.LDMTrainer, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
@@ -492,6 +504,9 @@ func openLDMRun(cmd *cobra.Command, run train.LDMRun, out, resume string) (*trai
 	extendSteps(cmd, t.Trainer, &t.Run.Train, run.Train.Steps)
 	if err := applyCaptionFlags(cmd, &t.Run, run); err != nil {
 		return nil, err
+	}
+	if resume == "" || cmd.Flags().Changed("prompt") || len(t.Run.Prompts) == 0 {
+		t.Run.Prompts = prompts
 	}
 	return t, nil
 }
