@@ -34,7 +34,7 @@ func (p *Pipeline) Compatible(a, b Request) bool {
 	s := p.SampleSize()
 	a.Defaults(s)
 	b.Defaults(s)
-	if a.InitImage != nil || b.InitImage != nil || a.Mask != nil || b.Mask != nil {
+	if a.InitImage != nil || b.InitImage != nil || a.Mask != nil || b.Mask != nil || len(a.ControlNets) > 0 || len(b.ControlNets) > 0 {
 		return false
 	}
 	if a.BatchCount != 1 || b.BatchCount != 1 {

@@ -3,6 +3,7 @@ package ldm
 import (
 	"context"
 	"encoding/json"
+	"image"
 	"image/png"
 	"math"
 	"os"
@@ -11,12 +12,12 @@ import (
 	"github.com/ldm-project/ldm/internal/golden"
 )
 
-// TestGoldenPipelines runs the txt2img, img2img and lora_txt2img cases of the manifest
+// TestGoldenPipelines runs the txt2img, img2img, lora_txt2img and controlnet_txt2img cases of the manifest
 // through Generate, from the diffusers folder and from the single file. The
 // references draw their noise with torch.Generator().manual_seed(K); the
 // "torch" noise mode replays those draws, so the whole run is end to end.
 func TestGoldenPipelines(t *testing.T) {
-	for _, kind := range []string{"txt2img", "img2img", "lora_txt2img"} {
+	for _, kind := range []string{"txt2img", "img2img", "lora_txt2img", "controlnet_txt2img"} {
 		t.Run(kind, func(t *testing.T) {
 			golden.ForKind(t, kind, func(t *testing.T, c golden.Case) { runGoldenPipeline(t, c) })
 		})
@@ -60,8 +61,14 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 			if c.Has("lora") { // lora_txt2img: the txt2img run with a LoRA fused at lora_scale
 				req.LoRAs = []LoRASpec{{Path: c.Path("lora"), Weight: c.Float("lora_scale")}}
 			}
+			if c.Has("controlnet") { // controlnet_txt2img: StableDiffusionControlNetPipeline, one ControlNet
+				u := NewControlNetUnit()
+				u.Path, u.Weight = c.Path("controlnet"), c.Float("controlnet_conditioning_scale")
+				u.Image = readPNG(t, c.Path("control_image"))
+				req.ControlNets = []ControlNetUnit{u}
+			}
 			switch c.Kind {
-			case "txt2img", "lora_txt2img":
+			case "txt2img", "lora_txt2img", "controlnet_txt2img":
 				req.Seed = 2024 // latents_init is torch.randn with manual_seed(2024) (README)
 				if c.Has("seed") {
 					req.Seed = int64(c.Int("seed"))
@@ -145,3 +152,17 @@ func checkSeedDraw(t *testing.T, want []float32, seed int64) {
 }
 
 func itoa(i int) string { return string(rune('0'+i/10)) + string(rune('0'+i%10)) }
+
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}

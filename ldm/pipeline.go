@@ -52,9 +52,13 @@ type Pipeline struct {
 	// LoRADir is the folder where <lora:name:weight> prompt tags and
 	// LoRASpec.Name are looked up (AUTOMATIC1111's models/Lora).
 	LoRADir string
+	// ControlNetDir is the folder where ControlNetUnit.Model names a
+	// ControlNet (the ControlNet extension's models folder).
+	ControlNetDir string
 
-	mu   sync.Mutex
-	lora loraState // guarded by mu
+	mu      sync.Mutex
+	lora    loraState    // guarded by mu
+	control controlState // guarded by mu
 }
 
 // LoadOptions tunes Load.
@@ -317,6 +321,8 @@ type run struct {
 	batch int
 	start time.Time
 	opts  Options
+
+	control *controlRun // the request's ControlNets, nil without
 }
 
 func (r *run) do(ctx context.Context) ([]Result, error) {
@@ -341,6 +347,9 @@ func (r *run) do(ctx context.Context) ([]Result, error) {
 	}
 	if r.opts.onPrompt != nil {
 		r.opts.onPrompt(cond)
+	}
+	if r.control, err = p.prepareControl(req, B, cond.cfg); err != nil {
+		return nil, err
 	}
 	sched, err := p.newScheduler(req)
 	if err != nil {
@@ -450,10 +459,14 @@ func (r *run) denoise(ctx context.Context, s *scheduler.Scheduler, x []float32, 
 			return nil, err
 		}
 		xin := s.ScaleModelInput(x, i)
+		ctl, ctlShapes, err := r.control.residuals(p, xin, shape, ts[i], cond, i-begin, total)
+		if err != nil {
+			return nil, err
+		}
 		if init != nil && init.unetMask != nil {
 			xin = concatChannels(shape, xin, init.unetMask, init.maskedLatents)
 		}
-		eps, err := p.predict(xin, shape, ts[i], cond, req.GuidanceScale)
+		eps, err := p.predict(xin, shape, ts[i], cond, req.GuidanceScale, ctl, ctlShapes)
 		if err != nil {
 			return nil, err
 		}
@@ -485,8 +498,9 @@ func (r *run) denoise(ctx context.Context, s *scheduler.Scheduler, x []float32, 
 }
 
 // predict runs the U-Net with classifier-free guidance as one batch of two:
-// eps = u + g·(c − u). Guidance ≤ 1 runs the conditional pass only.
-func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioning, g float64) ([]float32, error) {
+// eps = u + g·(c − u). Guidance ≤ 1 runs the conditional pass only. ctl are
+// ControlNet residuals for every U-Net row (none: the plain U-Net).
+func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioning, g float64, ctl [][]float32, ctlShapes [][]int) ([]float32, error) {
 	in := x
 	inShape := append([]int(nil), shape...)
 	inShape[1] = len(x) / (shape[0] * shape[2] * shape[3])
@@ -498,7 +512,7 @@ func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioni
 	for i := range ts {
 		ts[i] = float32(t)
 	}
-	out, err := p.UNet.Run(p.Backend, in, inShape, ts, cond.embeds, cond.shape)
+	out, err := p.UNet.RunWithControl(p.Backend, in, inShape, ts, cond.embeds, cond.shape, ctl, ctlShapes)
 	if err != nil {
 		return nil, err
 	}

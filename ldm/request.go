@@ -52,6 +52,9 @@ type Request struct {
 	// LoRAs are applied on top of the model for this request, as are the
 	// prompt's <lora:name:weight> tags (see LoRASpec, ParseLoRATags).
 	LoRAs []LoRASpec `json:"loras,omitempty"`
+
+	// ControlNets steer the U-Net with control images (see ControlNetUnit).
+	ControlNets []ControlNetUnit `json:"controlnets,omitempty"`
 }
 
 // Limits bound what a request may ask for; servers set them, the CLI uses
@@ -183,6 +186,9 @@ func (r *Request) Check(l Limits) error {
 		return bad("schedule", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
 	}
 	if err := validateLoRAs(r.LoRAs, l); err != nil {
+		return err
+	}
+	if err := validateControlNets(r.ControlNets, l); err != nil {
 		return err
 	}
 	if _, _, err := ParseLoRATags(r.Prompt); err != nil {

@@ -6,19 +6,20 @@ import "testing"
 // A kind missing here is reported as skipped, so the manifest's coverage is
 // visible in every test run.
 var implemented = map[string]string{
-	"clip_tokenizer": "textenc/tokenizer_test.go",
-	"clip_text":      "textenc/clip_golden_test.go",
-	"single_file":    "weights/golden_test.go",
-	"torch_randn":    "rng/golden_test.go",
-	"scheduler":      "scheduler/golden_test.go",
-	"vae":            "vae/golden_test.go",
-	"taesd":          "taesd/golden_test.go",
-	"unet":           "unet/unet_test.go",
-	"txt2img":        "ldm/golden_test.go",
-	"img2img":        "ldm/golden_test.go",
-	"lora":           "ldm/lora_golden_test.go",
-	"controlnet":     "controlnet/golden_test.go",
-	"lora_txt2img":   "ldm/golden_test.go",
+	"clip_tokenizer":     "textenc/tokenizer_test.go",
+	"clip_text":          "textenc/clip_golden_test.go",
+	"single_file":        "weights/golden_test.go",
+	"torch_randn":        "rng/golden_test.go",
+	"scheduler":          "scheduler/golden_test.go",
+	"vae":                "vae/golden_test.go",
+	"taesd":              "taesd/golden_test.go",
+	"unet":               "unet/unet_test.go",
+	"txt2img":            "ldm/golden_test.go",
+	"img2img":            "ldm/golden_test.go",
+	"lora":               "ldm/lora_golden_test.go",
+	"controlnet":         "controlnet/golden_test.go",
+	"controlnet_txt2img": "ldm/golden_test.go",
+	"lora_txt2img":       "ldm/golden_test.go",
 }
 
 func TestEveryManifestKindIsCovered(t *testing.T) {
