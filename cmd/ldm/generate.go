@@ -77,6 +77,7 @@ type requestFlags struct {
 	quality              int
 	output               string
 	loras                []string
+	control              controlFlags
 }
 
 // flagOfField maps Request JSON field names (FieldError.Field) to flags.
@@ -99,6 +100,7 @@ var flagOfField = map[string]string{
 	"mask":            "--mask",
 	"mask_blur":       "--mask-blur",
 	"loras":           "--lora",
+	"controlnets":     "--control-net",
 }
 
 // flagHints add what to do for the errors whose fix is another flag: the
@@ -152,6 +154,7 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&r.format, "format", "", "image format: png or jpeg (default: from -o's extension, else png)")
 	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
 	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
+	r.control.register(f)
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "guidance" {
 			name = "cfg"
@@ -183,6 +186,9 @@ func (r *requestFlags) build() (ldm.Request, error) {
 			return req, err
 		}
 		req.LoRAs = append(req.LoRAs, spec)
+	}
+	if req.ControlNets, err = r.control.units(); err != nil {
+		return req, err
 	}
 	if r.initImage != "" {
 		if req.InitImage, err = readImage(r.initImage); err != nil {
