@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
+	"image/draw"
 	"io"
 	"os"
 	"os/signal"
@@ -19,7 +22,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ldm-project/ldm/data"
+	"github.com/ldm-project/ldm/internal/fsutil"
 	"github.com/ldm-project/ldm/ldm"
+	"github.com/ldm-project/ldm/models"
 )
 
 func init() { subcommands = append(subcommands, newBatchCmd) }
@@ -42,7 +48,9 @@ func newBatchCmd() *cobra.Command {
 
 Image i of line L is written as DIR/LLLLL-<seed+i>.png (atomically, so a file that exists is
 complete). A rerun skips every image whose file exists and decodes, and renders the rest: a killed
-job resumes where it stopped. With --seed -1 (the default) each line gets a random seed, and a line
+job resumes where it stopped. DIR/.ldm-batch records what each line's images were made from (the
+request, seed, init image and mask, model and output flags): when a line or a flag was edited since,
+that line's images are removed and rendered again. With --seed -1 (the default) each line gets a random seed, and a line
 counts as done when DIR holds as many LLLLL-*.png images as the line asks for.
 
 --shard i/n renders only every n-th prompt starting at the i-th (1-based), so n processes or
@@ -175,6 +183,71 @@ type batchJob struct {
 	count   int   // images to render (random seeds: how many more the line needs)
 }
 
+// recipeDir holds one record per line of what its images are made from.
+const recipeDir = ".ldm-batch"
+
+// batchRecipe is a line's record: Key hashes everything its images depend
+// on (the request, seed included; the init image and mask pixels; the model
+// flags and the model file's size and time; the output format and quality).
+type batchRecipe struct {
+	Key    string `json:"key"`
+	Prompt string `json:"prompt"` // for people reading the folder
+}
+
+func recipeOf(e batchEntry, model *modelFlags, ext string, quality int) batchRecipe {
+	h := sha256.New()
+	req := e.req
+	b, _ := json.Marshal(req) // InitImage and Mask are json:"-": hashed below
+	h.Write(b)
+	for _, img := range []image.Image{e.req.InitImage, e.req.Mask} {
+		if img == nil {
+			h.Write([]byte{0})
+			continue
+		}
+		n := image.NewNRGBA(img.Bounds())
+		draw.Draw(n, n.Bounds(), img, img.Bounds().Min, draw.Src)
+		fmt.Fprintf(h, "\x01%v", n.Bounds())
+		h.Write(n.Pix)
+	}
+	l := model.load
+	fmt.Fprintf(h, "\x00%q %q %q %q %q %q %q %q %d", model.path, l.ConfigFrom, l.Tokenizer, l.Embeddings, l.PredictionType, l.Variant, l.LoRADir, ext, quality)
+	if model.path == "" {
+		sum, _ := models.Hash() // the embedded model
+		h.Write([]byte(sum))
+	} else if st, err := os.Stat(model.path); err == nil {
+		fmt.Fprintf(h, " %d %d", st.Size(), st.ModTime().UnixNano())
+	}
+	return batchRecipe{Key: hex.EncodeToString(h.Sum(nil)[:16]), Prompt: e.req.Prompt}
+}
+
+// checkRecipe compares line e's record with what it is made from now. When
+// they differ its images are stale: they are removed, and the new record is
+// written, so that they render again. A line with no record (a folder from
+// before records) keeps its images.
+func checkRecipe(dir string, e batchEntry, want batchRecipe, log io.Writer) error {
+	path := filepath.Join(dir, recipeDir, fmt.Sprintf("%05d.json", e.line))
+	var have batchRecipe
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &have) == nil && have.Key == want.Key {
+		return nil
+	} else if err == nil {
+		old, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%05d-*", e.line)))
+		removed := 0
+		for _, m := range old {
+			if data.IsImageFile(m) && os.Remove(m) == nil {
+				removed++
+			}
+		}
+		if removed > 0 {
+			fmt.Fprintf(log, "line %d changed since its %d image(s) were made: rendering them again\n", e.line, removed)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(want)
+	return fsutil.WriteFileAtomic(path, b)
+}
+
 // plan checks what exists in dir: for a fixed seed the exact files, for a
 // random one the line's LLLLL-*.ext files. Files that do not decode are
 // removed (they are this command's, by name) and count as missing.
@@ -266,6 +339,9 @@ func runBatch(cmd *cobra.Command, list string, rf *requestFlags, model *modelFla
 			continue
 		}
 		inShard++
+		if err := checkRecipe(rf.output, e, recipeOf(e, model, format.Ext(), rf.quality), stderr); err != nil {
+			return fmt.Errorf("line %d: recording what its images are made from: %w", e.line, err)
+		}
 		job, have := plan(rf.output, e, format.Ext(), stderr)
 		stats.skipped += have
 		if job.count > 0 {

@@ -138,7 +138,7 @@ func TestBatchResumesAfterSIGKILL(t *testing.T) {
 			have, rendered, skipped, failed, 20-have, have, stderr)
 	}
 	after := validPNGs(t, out)
-	all, _ := filepath.Glob(filepath.Join(out, "*"))
+	all, _ := filepath.Glob(filepath.Join(out, "[^.]*")) // .ldm-batch holds the lines' records
 	if len(after) != 20 || len(all) != 20 {
 		t.Fatalf("%d valid images, %d files: %v", len(after), len(all), all)
 	}
@@ -157,13 +157,14 @@ func TestBatchResumesAfterSIGKILL(t *testing.T) {
 			t.Errorf("%s holds %q, want prompt %q", path, text, p)
 		}
 	}
-	// A third run has nothing to do and loads no model.
-	stdout, stderr, err = runSplit(append(args, "--model", filepath.Join(dir, "no-such-model"))...)
+	// A third run has nothing to do and loads no model. (Another --model
+	// would make the images stale: see TestBatchRedoesWhatWasEdited.)
+	stdout, stderr, err = runSplit(args...)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	if r, s, _ := summary(t, stdout); r != 0 || s != 20 {
-		t.Fatalf("third run: rendered %d, skipped %d", r, s)
+	if r, s, _ := summary(t, stdout); r != 0 || s != 20 || strings.Contains(stderr, "model loaded") {
+		t.Fatalf("third run: rendered %d, skipped %d\n%s", r, s, stderr)
 	}
 	t.Logf("killed after %d images; the rerun rendered %d (one damaged) and skipped %d", len(before), rendered, skipped)
 }
@@ -251,5 +252,42 @@ func TestBatchRefusesBadListsBeforeLoading(t *testing.T) {
 	}
 	if _, _, err := runSplit("batch", write("i.txt", "x\n")); err == nil || !strings.Contains(err.Error(), `"output" not set`) {
 		t.Errorf("batch without -o: %v", err)
+	}
+}
+
+// A rerun after an edit renders again exactly the lines whose images were
+// made from something else: the edited prompt's line, and every line when a
+// flag they share changed; untouched lines are kept. Before the records,
+// the rerun kept the stale images ("0 rendered").
+func TestBatchRedoesWhatWasEdited(t *testing.T) {
+	model := tinyFolder(t)
+	dir := t.TempDir()
+	list, out := filepath.Join(dir, "p.txt"), filepath.Join(dir, "out")
+	os.WriteFile(list, []byte("a cat\na dog\n"), 0o644)
+	base := []string{"batch", list, "-o", out, "--model", model, "--backend", "go", "--steps", "1", "--seed", "3"}
+	for _, step := range []struct {
+		edit     func()
+		args     []string
+		rendered int
+		prompt1  string
+	}{
+		{func() {}, nil, 2, "a cat"},
+		{func() {}, nil, 0, "a cat"},
+		{func() { os.WriteFile(list, []byte("a bird\na dog\n"), 0o644) }, nil, 1, "a bird"},
+		{func() {}, []string{"--cfg", "2"}, 2, "a bird"},
+		{func() {}, []string{"--cfg", "2"}, 0, "a bird"},
+	} {
+		step.edit()
+		so, se, err := runSplit(append(base, step.args...)...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, se)
+		}
+		if r, _, _ := summary(t, so); r != step.rendered {
+			t.Errorf("args %v: rendered %d, want %d\n%s", step.args, r, step.rendered, se)
+		}
+		text, err := ldm.ReadParametersFile(filepath.Join(out, "00001-3.png"))
+		if err != nil || !strings.HasPrefix(text, step.prompt1+"\n") {
+			t.Errorf("line 1's image says %q (%v), want prompt %q", text, err, step.prompt1)
+		}
 	}
 }
