@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ldm-project/ldm/internal/golden"
+	"github.com/ldm-project/ldm/nn"
 )
 
 // TestGoldenPipelines runs the txt2img, img2img, lora_txt2img and controlnet_txt2img cases of the manifest
@@ -36,12 +37,36 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 			configFrom = sc.Path("reference")
 		}
 	}
-	variants := []struct{ name, path, configFrom string }{{"load", c.Path("model"), configFrom}}
+	// "f16": the same run with the weights kept in 16 bits (issue 16), within
+	// the tolerance of the txt2img case run from the F16 single file.
+	f16Tol := 0.0
+	for _, sc := range m.Cases {
+		for _, tc := range m.Cases {
+			if sc.Kind == "single_file" && tc.Kind == "txt2img" && tc.Has("model") && tc.Path("model") == sc.Path("model") {
+				f16Tol = math.Max(f16Tol, tc.ATol)
+			}
+		}
+	}
+	if f16Tol == 0 {
+		t.Fatal("the manifest has no txt2img case run from an F16 single file: no tolerance for 16-bit weights")
+	}
+	variants := []struct{ name, path, configFrom, dtype string }{{"load", c.Path("model"), configFrom, "f32"}, {"f16", c.Path("model"), configFrom, "f16"}}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			p, err := Load(v.path, LoadOptions{Backend: "go", ConfigFrom: v.configFrom})
+			p, err := Load(v.path, LoadOptions{Backend: "go", ConfigFrom: v.configFrom, WeightsDType: v.dtype})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if v.dtype == "f16" {
+				kept := 0
+				for vr := range p.UNet.Ctx.IterVariables() {
+					if vr.Shape().DType != nn.DType {
+						kept++
+					}
+				}
+				if kept == 0 {
+					t.Fatal("--weights-dtype f16 kept no U-Net weight in 16 bits")
+				}
 			}
 			var sc map[string]any
 			if err := c.Decode("scheduler_config", &sc); err != nil {
@@ -58,6 +83,9 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				Eta: c.Float("eta"), ClipSkip: c.Int("clip_skip"),
 			}
 			tol := c.ATol
+			if v.dtype == "f16" {
+				tol = math.Max(tol, f16Tol)
+			}
 			if c.Has("lora") { // lora_txt2img: the txt2img run with a LoRA fused at lora_scale
 				req.LoRAs = []LoRASpec{{Path: c.Path("lora"), Weight: c.Float("lora_scale")}}
 			}

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/ldm-project/ldm/nn"
@@ -502,7 +501,7 @@ func (p *Pipeline) setLoRAVariable(tg loraTarget, val []float32) error {
 		return err
 	}
 	return nn.Try(func() {
-		if err := v.SetValue(tensors.FromFlatDataAndDimensions(slices.Clone(val), v.Shape().Dimensions...)); err != nil {
+		if err := v.SetValue(nn.FromValues(v.Shape(), val)); err != nil { // in the weight's dtype (16-bit weights stay 16-bit)
 			panic(fmt.Errorf("LoRA: setting %s: %w", tg.key, err))
 		}
 	})

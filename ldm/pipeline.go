@@ -67,6 +67,10 @@ type LoadOptions struct {
 	Backend string
 	// ConfigFrom, PredictionType and Variant are passed to weights.OpenModel.
 	ConfigFrom, PredictionType, Variant string
+	// WeightsDType keeps the weights in float32 ("f32") or 16 bits ("f16":
+	// half the memory; weights.OpenOptions.WeightsDType). "" is
+	// $LDM_WEIGHTS_DTYPE, else f32.
+	WeightsDType string
 	// Name overrides the model name shown in metadata.
 	Name string
 	// Tokenizer is a tokenizer folder (vocab.json + merges.txt, or
@@ -87,7 +91,7 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := weights.OpenModel(path, weights.OpenOptions{ConfigFrom: o.ConfigFrom, PredictionType: o.PredictionType, Variant: o.Variant})
+	m, err := weights.OpenModel(path, weights.OpenOptions{ConfigFrom: o.ConfigFrom, PredictionType: o.PredictionType, Variant: o.Variant, WeightsDType: o.WeightsDType})
 	if err != nil {
 		return nil, err
 	}

@@ -1,18 +1,80 @@
 package nn
 
 import (
+	"fmt"
 	"math"
+	"slices"
+	"sync"
 
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/ml/context"
+
+	"github.com/ldm-project/ldm/internal/simplegofast"
 )
 
 // Param returns the graph value of variable name in ctx's scope, creating it
 // with the given shape when it does not exist (training from scratch). Loaded
 // models build with ctx.Reuse(), so a missing weight is an error naming it.
+//
+// A weight loaded in its stored 16-bit dtype (Load with a HalfSource) is
+// decoded to float32 in the graph, at its use: bfloat16 by ConvertDType,
+// float16 (kept as a uint16 tensor of its bits: GoMLX's pure-Go backend has
+// no float16) by Gather from a 65536-entry table, which
+// internal/simplegofast computes with F16C conversions.
 func Param(ctx *context.Context, g *Graph, name string, dims ...int) *Node {
+	if v := ctx.GetVariableByScopeAndName(ctx.Scope(), name); v != nil && v.Shape().DType != DType {
+		return storedValue(v, g, dims)
+	}
 	return ctx.VariableWithShape(name, shapes.Make(DType, dims...)).ValueGraph(g)
+}
+
+// storedValue is the float32 value of a weight kept as float16 bits
+// (Uint16) or bfloat16.
+func storedValue(v *context.Variable, g *Graph, dims []int) *Node {
+	s := v.Shape()
+	if !slices.Equal(s.Dimensions, dims) {
+		panic(fmt.Errorf("weight %s has shape %v, the model expects %v", ScopeToKey(v.Scope(), v.Name()), s.Dimensions, dims))
+	}
+	x := v.ValueGraph(g)
+	switch s.DType {
+	case dtypes.Uint16:
+		n := s.Size()
+		y := Gather(halfTableNode(g), Reshape(x, n, 1))
+		return Reshape(y, dims...)
+	case dtypes.BFloat16, dtypes.Float16, dtypes.Float64:
+		return ConvertDType(x, DType)
+	}
+	panic(fmt.Errorf("weight %s has dtype %s, not a weight dtype", ScopeToKey(v.Scope(), v.Name()), s.DType))
+}
+
+// halfTables caches each graph's float16 decoding table constant (one
+// 256 KiB constant per graph, not one per weight); the oldest graphs are
+// forgotten first.
+var halfTables struct {
+	sync.Mutex
+	byGraph map[*Graph]*Node
+	order   []*Graph
+}
+
+func halfTableNode(g *Graph) *Node {
+	halfTables.Lock()
+	defer halfTables.Unlock()
+	if n, ok := halfTables.byGraph[g]; ok {
+		return n
+	}
+	if halfTables.byGraph == nil {
+		halfTables.byGraph = map[*Graph]*Node{}
+	}
+	if len(halfTables.order) >= 16 {
+		delete(halfTables.byGraph, halfTables.order[0])
+		halfTables.order = halfTables.order[1:]
+	}
+	n := Const(g, simplegofast.HalfTable())
+	halfTables.byGraph[g] = n
+	halfTables.order = append(halfTables.order, g)
+	return n
 }
 
 // Product multiplies [..., K] by [K, N]. Like every matrix product of nn

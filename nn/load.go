@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gomlx/gomlx/backends"
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
@@ -27,6 +28,19 @@ type Source interface {
 type IntoSource interface {
 	Float32Shape(key string) ([]int, bool)
 	Float32Into(key string, dst []float32) error
+}
+
+// HalfSource is a Source that can keep tensors in their stored 16-bit
+// float dtype. Load then stores such a tensor as is (float16 as a Uint16
+// tensor of its bits, bfloat16 as BFloat16), non-trainable, and Param
+// decodes it in the graph: half the memory of float32 weights.
+type HalfSource interface {
+	// StoredHalf says whether key is to be kept in 16 bits: "F16" or
+	// "BF16" with its shape, or ok false (then Load reads it as float32).
+	StoredHalf(key string) (dtype string, shape []int, ok bool)
+	// HalfInto copies the tensor's stored little-endian 16-bit values into
+	// dst, which holds exactly two bytes per element.
+	HalfInto(key string, dst []byte) error
 }
 
 func shapeOf(src IntoSource, key string) ([]int, bool) {
@@ -59,9 +73,31 @@ func ScopeToKey(scope, name string) string {
 // at a time besides the variables), keyed by diffusers names.
 func Load(ctx *context.Context, src Source) error {
 	into, _ := src.(IntoSource)
+	half, _ := src.(HalfSource)
 	for _, key := range src.Keys() {
 		var t *tensors.Tensor
-		if shape, ok := shapeOf(into, key); ok {
+		stored := ""
+		if half != nil {
+			dt, shape, ok := half.StoredHalf(key)
+			if ok && (dt == "F16" || dt == "BF16") {
+				stored = dt
+				gdt := dtypes.Uint16
+				if dt == "BF16" {
+					gdt = dtypes.BFloat16
+				}
+				t = tensors.FromShape(shapes.Make(gdt, shape...))
+				var err error
+				if merr := t.MutableBytes(func(b []byte) { err = half.HalfInto(key, b) }); merr != nil {
+					return fmt.Errorf("weight %s: %w", key, merr)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if t != nil {
+			// Kept in 16 bits (above).
+		} else if shape, ok := shapeOf(into, key); ok {
 			t = tensors.FromShape(shapes.Make(DType, shape...))
 			var err error
 			tensors.MustMutableFlatData(t, func(flat []float32) { err = into.Float32Into(key, flat) })
@@ -80,9 +116,17 @@ func Load(ctx *context.Context, src Source) error {
 			if err := v.SetValue(t); err != nil {
 				return fmt.Errorf("weight %s: %w", key, err)
 			}
+			if stored != "" {
+				v.SetTrainable(false)
+			}
 			continue
 		}
-		if err := Try(func() { ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, t) }); err != nil {
+		if err := Try(func() {
+			v := ctx.InAbsPath(scope).Checked(false).VariableWithValue(name, t)
+			if stored != "" {
+				v.SetTrainable(false) // integer bits have no gradient
+			}
+		}); err != nil {
 			return fmt.Errorf("weight %s: %w", key, err)
 		}
 	}

@@ -329,6 +329,24 @@ func (s checkedSource) Float32Into(key string, dst []float32) error {
 	return into.Float32Into(key, dst)
 }
 
+// StoredHalf and HalfInto pass nn.HalfSource through (16-bit weights), on
+// the same shape check as Float32Shape.
+func (s checkedSource) StoredHalf(key string) (string, []int, bool) {
+	h, ok := s.src.(nn.HalfSource)
+	if !ok {
+		return "", nil, false
+	}
+	dt, shape, ok := h.StoredHalf(key)
+	if !ok || !equalDims(shape, s.expected[key]) {
+		return "", nil, false
+	}
+	return dt, shape, true
+}
+
+func (s checkedSource) HalfInto(key string, dst []byte) error {
+	return s.src.(nn.HalfSource).HalfInto(key, dst) // only after StoredHalf said yes
+}
+
 func equalDims(a, b []int) bool {
 	if len(a) != len(b) {
 		return false

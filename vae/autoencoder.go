@@ -188,6 +188,25 @@ func (r renamedSource) Float32Into(key string, dst []float32) error {
 	return into.Float32Into(r.from[key], dst)
 }
 
+// StoredHalf and HalfInto pass nn.HalfSource through (16-bit weights),
+// with the shape fitted as Float32Shape does.
+func (r renamedSource) StoredHalf(key string) (string, []int, bool) {
+	h, ok := r.src.(nn.HalfSource)
+	if !ok {
+		return "", nil, false
+	}
+	dt, shape, ok := h.StoredHalf(r.from[key])
+	if !ok {
+		return "", nil, false
+	}
+	shape, err := r.fit(key, shape)
+	return dt, shape, err == nil
+}
+
+func (r renamedSource) HalfInto(key string, dst []byte) error {
+	return r.src.(nn.HalfSource).HalfInto(r.from[key], dst) // only after StoredHalf said yes
+}
+
 func trimOnes(s []int) []int {
 	for len(s) > 0 && s[len(s)-1] == 1 {
 		s = s[:len(s)-1]

@@ -32,6 +32,11 @@ type OpenOptions struct {
 	// *.<variant>.safetensors weights. By default the plain weights are used
 	// when both exist.
 	Variant string
+	// WeightsDType is the dtype weights are kept in once loaded: WeightsF32
+	// (converted to float32) or WeightsF16 (16 bits: float16 and bfloat16
+	// tensors as stored, others converted to float16); "" takes
+	// $LDM_WEIGHTS_DTYPE, else WeightsF32.
+	WeightsDType string
 }
 
 // Component is one part of a pipeline: unet, vae, text_encoder (with a
@@ -82,6 +87,18 @@ var modelComponents = []string{UNet, VAE, TextEncoder}
 // Face cache folder (models--org--name) or an original single-file
 // .safetensors checkpoint. Only headers are read; tensors are read when asked.
 func OpenModel(path string, opts OpenOptions) (*Model, error) {
+	keep16, err := keepHalf(opts.WeightsDType)
+	if err != nil {
+		return nil, err
+	}
+	m, err := openModel(path, opts)
+	if err == nil && keep16 {
+		m.keepHalf()
+	}
+	return m, err
+}
+
+func openModel(path string, opts OpenOptions) (*Model, error) {
 	switch opts.PredictionType {
 	case "", "epsilon", "v_prediction", "sample":
 	default:

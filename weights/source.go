@@ -33,6 +33,8 @@ type tensorRef struct {
 type fileSource struct {
 	keys []string
 	refs map[string]tensorRef
+	// keep16: serve float tensors in 16 bits (nn.HalfSource), see WeightsF16.
+	keep16 bool
 }
 
 func newFileSource() *fileSource { return &fileSource{refs: map[string]tensorRef{}} }

@@ -39,6 +39,7 @@ func (m *modelFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&m.load.Embeddings, "embeddings", "", "folder of textual-inversion embeddings (*.safetensors; the file name is the trigger word)")
 	f.StringVar(&m.load.PredictionType, "prediction-type", "", `override the scheduler's prediction type ("epsilon", "v_prediction")`)
 	f.StringVar(&m.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
+	f.StringVar(&m.load.WeightsDType, "weights-dtype", "", `keep weights in "f32" or "f16" (half the memory, computed in float32); default $LDM_WEIGHTS_DTYPE, else f32`)
 	f.StringVar(&m.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that <lora:name:weight> prompt tags name (env LDM_LORA_DIR)")
 }
 

@@ -58,6 +58,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.model, "model", "", "model to load: diffusers folder or single .safetensors file (default: the embedded emoji model)")
 	fl.StringVar(&f.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
 	fl.StringVar(&f.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
+	fl.StringVar(&f.load.WeightsDType, "weights-dtype", "", `keep weights in "f32" or "f16" (half the memory, computed in float32); default $LDM_WEIGHTS_DTYPE, else f32`)
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7860", "address to listen on (host:port)")
 	// The secrets' defaults come from the environment in runServe, so that
 	// --help never prints them.

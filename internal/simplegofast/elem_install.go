@@ -22,17 +22,19 @@ const EnvFastElementwise = "LDM_FAST_ELEMWISE"
 // elemExecs are the elementwise executors Enable installs next to the
 // DotGeneral one.
 var elemExecs = map[backends.OpType]nodeExecutor{
-	backends.OpTypeExp:         fastExp,
-	backends.OpTypeLogistic:    fastLogistic,
-	backends.OpTypeErf:         fastErf,
-	backends.OpTypeAdd:         fastAdd,
-	backends.OpTypeSub:         fastSub,
-	backends.OpTypeMul:         fastMul,
-	backends.OpTypeDiv:         fastDiv,
-	backends.OpTypeReduceMax:   fastReduceMax,
-	backends.OpTypeReduceSum:   fastReduceSum,
-	backends.OpTypeSlice:       fastSlice,
-	backends.OpTypeConcatenate: fastConcatenate,
+	backends.OpTypeExp:          fastExp,
+	backends.OpTypeLogistic:     fastLogistic,
+	backends.OpTypeErf:          fastErf,
+	backends.OpTypeAdd:          fastAdd,
+	backends.OpTypeSub:          fastSub,
+	backends.OpTypeMul:          fastMul,
+	backends.OpTypeDiv:          fastDiv,
+	backends.OpTypeReduceMax:    fastReduceMax,
+	backends.OpTypeReduceSum:    fastReduceSum,
+	backends.OpTypeSlice:        fastSlice,
+	backends.OpTypeConcatenate:  fastConcatenate,
+	backends.OpTypeConvertDType: fastConvertDType,
+	backends.OpTypeGather:       fastGather,
 }
 
 var (
@@ -125,6 +127,12 @@ func verifyElem() (err error) {
 	defer b.Finalize()
 	if err := verifySliceLayout(b); err != nil {
 		return fmt.Errorf("simplego internals differ from what this package mirrors: %w", err)
+	}
+	if err := verifyConvert(b); err != nil {
+		return err
+	}
+	if err := verifyGather(b); err != nil {
+		return err
 	}
 	r := rand.New(rand.NewPCG(5, 9))
 	for _, c := range elemSelfTestCases {
