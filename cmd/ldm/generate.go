@@ -329,12 +329,14 @@ func runGenerate(cmd *cobra.Command, rf *requestFlags, model *modelFlags) error 
 	start := time.Now()
 	results, err := p.Generate(ctx, req, ldm.Options{Progress: bar.update})
 	bar.finish()
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return errors.New("interrupted")
-		}
+	interrupted := errors.Is(err, context.Canceled)
+	if err != nil && !interrupted {
 		return flagError(err)
 	}
+	if interrupted && len(results) == 0 {
+		return errors.New("interrupted")
+	}
+	// An interrupt keeps the images of the batches that finished.
 	genTime := time.Since(start)
 	names, err := out.names(results, format)
 	if err != nil {
@@ -345,6 +347,9 @@ func runGenerate(cmd *cobra.Command, rf *requestFlags, model *modelFlags) error 
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "%s\tseed %d\n", names[i], r.Seed)
+	}
+	if interrupted {
+		return fmt.Errorf("interrupted: the %d image(s) finished before it are saved", len(results))
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "%d image(s) in %s (model load %s; %s)\n", len(results), seconds(time.Since(start)+loadTime), seconds(loadTime), bar.timing(genTime))
 	return nil

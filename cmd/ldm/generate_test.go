@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image"
 	"image/color"
@@ -287,5 +288,46 @@ func TestLoRAFlagTakesAnOptionalWeightAfterTheLastColon(t *testing.T) {
 		if err != nil || spec.Path != c.path || spec.Weight != c.weight {
 			t.Errorf("%q: got %+v %v, want %s weight %g", c.flag, spec, err, c.path, c.weight)
 		}
+	}
+}
+
+// cancelOn cancels when a line containing marker is written.
+type cancelOn struct {
+	marker string
+	cancel context.CancelFunc
+	buf    bytes.Buffer
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	c.buf.Write(p)
+	if strings.Contains(c.buf.String(), c.marker) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// Ctrl-C during --batch-count keeps the images of the batches that
+// finished; before, they were all discarded ("interrupted", no file).
+func TestGenerateInterruptKeepsFinishedImages(t *testing.T) {
+	model := tinyFolder(t)
+	out := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stderr := &cancelOn{marker: "batch 2/3", cancel: cancel}
+	root := newRootCmd()
+	var stdout bytes.Buffer
+	root.SetOut(&stdout)
+	root.SetErr(stderr)
+	root.SetArgs([]string{"generate", "a cat", "--model", model, "--backend", "go", "--steps", "3", "--batch-count", "3", "--seed", "5", "-o", out})
+	err := root.ExecuteContext(ctx)
+	if err == nil || !strings.Contains(err.Error(), "interrupted: the 1 image(s) finished before it are saved") {
+		t.Fatalf("err %v, want an interrupt that saved 1 image\n%s", err, stderr.buf.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.png"))
+	if len(files) != 1 || filepath.Base(files[0]) != "00001-5.png" {
+		t.Fatalf("saved %v, want 00001-5.png", files)
+	}
+	if _, err := ldm.ReadParametersFile(files[0]); err != nil {
+		t.Error(err)
 	}
 }
