@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -30,9 +31,11 @@ func (s *Server) a1111Routes(g *gin.RouterGroup) {
 	g.POST("/options", s.a1111SetOptions)
 	g.POST("/png-info", s.a1111PNGInfo)
 	// Listings clients read at start-up; this server has none of these.
-	for _, p := range []string{"/upscalers", "/latent-upscale-modes", "/sd-vae", "/loras", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
+	for _, p := range []string{"/upscalers", "/latent-upscale-modes", "/sd-vae", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
 		g.GET(p, func(c *gin.Context) { c.JSON(http.StatusOK, []any{}) })
 	}
+	g.GET("/loras", s.a1111LoRAs)
+	g.POST("/refresh-loras", func(c *gin.Context) { c.JSON(http.StatusOK, nil) }) // listed fresh on every GET
 	g.GET("/embeddings", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"loaded": gin.H{}, "skipped": gin.H{}}) })
 	g.GET("/cmd-flags", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{}) })
 	g.GET("/scripts", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"txt2img": []string{}, "img2img": []string{}}) })
@@ -237,13 +240,12 @@ func (s *Server) a1111Info(req ldm.Request, sn Snapshot) map[string]any {
 	if n > 0 {
 		seed = seeds[0]
 	}
-	m := s.current()
 	return map[string]any{
 		"prompt": req.Prompt, "all_prompts": prompts, "negative_prompt": req.NegativePrompt, "all_negative_prompts": negs,
 		"seed": seed, "all_seeds": seeds, "subseed": -1, "all_subseeds": subseeds, "subseed_strength": 0,
 		"width": req.Width, "height": req.Height, "sampler_name": req.Sampler, "scheduler": req.Schedule,
 		"cfg_scale": req.GuidanceScale, "steps": req.Steps, "batch_size": req.BatchSize, "n_iter": req.BatchCount,
-		"restore_faces": false, "face_restoration_model": nil, "sd_model_name": m.Name, "sd_model_hash": m.Hash,
+		"restore_faces": false, "face_restoration_model": nil, "sd_model_name": sn.Model, "sd_model_hash": sn.ModelHash,
 		"sd_vae_name": nil, "sd_vae_hash": nil, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
 		"denoising_strength": req.Strength, "extra_generation_params": map[string]any{},
 		"index_of_first_image": 0, "infotexts": infotexts, "styles": []string{},
@@ -303,6 +305,30 @@ func (s *Server) a1111Models(c *gin.Context) {
 			hash = m.Hash
 		}
 		out = append(out, gin.H{"title": m.title(), "model_name": m.Name, "hash": hash, "sha256": nil, "filename": m.Path, "config": nil})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// a1111LoRAs lists LoRADir's files as AUTOMATIC1111's Lora extension
+// does; clients that find none strip <lora:…> tags from prompts.
+func (s *Server) a1111LoRAs(c *gin.Context) {
+	out := []gin.H{}
+	if s.cfg.LoRADir == "" {
+		c.JSON(http.StatusOK, out)
+		return
+	}
+	files, err := ldm.ListLoRAs(s.cfg.LoRADir)
+	if err != nil {
+		s.fail(c, http.StatusInternalServerError, "", err)
+		return
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, gin.H{"name": n, "alias": n, "path": files[n], "metadata": gin.H{}})
 	}
 	c.JSON(http.StatusOK, out)
 }

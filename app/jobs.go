@@ -53,21 +53,22 @@ type event struct {
 type Job struct {
 	ID      string
 	Req     ldm.Request // defaulted and validated
-	Model   string
+	Model   string      // the model's name; set again when the job starts (j.mu)
 	Created time.Time
 
 	// ephemeral jobs belong to a synchronous request and are forgotten
 	// when it returns.
 	ephemeral bool
 
-	mu       sync.Mutex
-	state    State
-	started  time.Time
-	finished time.Time
-	progress ldm.Progress
-	preview  []byte
-	images   []Image
-	err      error
+	mu        sync.Mutex
+	modelHash string
+	state     State
+	started   time.Time
+	finished  time.Time
+	progress  ldm.Progress
+	preview   []byte
+	images    []Image
+	err       error
 	// code classifies err: "timeout", "cancelled", "shutdown", "invalid", "internal".
 	code        string
 	cancel      context.CancelFunc
@@ -181,20 +182,21 @@ func (j *Job) requestCancel(cause string) {
 
 // Snapshot is a consistent copy of a job's public state.
 type Snapshot struct {
-	State    State
-	Progress ldm.Progress
-	Preview  []byte
-	Images   []Image
-	Err      error
-	Code     string
-	Started  time.Time
-	Finished time.Time
+	Model, ModelHash string
+	State            State
+	Progress         ldm.Progress
+	Preview          []byte
+	Images           []Image
+	Err              error
+	Code             string
+	Started          time.Time
+	Finished         time.Time
 }
 
 func (j *Job) snapshot() Snapshot {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return Snapshot{j.state, j.progress, j.preview, j.images, j.err, j.code, j.started, j.finished}
+	return Snapshot{j.Model, j.modelHash, j.state, j.progress, j.preview, j.images, j.err, j.code, j.started, j.finished}
 }
 
 type progressJSON struct {
@@ -236,12 +238,14 @@ type errorJSON struct {
 }
 
 type jobJSON struct {
-	ID         string        `json:"id"`
-	State      State         `json:"state"`
-	Model      string        `json:"model"`
-	Created    time.Time     `json:"created"`
-	Started    *time.Time    `json:"started,omitempty"`
-	Finished   *time.Time    `json:"finished,omitempty"`
+	ID       string     `json:"id"`
+	State    State      `json:"state"`
+	Model    string     `json:"model"`
+	Created  time.Time  `json:"created"`
+	Started  *time.Time `json:"started,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
+	// Expires is when a finished job, its image URLs included, is dropped.
+	Expires    *time.Time    `json:"expires,omitempty"`
 	Position   int           `json:"position,omitempty"`
 	Progress   *progressJSON `json:"progress,omitempty"`
 	Request    ldm.Request   `json:"request"`

@@ -42,14 +42,40 @@ func (m modelEntry) matches(q string) bool {
 		filepath.Clean(q) == filepath.Clean(m.Path)
 }
 
-// models lists the loaded model first, then the others in ModelsDir.
-func (s *Server) models() []modelEntry {
-	cur := s.current()
-	loaded := modelEntry{Name: cur.Name, File: filepath.Base(filepath.Clean(cur.Path)), Hash: cur.Hash, Path: cur.Path, Loaded: true}
-	if cur.Path == "" {
-		loaded.File = cur.Name
+// entryOf is a loaded model's listing. Its file is the checkpoint file or
+// folder name, as AUTOMATIC1111's titles show it ("name.safetensors"); a
+// model loaded under a name of its own (the embedded model, extracted to
+// a cache folder) is listed under that name.
+func entryOf(m *Loaded, loaded bool) modelEntry {
+	e := modelEntry{Name: m.Name, File: filepath.Base(filepath.Clean(m.Path)), Hash: m.Hash, Path: m.Path, Loaded: loaded}
+	if m.Path == "" || (m.Name != "" && m.Name != strings.TrimSuffix(e.File, filepath.Ext(e.File)) && m.Name != e.File) {
+		e.File = m.Name
 	}
-	out := []modelEntry{loaded}
+	return e
+}
+
+// models lists the loaded model first, then every model loaded before
+// (the start model stays listed after a switch), then the others in
+// ModelsDir.
+func (s *Server) models() []modelEntry {
+	s.mu.Lock()
+	cur := s.model
+	seen := []modelEntry{entryOf(cur, true)}
+	for _, k := range s.known {
+		if filepath.Clean(k.Path) != filepath.Clean(cur.Path) {
+			seen = append(seen, entryOf(&k, false))
+		}
+	}
+	s.mu.Unlock()
+	out := seen
+	listed := func(p string) bool {
+		for _, e := range seen {
+			if e.Path != "" && filepath.Clean(e.Path) == filepath.Clean(p) {
+				return true
+			}
+		}
+		return false
+	}
 	if s.cfg.ModelsDir == "" {
 		return out
 	}
@@ -60,7 +86,7 @@ func (s *Server) models() []modelEntry {
 	}
 	for _, e := range entries {
 		p := filepath.Join(s.cfg.ModelsDir, e.Name())
-		if filepath.Clean(p) == filepath.Clean(cur.Path) {
+		if listed(p) {
 			continue
 		}
 		st, err := os.Stat(p) // follows symbolic links
@@ -108,7 +134,21 @@ func (s *Server) switchModel(name string) error {
 	}
 	s.mu.Lock()
 	s.model = m
+	s.remember(m)
 	s.mu.Unlock()
 	s.log.Info("model loaded", "name", m.Name, "hash", m.Hash)
 	return nil
+}
+
+// remember adds a loaded model's names to the models listed (not the
+// model itself: a switch frees the old one); s.mu must be held.
+func (s *Server) remember(m *Loaded) {
+	k := Loaded{Name: m.Name, Hash: m.Hash, Path: m.Path}
+	for i, old := range s.known {
+		if filepath.Clean(old.Path) == filepath.Clean(m.Path) {
+			s.known[i] = k
+			return
+		}
+	}
+	s.known = append(s.known, k)
 }

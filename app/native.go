@@ -126,6 +126,10 @@ func (s *Server) view(j *Job) jobJSON {
 	if v.State == Queued {
 		v.Position = s.q.position(j)
 	}
+	if v.Finished != nil {
+		t := v.Finished.Add(s.cfg.JobTTL)
+		v.Expires = &t
+	}
 	return v
 }
 
@@ -235,16 +239,19 @@ func (s *Server) generateSync(c *gin.Context) {
 		s.failErr(c, err, nil)
 		return
 	}
-	defer s.forget(j)
 	if !s.waitJob(c, j) {
+		s.forget(j)
 		return
 	}
 	status, err := outcome(j.snapshot())
 	if err != nil {
+		s.forget(j)
 		field, _ := ldm.IsFieldError(err)
 		s.fail(c, status, field, err)
 		return
 	}
+	// The job stays, as an asynchronous one does, so that its image URLs
+	// answer until the "expires" the response gives.
 	c.JSON(status, s.view(j))
 }
 

@@ -60,6 +60,9 @@ type Config struct {
 	// folders and .safetensors files); Loader loads them.
 	ModelsDir string
 	Loader    Loader
+	// LoRADir is the models' LoRA folder (ldm.LoadOptions.LoRADir), which
+	// /sdapi/v1/loras lists.
+	LoRADir string
 	// FileTTL is how long an OpenAI response_format=url image is served
 	// (default 1 hour); FileBytes caps the memory they take (default 256 MiB).
 	FileTTL   time.Duration
@@ -164,6 +167,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	model   *Loaded
+	known   []Loaded // names of every model loaded so far (Model nil), for listing and switching back
 	jobs    map[string]*Job
 	running []*Job         // started, not finished (several when batched)
 	options map[string]any // A1111 options clients have set
@@ -200,7 +204,7 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 	s := &Server{policy: pol,
 		cfg: cfg, q: newQueue(cfg.QueueSize), files: newFileStore(cfg.FileTTL, cfg.FileBytes),
 		metrics: newMetrics(), log: cfg.Logger, model: model,
-		jobs: map[string]*Job{}, options: map[string]any{},
+		jobs: map[string]*Job{}, options: map[string]any{}, known: []Loaded{{Name: model.Name, Hash: model.Hash, Path: model.Path}},
 		quit: make(chan struct{}), workerDone: make(chan struct{}),
 	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
@@ -329,10 +333,20 @@ func (s *Server) gcJobsLocked() {
 	}
 }
 
+// job finds a job; one past its TTL is gone, whether or not a later
+// submission has swept it yet.
 func (s *Server) job(id string) *Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.jobs[id]
+	j := s.jobs[id]
+	if j == nil {
+		return nil
+	}
+	if sn := j.snapshot(); sn.State.final() && time.Since(sn.Finished) > s.cfg.JobTTL {
+		delete(s.jobs, id)
+		return nil
+	}
+	return j
 }
 
 func (s *Server) forget(j *Job) {
@@ -420,6 +434,12 @@ func (s *Server) begin(j *Job) *active {
 		}
 		return nil
 	}
+	// The model that draws the image is the one current now (a switch
+	// waits for runMu, which the caller holds), not the one at submission.
+	m := s.current()
+	j.mu.Lock()
+	j.Model, j.modelHash = m.Name, m.Hash
+	j.mu.Unlock()
 	s.mu.Lock()
 	s.running = append(s.running, j)
 	s.mu.Unlock()

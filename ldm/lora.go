@@ -267,6 +267,32 @@ func (p *Pipeline) requestLoRAs(req Request) ([]resolvedLoRA, error) {
 // findLoRA finds name.safetensors in the LoRA folder (and its subfolders),
 // as A1111 finds <lora:name> in models/Lora. The listing is read again when
 // a name is not found, so files added while a server runs are seen.
+// ListLoRAs maps the name of each LoRA file under dir (a .safetensors file,
+// subfolders searched, hidden ones skipped; the first of equal names wins)
+// to its path: the names requests and <lora:name:w> tags may use.
+func ListLoRAs(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != dir {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.EqualFold(filepath.Ext(path), ".safetensors") {
+			n := strings.TrimSuffix(d.Name(), filepath.Ext(path))
+			if _, dup := out[n]; !dup {
+				out[n] = path
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("LoRA folder: %w", err)
+	}
+	return out, nil
+}
+
 func (p *Pipeline) findLoRA(name string) (string, error) {
 	if p.LoRADir == "" {
 		return "", fmt.Errorf("LoRA %q: no LoRA folder is set (--lora-dir), so names cannot be resolved", name)
@@ -287,24 +313,9 @@ func (p *Pipeline) findLoRA(name string) (string, error) {
 	if path, ok := look(); ok {
 		return path, nil
 	}
-	dir := map[string]string{}
-	err := filepath.WalkDir(p.LoRADir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != p.LoRADir {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && strings.EqualFold(filepath.Ext(path), ".safetensors") {
-			n := strings.TrimSuffix(d.Name(), filepath.Ext(path))
-			if _, dup := dir[n]; !dup {
-				dir[n] = path
-			}
-		}
-		return nil
-	})
+	dir, err := ListLoRAs(p.LoRADir)
 	if err != nil {
-		return "", fmt.Errorf("LoRA folder: %w", err)
+		return "", err
 	}
 	p.lora.dir = dir
 	if path, ok := look(); ok {

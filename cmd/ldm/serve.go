@@ -128,8 +128,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// The embedded model is extracted to a cache folder: it keeps its own
+	// name whenever it is loaded (at start or when switched back to);
+	// every other model is named after its file or folder.
+	defaultPath := ""
 	load := func(path string) (*app.Loaded, error) {
-		p, err := ldm.Load(path, f.load)
+		o := f.load
+		if path == defaultPath {
+			o.Name = models.Name
+		}
+		p, err := ldm.Load(path, o)
 		if err != nil {
 			return nil, err
 		}
@@ -140,10 +148,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if err != nil {
 			return err
 		}
-		f.model = path
-		if f.load.Name == "" {
-			f.load.Name = models.Name
-		}
+		f.model, defaultPath = path, path
 	}
 	start := time.Now()
 	model, err := load(f.model)
@@ -162,7 +167,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	if f.cfg.BatchJobs == 0 {
 		f.cfg.BatchJobs = autoBatchJobs(model.Model)
 	}
-	f.cfg.ModelsDir, f.cfg.Loader, f.cfg.Logger = f.modelsDir, load, log
+	f.cfg.ModelsDir, f.cfg.Loader, f.cfg.Logger, f.cfg.LoRADir = f.modelsDir, load, log, f.load.LoRADir
 	srv, err := app.New(model, f.cfg)
 	if err != nil {
 		return err

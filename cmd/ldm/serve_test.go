@@ -3,10 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +113,119 @@ func TestServeAnswersAndStopsOnSignal(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Error("the server still answers after stopping")
+	}
+}
+
+// startServe runs `ldm serve args...` until the test ends and returns its
+// base URL.
+func startServe(t *testing.T, args ...string) string {
+	t.Helper()
+	root := newRootCmd()
+	pr, pw := io.Pipe()
+	root.SetOut(pw)
+	root.SetErr(io.Discard)
+	root.SetArgs(append([]string{"serve", "--backend", "go", "--listen", "127.0.0.1:0", "--warmup=false"}, args...))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- root.ExecuteContext(ctx)
+		pw.Close()
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	sc := bufio.NewScanner(pr)
+	base := ""
+	for sc.Scan() {
+		if _, url, ok := strings.Cut(sc.Text(), " on "); ok {
+			base = url
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if base == "" {
+		t.Fatalf("the server did not start: %v", <-done)
+	}
+	return base
+}
+
+func postJSON(t *testing.T, url, body string) map[string]any {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %v", url, resp.StatusCode, v)
+	}
+	return v
+}
+
+// TestServeModelSwitchKeepsEveryModelUnderItsOwnName starts on the
+// embedded model, switches to another and back: each stays listed with an
+// AUTOMATIC1111 title, and each image's infotext names the model that drew
+// it.
+func TestServeModelSwitchKeepsEveryModelUnderItsOwnName(t *testing.T) {
+	tiny := filepath.Join(golden.Dir(), "tiny_sd15")
+	if _, err := os.Stat(filepath.Join(tiny, "model_index.json")); err != nil {
+		t.Skipf("the tiny golden model is not at %s: %v", tiny, err)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(tiny, filepath.Join(dir, "tiny_sd15")); err != nil {
+		t.Fatal(err)
+	}
+	base := startServe(t, "--models-dir", dir)
+	titles := func() []string {
+		resp, err := http.Get(base + "/sdapi/v1/sd-models")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ms []map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&ms)
+		var out []string
+		for _, m := range ms {
+			out = append(out, fmt.Sprint(m["title"]))
+		}
+		return out
+	}
+	drawnBy := func() string {
+		v := postJSON(t, base+"/sdapi/v1/txt2img", `{"prompt":"a","steps":1,"width":32,"height":32}`)
+		var info map[string]any
+		_ = json.Unmarshal([]byte(v["info"].(string)), &info)
+		text := info["infotexts"].([]any)[0].(string)
+		i := strings.Index(text, "Model: ")
+		if i < 0 {
+			t.Fatalf("infotext names no model: %q", text)
+		}
+		model, _, _ := strings.Cut(text[i+len("Model: "):], ",")
+		if model != info["sd_model_name"] {
+			t.Errorf("infotext says %q, info.sd_model_name %q", model, info["sd_model_name"])
+		}
+		return model
+	}
+	start := titles()
+	title := regexp.MustCompile(`^ldm-emoji-small \[[0-9a-f]{10}\]$`)
+	if len(start) != 2 || !title.MatchString(start[0]) || start[1] != "tiny_sd15" {
+		t.Fatalf("sd-models at start: %q", start)
+	}
+	if m := drawnBy(); m != "ldm-emoji-small" {
+		t.Errorf("the start model draws as %q", m)
+	}
+	postJSON(t, base+"/sdapi/v1/options", `{"sd_model_checkpoint":"tiny_sd15"}`)
+	after := titles()
+	if len(after) != 2 || !strings.HasPrefix(after[0], "tiny_sd15 [") || after[1] != start[0] {
+		t.Errorf("sd-models after switching to tiny_sd15: %q (start model %q)", after, start[0])
+	}
+	if m := drawnBy(); m != "tiny_sd15" {
+		t.Errorf("after switching, images are drawn as %q, want tiny_sd15", m)
+	}
+	postJSON(t, base+"/sdapi/v1/options", `{"sd_model_checkpoint":"`+start[0]+`"}`)
+	if back := titles(); len(back) != 2 || back[0] != start[0] {
+		t.Errorf("sd-models after switching back: %q", back)
+	}
+	if m := drawnBy(); m != "ldm-emoji-small" {
+		t.Errorf("after switching back, images are drawn as %q", m)
 	}
 }
