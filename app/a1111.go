@@ -66,6 +66,7 @@ type a1111Request struct {
 	MaskBlur             flexInt                    `json:"mask_blur"`
 	InpaintingMaskInvert flexInt                    `json:"inpainting_mask_invert"`
 	SendImages           *bool                      `json:"send_images"`
+	AlwaysOnScripts      map[string]json.RawMessage `json:"alwayson_scripts"`
 }
 
 // a1111Params names A1111's fields for ldm.Request's.
@@ -93,6 +94,9 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 		return req, err
 	}
 	req.ClipSkip = clip
+	if req.ControlNets, err = a1111ControlNets(ar.AlwaysOnScripts); err != nil {
+		return req, err
+	}
 	if raw, ok := ar.OverrideSettings["sd_model_checkpoint"]; ok {
 		var name string
 		if json.Unmarshal(raw, &name) == nil && name != "" {

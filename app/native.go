@@ -36,6 +36,7 @@ func (s *Server) routes() *gin.Engine {
 	api.GET("/samplers", s.listSamplers)
 
 	s.a1111Routes(e.Group("/sdapi/v1"))
+	s.controlNetRoutes(e.Group("/controlnet"))
 	s.openAIRoutes(e.Group("/v1"))
 	s.webRoutes(e)
 	e.NoRoute(func(c *gin.Context) {
@@ -61,8 +62,9 @@ func (s *Server) limitBody(c *gin.Context) {
 // nativeRequest is ldm.Request's JSON plus base64 images.
 type nativeRequest struct {
 	ldm.Request
-	InitImage string `json:"init_image"`
-	Mask      string `json:"mask"`
+	InitImage   string       `json:"init_image"`
+	Mask        string       `json:"mask"`
+	ControlNets []nativeUnit `json:"controlnets"` // each with its image, base64
 }
 
 func (s *Server) readNative(c *gin.Context) (ldm.Request, error) {
@@ -86,6 +88,9 @@ func decodeNative(body []byte) (ldm.Request, error) {
 	}
 	req := nr.Request
 	var err error
+	if req.ControlNets, err = nativeControlNets(nr.ControlNets); err != nil {
+		return req, err
+	}
 	if nr.InitImage != "" {
 		if req.InitImage, err = decodeImage("init_image", nr.InitImage); err != nil {
 			return req, err

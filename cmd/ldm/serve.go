@@ -23,6 +23,7 @@ func init() { subcommands = append(subcommands, newServeCmd) }
 
 type serveFlags struct {
 	model, listen, apiKey, apiAuth, modelsDir, publicURL string
+	controlNetDir                                        string
 	allowedHosts, corsOrigins                            []string
 	load                                                 ldm.LoadOptions
 	insecure, warmup, verbose                            bool
@@ -67,6 +68,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without authentication")
 	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
 	fl.StringVar(&f.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that requests name with <lora:name:weight> tags or \"loras\" (env LDM_LORA_DIR)")
+	fl.StringVar(&f.controlNetDir, "controlnet-dir", os.Getenv("LDM_CONTROLNET_DIR"), "folder of ControlNets (.safetensors files, diffusers folders) that ControlNet units name (env LDM_CONTROLNET_DIR)")
 	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out, e.g. https://ldm.example.org (default: the address a client connected to); its host is allowed as --allowed-hosts")
 	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "host names served besides localhost and IP addresses, comma-separated (\"*\": any; protects against DNS rebinding)")
 	fl.StringSliceVar(&f.corsOrigins, "cors-allow-origins", nil, "origins whose web pages may call the API, comma-separated, e.g. http://localhost:3000 (\"*\": any), as AUTOMATIC1111's")
@@ -141,6 +143,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		if err != nil {
 			return nil, err
 		}
+		p.ControlNetDir = f.controlNetDir
 		return &app.Loaded{Model: p, Name: p.Name, Hash: p.Hash, Path: path}, nil
 	}
 	if f.model == "" {
