@@ -9,7 +9,6 @@ import (
 	"image/color"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -341,8 +340,8 @@ func (s *Server) a1111Samplers(c *gin.Context) {
 	var out []gin.H
 	for _, si := range scheduler.Samplers() {
 		opts := gin.H{}
-		if si.Karras {
-			opts["scheduler"] = "karras"
+		if si.Schedule != "" {
+			opts["scheduler"] = si.Schedule
 		}
 		out = append(out, gin.H{"name": si.Name, "aliases": si.Aliases, "options": opts})
 	}
@@ -351,18 +350,8 @@ func (s *Server) a1111Samplers(c *gin.Context) {
 
 func (s *Server) a1111Schedulers(c *gin.Context) {
 	var out []gin.H
-	seen := map[string]bool{}
-	for _, label := range scheduler.ScheduleNames() {
-		name := strings.ToLower(label)
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		var rho any = -1.0
-		if name == "karras" {
-			rho = 7.0 // Karras et al. 2022, ρ = 7
-		}
-		out = append(out, gin.H{"name": name, "label": label, "aliases": nil, "default_rho": rho, "need_inner_model": false})
+	for _, si := range scheduler.Schedules() {
+		out = append(out, gin.H{"name": si.Name, "label": si.Label, "aliases": si.Aliases, "default_rho": si.DefaultRho, "need_inner_model": false})
 	}
 	c.JSON(http.StatusOK, out)
 }

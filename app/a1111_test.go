@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/ldm-project/ldm/scheduler"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -246,8 +247,17 @@ func TestA1111ListingsAndOptions(t *testing.T) {
 	for _, s := range schedulers {
 		names = append(names, s["name"].(string))
 	}
-	if got := strings.Join(names, ","); got != "automatic,uniform,karras,exponential,normal" {
-		t.Errorf("schedulers %s", got)
+	var want []string
+	for _, si := range scheduler.Schedules() {
+		want = append(want, si.Name)
+	}
+	if got := strings.Join(names, ","); got != strings.Join(want, ",") || !strings.Contains(got, "align_your_steps") || !strings.Contains(got, "sgm_uniform") {
+		t.Errorf("schedulers %s, want %s", got, strings.Join(want, ","))
+	}
+	for _, s := range samplers {
+		if s["name"] == "DPM++ 2M SDE" && get(s, "options", "scheduler") != "exponential" {
+			t.Errorf("DPM++ 2M SDE lacks its automatic schedule: %v", s)
+		}
 	}
 	for _, p := range []string{"/upscalers", "/sd-vae", "/loras", "/prompt-styles", "/embeddings", "/cmd-flags"} {
 		if r := call(t, "GET", ts.URL+"/sdapi/v1"+p, nil); r.Status != http.StatusOK {

@@ -278,16 +278,27 @@ func (s *Server) listModels(c *gin.Context) {
 
 func (s *Server) listSamplers(c *gin.Context) {
 	type samplerJSON struct {
+		Name     string   `json:"name"`
+		Aliases  []string `json:"aliases"`
+		Class    string   `json:"class,omitempty"`
+		KSampler string   `json:"k_sampler,omitempty"`
+		Schedule string   `json:"schedule,omitempty"`
+		Karras   bool     `json:"karras"`
+	}
+	type scheduleJSON struct {
 		Name    string   `json:"name"`
+		Label   string   `json:"label"`
 		Aliases []string `json:"aliases"`
-		Class   string   `json:"class"`
-		Karras  bool     `json:"karras"`
 	}
 	var out []samplerJSON
 	for _, si := range scheduler.Samplers() {
-		out = append(out, samplerJSON{si.Name, si.Aliases, si.Class, si.Karras})
+		out = append(out, samplerJSON{si.Name, si.Aliases, si.Class, si.KSampler, si.Schedule, si.Karras})
 	}
-	c.JSON(http.StatusOK, gin.H{"samplers": out, "schedules": scheduler.ScheduleNames()})
+	var sch []scheduleJSON
+	for _, si := range scheduler.Schedules() {
+		sch = append(sch, scheduleJSON{si.Name, si.Label, si.Aliases})
+	}
+	c.JSON(http.StatusOK, gin.H{"samplers": out, "schedules": sch})
 }
 
 func (s *Server) healthz(c *gin.Context) {

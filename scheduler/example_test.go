@@ -12,7 +12,7 @@ import (
 func Example() {
 	config := []byte(`{"_class_name": "PNDMScheduler", "beta_schedule": "scaled_linear",
 		"beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1, "skip_prk_steps": true}`)
-	s, err := scheduler.New("DPM++ 2M Karras", config) // or "EulerDiscreteScheduler", "euler_ancestral", …
+	s, err := scheduler.New("DPM++ 2M Karras", config) // A1111 name: k-diffusion; or "EulerDiscreteScheduler", "euler_ancestral", …
 	if err != nil {
 		panic(err)
 	}
@@ -34,7 +34,7 @@ func Example() {
 		}
 	}
 	fmt.Println(s.Class(), len(s.Timesteps()), "model calls")
-	// Output: DPMSolverMultistepScheduler 20 model calls
+	// Output: k-diffusion dpmpp_2m (karras) 20 model calls
 }
 
 // img2img: start part-way through the schedule from noised init latents.

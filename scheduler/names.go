@@ -6,17 +6,41 @@ import (
 	"strings"
 )
 
-// Choice is a sampler picked by name: the diffusers class that runs it and
-// the schedule settings the name implies. The model's scheduler_config
+// Which implementation a name means:
+//
+//   - An AUTOMATIC1111 sampler name ("Euler a", "DPM++ 2M", "DPM++ SDE",
+//     "LCM", …) runs what A1111 runs: k-diffusion's sampler function over
+//     the model's discrete sigmas, with A1111's schedule for the name
+//     ("Automatic": Karras for DPM++ 2M, exponential for DPM++ 2M SDE, …)
+//     and its quirks (DPM2 and DPM++ 3M SDE plan one step more and drop the
+//     next-to-last sigma). A1111's own timestep samplers (DDIM, PLMS,
+//     UniPC) and DDPM run the diffusers class of the same algorithm.
+//   - A ComfyUI sampler name ("euler_ancestral", "dpmpp_2m_sde_gpu", …) runs
+//     the same k-diffusion function with ComfyUI's default schedule
+//     ("normal") and ComfyUI's quirks (dpm_2 drops the next-to-last sigma).
+//   - A diffusers class name ("EulerAncestralDiscreteScheduler") runs
+//     diffusers' algorithm with the model's scheduler_config.json.
+//
+// So a user coming from either tool gets that tool's image for the same
+// noise. The legacy combined names ("DPM++ 2M Karras", "DPM++ SDE Karras")
+// are the sampler plus the named schedule, as A1111 ≥1.9 splits them.
+
+// Choice is a sampler picked by name: a diffusers class, or a k-diffusion
+// sampler function with its sigma schedule. The model's scheduler_config
 // supplies everything else (see NewChoice).
 type Choice struct {
-	Class       string // diffusers scheduler class name
-	Karras      bool   // Karras sigmas (use_karras_sigmas)
-	Exponential bool   // sigmas uniform in log σ (DPM++ only: use_lu_lambdas)
-	settings    func(*Config)
+	Class       string // diffusers scheduler class name ("" for a k-diffusion sampler)
+	Karras      bool   // Karras sigmas (diffusers: use_karras_sigmas)
+	Exponential bool   // sigmas uniform in log σ (diffusers DPM++: use_lu_lambdas)
+	// Sampler is the k-diffusion sampler ("euler", "dpmpp_2m", …) and
+	// Schedule its sigma schedule kind ("normal", "karras", …); empty for a
+	// diffusers class.
+	Sampler, Schedule string
+	settings          func(*Config)
 	// explicit: a schedule was named, so it also switches off the config's
 	// own Karras/exponential setting.
 	explicit bool
+	k        kOptions
 }
 
 // SamplerInfo describes one named sampler, as an A1111-style
@@ -24,56 +48,148 @@ type Choice struct {
 type SamplerInfo struct {
 	Name    string   // AUTOMATIC1111 display name
 	Aliases []string // A1111 internal aliases and ComfyUI sampler names
-	Class   string   // diffusers class
-	Karras  bool     // the name selects Karras sigmas
+	// Class is the diffusers class that runs it, or "" when it is a
+	// k-diffusion sampler (KSampler names its function).
+	Class, KSampler string
+	// Schedule is the schedule the name selects ("karras" for the legacy
+	// "… Karras" names) or that A1111 picks under "Automatic".
+	Schedule string
+	Karras   bool // the name selects Karras sigmas
 }
 
 type samplerDef struct {
-	SamplerInfo
+	name    string   // A1111 display name
+	aliases []string // A1111 aliases (k_…)
+	comfy   []string // ComfyUI sampler names
+	class   string   // diffusers class, or
+	k       string   // k-diffusion sampler function
+	// auto is A1111's schedule under "Automatic" ("" means uniform).
+	auto     string
 	settings func(*Config)
-	// auto is the schedule AUTOMATIC1111 (≥1.9) uses for this sampler under
-	// "Automatic": "", "karras" or "exponential".
-	auto string
+	opts     kOptions
+	// a1111Discard, comfyDiscard: the UI plans one step more and drops the
+	// next-to-last sigma (A1111's discard_next_to_last_sigma; ComfyUI's
+	// list in KSampler.calculate_sigmas).
+	a1111Discard, comfyDiscard bool
 }
 
-func dpmpp2M(c *Config) { c.AlgorithmType, c.SolverOrder = "dpmsolver++", 2 }
-func dpmpp2MSDE(c *Config) {
-	c.AlgorithmType, c.SolverOrder, c.SolverType = "sde-dpmsolver++", 2, "midpoint"
-}
 func plms(c *Config) { c.SkipPRKSteps = true }
 
-// samplerDefs maps the names users type to diffusers classes, following the
-// table in diffusers' scheduler documentation (A1111 name → class).
+// samplerDefs are the named samplers: AUTOMATIC1111's list (its k-diffusion
+// samplers, then its timestep samplers), with ComfyUI's names of the same
+// functions. A new sampler is one row here and one function in kFuncs.
 var samplerDefs = []samplerDef{
-	{SamplerInfo: SamplerInfo{Name: "Euler a", Aliases: []string{"k_euler_a", "k_euler_ancestral", "euler_ancestral"}, Class: ClassEulerAncestral}},
-	{SamplerInfo: SamplerInfo{Name: "Euler", Aliases: []string{"k_euler", "euler"}, Class: ClassEuler}},
-	{SamplerInfo: SamplerInfo{Name: "LMS", Aliases: []string{"k_lms", "lms"}, Class: ClassLMS}},
-	{SamplerInfo: SamplerInfo{Name: "LMS Karras", Aliases: []string{"k_lms_ka"}, Class: ClassLMS, Karras: true}},
-	{SamplerInfo: SamplerInfo{Name: "Heun", Aliases: []string{"k_heun", "heun"}, Class: ClassHeun}},
-	{SamplerInfo: SamplerInfo{Name: "DPM++ 2M", Aliases: []string{"k_dpmpp_2m", "dpmpp_2m"}, Class: ClassDPMSolver}, settings: dpmpp2M, auto: "karras"},
-	{SamplerInfo: SamplerInfo{Name: "DPM++ 2M Karras", Aliases: []string{"k_dpmpp_2m_ka"}, Class: ClassDPMSolver, Karras: true}, settings: dpmpp2M},
-	{SamplerInfo: SamplerInfo{Name: "DPM++ 2M SDE", Aliases: []string{"k_dpmpp_2m_sde", "dpmpp_2m_sde"}, Class: ClassDPMSolver}, settings: dpmpp2MSDE, auto: "exponential"},
-	{SamplerInfo: SamplerInfo{Name: "DPM++ 2M SDE Karras", Aliases: []string{"k_dpmpp_2m_sde_ka"}, Class: ClassDPMSolver, Karras: true}, settings: dpmpp2MSDE},
-	{SamplerInfo: SamplerInfo{Name: "DDIM", Aliases: []string{"ddim"}, Class: ClassDDIM}},
-	{SamplerInfo: SamplerInfo{Name: "PLMS", Aliases: []string{"plms", "pndm"}, Class: ClassPNDM}, settings: plms},
-	{SamplerInfo: SamplerInfo{Name: "UniPC", Aliases: []string{"uni_pc", "uni_pc_bh2"}, Class: ClassUniPC}},
-	{SamplerInfo: SamplerInfo{Name: "DDPM", Aliases: []string{"ddpm"}, Class: ClassDDPM}},
+	{name: "DPM++ 2M", aliases: []string{"k_dpmpp_2m"}, comfy: []string{"dpmpp_2m"}, k: "dpmpp_2m", auto: "karras"},
+	{name: "DPM++ SDE", aliases: []string{"k_dpmpp_sde"}, comfy: []string{"dpmpp_sde", "dpmpp_sde_gpu"}, k: "dpmpp_sde", auto: "karras"},
+	{name: "DPM++ 2M SDE", aliases: []string{"k_dpmpp_2m_sde"}, comfy: []string{"dpmpp_2m_sde", "dpmpp_2m_sde_gpu"}, k: "dpmpp_2m_sde", auto: "exponential"},
+	{name: "DPM++ 2M SDE Heun", aliases: []string{"k_dpmpp_2m_sde_heun"}, comfy: []string{"dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu"}, k: "dpmpp_2m_sde", auto: "exponential", opts: kOptions{heun: true}},
+	{name: "DPM++ 2S a", aliases: []string{"k_dpmpp_2s_a"}, comfy: []string{"dpmpp_2s_ancestral"}, k: "dpmpp_2s_ancestral", auto: "karras"},
+	{name: "DPM++ 3M SDE", aliases: []string{"k_dpmpp_3m_sde"}, comfy: []string{"dpmpp_3m_sde", "dpmpp_3m_sde_gpu"}, k: "dpmpp_3m_sde", auto: "exponential", a1111Discard: true},
+	{name: "Euler a", aliases: []string{"k_euler_a", "k_euler_ancestral"}, comfy: []string{"euler_ancestral"}, k: "euler_ancestral"},
+	{name: "Euler", aliases: []string{"k_euler"}, comfy: []string{"euler"}, k: "euler"},
+	{name: "LMS", aliases: []string{"k_lms"}, comfy: []string{"lms"}, k: "lms"},
+	{name: "Heun", aliases: []string{"k_heun"}, comfy: []string{"heun"}, k: "heun"},
+	{name: "DPM2", aliases: []string{"k_dpm_2"}, comfy: []string{"dpm_2"}, k: "dpm_2", auto: "karras", a1111Discard: true, comfyDiscard: true},
+	{name: "DPM2 a", aliases: []string{"k_dpm_2_a"}, comfy: []string{"dpm_2_ancestral"}, k: "dpm_2_ancestral", auto: "karras", a1111Discard: true, comfyDiscard: true},
+	{name: "DPM fast", aliases: []string{"k_dpm_fast"}, comfy: []string{"dpm_fast"}, k: "dpm_fast"},
+	{name: "HeunPP2", aliases: []string{"heunpp2", "Heun++"}, comfy: []string{"heunpp2"}, k: "heunpp2"},
+	{name: "LCM", aliases: []string{"k_lcm"}, comfy: []string{"lcm"}, k: "lcm"},
+	{name: "DDIM", aliases: []string{"ddim"}, comfy: []string{"ddim"}, class: ClassDDIM},
+	{name: "PLMS", aliases: []string{"plms", "pndm"}, class: ClassPNDM, settings: plms},
+	{name: "UniPC", aliases: []string{"uni_pc"}, comfy: []string{"uni_pc", "uni_pc_bh2"}, class: ClassUniPC},
+	{name: "DDPM", aliases: []string{"ddpm"}, comfy: []string{"ddpm"}, class: ClassDDPM},
 }
 
-// scheduleNames are the schedule ("Schedule type" in A1111, "scheduler" in
-// ComfyUI) names accepted by ParseSamplerSchedule, with their effect.
-var scheduleNames = map[string]string{
-	"automatic":   "auto",
-	"uniform":     "",
-	"normal":      "",
-	"karras":      "karras",
-	"exponential": "exponential",
+// scheduleDef is one named sigma schedule: A1111's label and id, ComfyUI's
+// name and aliases, and the kind (a sigmaSchedules key; "auto" is the
+// sampler's own default).
+type scheduleDef struct {
+	label string
+	names []string
+	kind  string
 }
 
-// ScheduleNames lists the accepted schedule names.
+var scheduleDefs = []scheduleDef{
+	{"Automatic", []string{"automatic"}, "auto"},
+	// k-diffusion's DiscreteSchedule.get_sigmas; on a discrete model it is
+	// the same function as ComfyUI's "normal".
+	{"Uniform", []string{"uniform", "default"}, "normal"},
+	{"Karras", []string{"karras"}, "karras"},
+	{"Exponential", []string{"exponential"}, "exponential"},
+	{"Polyexponential", []string{"polyexponential"}, "polyexponential"},
+	{"SGM Uniform", []string{"sgm_uniform", "SGMUniform"}, "sgm_uniform"},
+	{"KL Optimal", []string{"kl_optimal"}, "kl_optimal"},
+	{"Align Your Steps", []string{"align_your_steps", "ays", "ays_sd1", "AYS SD1"}, "ays_sd1"},
+	{"Simple", []string{"simple"}, "simple"},
+	{"Normal", []string{"normal"}, "normal"},
+	{"DDIM", []string{"ddim", "ddim_uniform"}, "ddim_uniform"},
+	{"Beta", []string{"beta"}, "beta"},
+	{"Linear Quadratic", []string{"linear_quadratic"}, "linear_quadratic"},
+}
+
+// ScheduleInfo describes one named schedule for a /sdapi/v1/schedulers
+// listing.
+type ScheduleInfo struct {
+	Name, Label string
+	Aliases     []string
+	DefaultRho  float64 // -1 when the schedule has no rho
+}
+
+// Schedules lists the named schedules.
+func Schedules() []ScheduleInfo {
+	out := make([]ScheduleInfo, len(scheduleDefs))
+	for i, d := range scheduleDefs {
+		rho := -1.0
+		switch d.kind {
+		case "karras":
+			rho = 7 // Karras et al. 2022
+		case "polyexponential":
+			rho = 1 // A1111's default
+		}
+		out[i] = ScheduleInfo{Name: d.names[0], Label: d.label, Aliases: append([]string(nil), d.names[1:]...), DefaultRho: rho}
+	}
+	return out
+}
+
+// ScheduleNames lists the accepted schedule names: A1111's labels, then
+// every id and alias.
 func ScheduleNames() []string {
-	return []string{"Automatic", "Uniform", "Karras", "Exponential", "normal", "karras", "exponential"}
+	var out []string
+	for _, d := range scheduleDefs {
+		out = append(out, d.label)
+	}
+	for _, d := range scheduleDefs {
+		for _, n := range d.names {
+			if normName(n) != normName(d.label) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
+
+func parseSchedule(name string) (string, error) {
+	key := normName(name)
+	for _, d := range scheduleDefs {
+		if normName(d.label) == key {
+			return d.kind, nil
+		}
+		for _, n := range d.names {
+			if normName(n) == key {
+				return d.kind, nil
+			}
+		}
+	}
+	var labels []string
+	for _, d := range scheduleDefs {
+		labels = append(labels, d.label)
+	}
+	return "", fmt.Errorf("scheduler: unknown schedule %q; valid names: %s (or their ComfyUI names: normal, karras, sgm_uniform, ddim_uniform, …)", name, strings.Join(labels, ", "))
+}
+
+// ParseSchedule resolves a schedule name (A1111 label or id, ComfyUI name)
+// to its kind: "auto", or a sigma schedule ("normal", "karras", …).
+func ParseSchedule(name string) (string, error) { return parseSchedule(name) }
 
 // normName folds case and drops spaces, underscores and hyphens.
 func normName(s string) string {
@@ -88,21 +204,39 @@ func normName(s string) string {
 	return b.String()
 }
 
-// Samplers lists the named samplers.
+func (d samplerDef) info(schedule string) SamplerInfo {
+	return SamplerInfo{Name: d.name, Aliases: append(append([]string(nil), d.aliases...), d.comfy...), Class: d.class, KSampler: d.k,
+		Schedule: schedule, Karras: schedule == "karras"}
+}
+
+// Samplers lists the named samplers, then the legacy "<sampler> Karras"
+// names A1111 listed before it split samplers from schedules.
 func Samplers() []SamplerInfo {
-	out := make([]SamplerInfo, len(samplerDefs))
-	for i, d := range samplerDefs {
-		out[i] = d.SamplerInfo
-		out[i].Aliases = append([]string(nil), d.Aliases...)
+	var out []SamplerInfo
+	for _, d := range samplerDefs {
+		out = append(out, d.info(d.auto))
+	}
+	for _, d := range samplerDefs {
+		if _, err := d.choice(false, "karras", true); err != nil {
+			continue // DDIM, PLMS, DDPM: integer timesteps, no Karras sigmas
+		}
+		i := d.info("karras")
+		i.Name, i.Aliases = d.name+" Karras", nil
+		for _, a := range d.aliases {
+			if strings.HasPrefix(a, "k_") {
+				i.Aliases = append(i.Aliases, a+"_ka")
+			}
+		}
+		out = append(out, i)
 	}
 	return out
 }
 
 // SamplerNames lists the A1111 display names of the available samplers.
 func SamplerNames() []string {
-	out := make([]string, len(samplerDefs))
-	for i, d := range samplerDefs {
-		out[i] = d.Name
+	var out []string
+	for _, s := range Samplers() {
+		out = append(out, s.Name)
 	}
 	return out
 }
@@ -112,109 +246,153 @@ func SamplerNames() []string {
 // the legacy "<sampler> Karras" names and the diffusers class names.
 func AcceptedSamplerNames() []string {
 	var out []string
-	for _, d := range samplerDefs {
-		out = append(out, d.Name)
-		out = append(out, d.Aliases...)
-		if !d.Karras {
-			ch := Choice{Class: d.Class, Karras: true}
-			if _, dup := findSampler(normName(d.Name + "karras")); !dup && ch.supported() == nil {
-				out = append(out, d.Name+" Karras")
-			}
-		}
+	for _, s := range Samplers() {
+		out = append(out, s.Name)
+		out = append(out, s.Aliases...)
 	}
 	return append(out, ClassNames()...)
 }
 
-func findSampler(key string) (samplerDef, bool) {
+// findSampler looks a name up; comfy reports a ComfyUI name.
+func findSampler(key string) (d samplerDef, comfy, ok bool) {
 	for _, d := range samplerDefs {
-		if normName(d.Name) == key {
-			return d, true
+		if normName(d.name) == key {
+			return d, false, true
 		}
-		for _, a := range d.Aliases {
+		for _, a := range d.aliases {
 			if normName(a) == key {
-				return d, true
+				return d, false, true
 			}
 		}
 	}
-	return samplerDef{}, false
+	for _, d := range samplerDefs {
+		for _, a := range d.comfy {
+			if normName(a) == key {
+				return d, true, true
+			}
+		}
+	}
+	return samplerDef{}, false, false
+}
+
+// choice is the def with a schedule kind ("" or "auto": the tool's default).
+func (d samplerDef) choice(comfy bool, kind string, explicit bool) (Choice, error) {
+	if d.class != "" {
+		ch := Choice{Class: d.class, settings: d.settings, explicit: explicit}
+		switch kind {
+		case "", "auto", "normal":
+		case "karras":
+			ch.Karras = true
+		case "exponential":
+			ch.Exponential = true
+		default:
+			return Choice{}, fmt.Errorf("schedule %q is for the k-diffusion samplers; %s runs diffusers' %s, which takes Uniform, Karras or Exponential", kind, d.name, d.class)
+		}
+		return ch, ch.supported()
+	}
+	ch := Choice{Sampler: d.k, Schedule: kind, k: d.opts, explicit: explicit}
+	if kind == "" || kind == "auto" {
+		ch.Schedule = "normal"
+		if !comfy && d.auto != "" {
+			ch.Schedule = d.auto
+		}
+	}
+	if comfy {
+		ch.k.discard = d.comfyDiscard
+	} else {
+		ch.k.discard = d.a1111Discard
+	}
+	ch.Karras = ch.Schedule == "karras"
+	return ch, nil
 }
 
 func unknownSampler(name string) error {
 	var comfy []string
 	for _, d := range samplerDefs {
-		for _, a := range d.Aliases {
-			if !strings.HasPrefix(a, "k_") {
-				comfy = append(comfy, a)
-			}
-		}
+		comfy = append(comfy, d.comfy...)
 	}
 	sort.Strings(comfy)
-	return fmt.Errorf("scheduler: unknown sampler %q; valid names: %s (any of them + \" Karras\" where the sampler supports it); ComfyUI: %s; or a diffusers class: %s",
-		name, strings.Join(SamplerNames(), ", "), strings.Join(comfy, ", "), strings.Join(ClassNames(), ", "))
+	var a1111 []string
+	for _, d := range samplerDefs {
+		a1111 = append(a1111, d.name)
+	}
+	return fmt.Errorf("scheduler: unknown sampler %q; valid names: %s (any of them + \" Karras\" or another schedule, as A1111's legacy names); ComfyUI: %s; or a diffusers class: %s",
+		name, strings.Join(a1111, ", "), strings.Join(comfy, ", "), strings.Join(ClassNames(), ", "))
 }
 
 // ParseSampler resolves a sampler name: an AUTOMATIC1111 name ("Euler a",
-// "DPM++ 2M Karras", including the legacy "<sampler> Karras" names), a
-// ComfyUI sampler name ("euler_ancestral", "dpmpp_2m") or a diffusers class
-// name. Case, spaces, underscores and hyphens are ignored. An unknown name is
-// an error that lists the valid ones.
-func ParseSampler(name string) (Choice, error) {
-	key := normName(name)
+// "DPM++ 2M Karras", including the legacy "<sampler> <schedule>" names),
+// a ComfyUI sampler name ("euler_ancestral", "dpmpp_2m") or a diffusers
+// class name. Case, spaces, underscores and hyphens are ignored. An unknown
+// name is an error that lists the valid ones.
+func ParseSampler(name string) (Choice, error) { return ParseSamplerSchedule(name, "") }
+
+// ParseSamplerSchedule resolves the split form that A1111 (≥1.9:
+// sampler_name + scheduler) and ComfyUI (sampler_name + scheduler) use. An
+// empty or "Automatic" schedule is the tool's default for the sampler (see
+// the package's naming rule); an explicit schedule overrides the one a
+// legacy "… Karras" name implies.
+func ParseSamplerSchedule(sampler, schedule string) (Choice, error) {
+	key := normName(sampler)
 	if key == "" {
-		return Choice{}, unknownSampler(name)
+		return Choice{}, unknownSampler(sampler)
 	}
-	if d, ok := findSampler(key); ok {
-		return Choice{Class: d.Class, Karras: d.Karras, settings: d.settings}, nil
+	kind, explicit := "", strings.TrimSpace(schedule) != ""
+	if explicit {
+		var err error
+		if kind, err = parseSchedule(schedule); err != nil {
+			return Choice{}, err
+		}
+	}
+	wrap := func(ch Choice, err error) (Choice, error) {
+		if err != nil {
+			if explicit {
+				return Choice{}, fmt.Errorf("scheduler: sampler %q with schedule %q: %w", sampler, schedule, err)
+			}
+			return Choice{}, fmt.Errorf("scheduler: sampler %q: %w", sampler, err)
+		}
+		return ch, nil
+	}
+	if d, comfy, ok := findSampler(key); ok {
+		return wrap(d.choice(comfy, kind, explicit))
 	}
 	for _, c := range ClassNames() {
 		if normName(c) == key {
-			return Choice{Class: c}, nil
+			return wrap(samplerDef{name: c, class: c}.choice(false, kind, explicit))
 		}
 	}
-	if base, ok := strings.CutSuffix(key, "karras"); ok && base != "" {
-		if d, ok := findSampler(base); ok && !d.Karras {
-			ch := Choice{Class: d.Class, Karras: true, settings: d.settings}
-			if err := ch.supported(); err != nil {
-				return Choice{}, fmt.Errorf("scheduler: sampler %q: %w", name, err)
+	// A legacy combined name: "<sampler> <schedule>" ("DPM++ 2M Karras",
+	// "k_dpmpp_2m_ka").
+	for _, sd := range scheduleDefs {
+		for _, sn := range append([]string{sd.label}, sd.names...) {
+			base, ok := strings.CutSuffix(key, normName(sn))
+			if !ok || base == "" || sd.kind == "auto" {
+				continue
 			}
-			return ch, nil
+			if d, comfy, ok := findSampler(base); ok {
+				if !explicit {
+					kind = sd.kind
+				}
+				return wrap(d.choice(comfy, kind, true))
+			}
 		}
 	}
-	return Choice{}, unknownSampler(name)
-}
-
-// ParseSamplerSchedule resolves the split form that A1111 (≥1.9:
-// sampler_name + scheduler) and ComfyUI (sampler_name + scheduler) use. The
-// schedule is "Automatic" (A1111's per-sampler default: Karras for
-// "DPM++ 2M", exponential for "DPM++ 2M SDE", else uniform), "Uniform" /
-// "normal" (the class's own spacing), "Karras" or "Exponential". An empty
-// schedule keeps what the sampler name says, as ParseSampler does; an
-// explicit schedule overrides a legacy "… Karras" name.
-func ParseSamplerSchedule(sampler, schedule string) (Choice, error) {
-	ch, err := ParseSampler(sampler)
-	if err != nil || strings.TrimSpace(schedule) == "" {
-		return ch, err
-	}
-	effect, ok := scheduleNames[normName(schedule)]
-	if !ok {
-		return Choice{}, fmt.Errorf("scheduler: unknown schedule %q; valid names: %s", schedule, strings.Join(ScheduleNames(), ", "))
-	}
-	if effect == "auto" {
-		if d, ok := findSampler(normName(sampler)); ok && !d.Karras {
-			effect = d.auto
-		} else {
-			return ch, nil
+	if base, ok := strings.CutSuffix(key, "ka"); ok && strings.HasPrefix(key, "k") {
+		if d, _, ok := findSampler(base); ok {
+			if !explicit {
+				kind = "karras"
+			}
+			return wrap(d.choice(false, kind, true))
 		}
 	}
-	ch.Karras, ch.Exponential, ch.explicit = effect == "karras", effect == "exponential", true
-	if err := ch.supported(); err != nil {
-		return Choice{}, fmt.Errorf("scheduler: sampler %q with schedule %q: %w", sampler, schedule, err)
-	}
-	return ch, nil
+	return Choice{}, unknownSampler(sampler)
 }
 
-// supported reports whether the class can run the chosen schedule.
+// supported reports whether a diffusers class can run the chosen schedule.
 func (c Choice) supported() error {
+	if c.Class == "" {
+		return nil
+	}
 	if c.Karras {
 		switch c.Class {
 		case ClassDDIM, ClassDDPM, ClassPNDM:
@@ -222,7 +400,7 @@ func (c Choice) supported() error {
 		}
 	}
 	if c.Exponential && c.Class != ClassDPMSolver {
-		return fmt.Errorf("the exponential schedule is only available for DPM++ samplers")
+		return fmt.Errorf("the exponential schedule is only available for diffusers' DPM++ (%s)", ClassDPMSolver)
 	}
 	return nil
 }

@@ -5,105 +5,113 @@ import (
 	"testing"
 )
 
-func TestParseSamplerMapsUserNamesToClasses(t *testing.T) {
+// TestParseSamplerFollowsTheNamingRule: A1111 and ComfyUI names run
+// k-diffusion's function with that tool's default schedule; A1111's
+// timestep samplers and diffusers class names run diffusers classes.
+func TestParseSamplerFollowsTheNamingRule(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		class  string
-		karras bool
+		name, class, k, schedule string
+		karras                   bool
 	}{
-		// AUTOMATIC1111 display names.
-		{"Euler a", ClassEulerAncestral, false},
-		{"Euler", ClassEuler, false},
-		{"DPM++ 2M", ClassDPMSolver, false},
-		{"DPM++ 2M Karras", ClassDPMSolver, true},
-		{"DPM++ 2M SDE", ClassDPMSolver, false},
-		{"DPM++ 2M SDE Karras", ClassDPMSolver, true},
-		{"DDIM", ClassDDIM, false},
-		{"PLMS", ClassPNDM, false},
-		{"LMS", ClassLMS, false},
-		{"LMS Karras", ClassLMS, true},
-		{"Heun", ClassHeun, false},
-		{"UniPC", ClassUniPC, false},
-		{"DDPM", ClassDDPM, false},
+		// AUTOMATIC1111 display names: k-diffusion, A1111's "Automatic".
+		{"Euler a", "", "euler_ancestral", "normal", false},
+		{"Euler", "", "euler", "normal", false},
+		{"DPM++ 2M", "", "dpmpp_2m", "karras", true},
+		{"DPM++ 2M Karras", "", "dpmpp_2m", "karras", true},
+		{"DPM++ 2M SDE", "", "dpmpp_2m_sde", "exponential", false},
+		{"DPM++ 2M SDE Karras", "", "dpmpp_2m_sde", "karras", true},
+		{"DPM++ 2M SDE Heun", "", "dpmpp_2m_sde", "exponential", false},
+		{"DPM++ SDE Karras", "", "dpmpp_sde", "karras", true},
+		{"DPM++ 2S a", "", "dpmpp_2s_ancestral", "karras", true},
+		{"DPM++ 3M SDE", "", "dpmpp_3m_sde", "exponential", false},
+		{"DPM2", "", "dpm_2", "karras", true},
+		{"DPM2 a Karras", "", "dpm_2_ancestral", "karras", true},
+		{"DPM fast", "", "dpm_fast", "normal", false},
+		{"LMS", "", "lms", "normal", false},
+		{"LMS Karras", "", "lms", "karras", true},
+		{"Heun", "", "heun", "normal", false},
+		{"HeunPP2", "", "heunpp2", "normal", false},
+		{"LCM", "", "lcm", "normal", false},
+		{"Euler a Exponential", "", "euler_ancestral", "exponential", false},
+		// A1111's timestep samplers: diffusers classes.
+		{"DDIM", ClassDDIM, "", "", false},
+		{"PLMS", ClassPNDM, "", "", false},
+		{"UniPC", ClassUniPC, "", "", false},
+		{"UniPC Karras", ClassUniPC, "", "", true},
+		{"DDPM", ClassDDPM, "", "", false},
 		// Case and spacing do not matter.
-		{"euler a", ClassEulerAncestral, false},
-		{"  EULER   A ", ClassEulerAncestral, false},
-		{"dpm++ 2m karras", ClassDPMSolver, true},
-		{"DPM++2MKarras", ClassDPMSolver, true},
-		{"unipc", ClassUniPC, false},
-		// "<sampler> Karras" for every sampler with Karras sigmas.
-		{"Euler Karras", ClassEuler, true},
-		{"Euler a Karras", ClassEulerAncestral, true},
-		{"Heun Karras", ClassHeun, true},
-		{"UniPC Karras", ClassUniPC, true},
+		{"  EULER   A ", "", "euler_ancestral", "normal", false},
+		{"dpm++ 2m karras", "", "dpmpp_2m", "karras", true},
+		{"DPM++2MKarras", "", "dpmpp_2m", "karras", true},
 		// A1111's internal aliases.
-		{"k_euler_a", ClassEulerAncestral, false},
-		{"k_dpmpp_2m_ka", ClassDPMSolver, true},
-		{"k_lms_ka", ClassLMS, true},
-		// ComfyUI sampler names.
-		{"euler", ClassEuler, false},
-		{"euler_ancestral", ClassEulerAncestral, false},
-		{"heun", ClassHeun, false},
-		{"dpmpp_2m", ClassDPMSolver, false},
-		{"dpmpp_2m_sde", ClassDPMSolver, false},
-		{"lms", ClassLMS, false},
-		{"ddim", ClassDDIM, false},
-		{"uni_pc", ClassUniPC, false},
-		{"uni_pc_bh2", ClassUniPC, false},
-		{"ddpm", ClassDDPM, false},
+		{"k_euler_a", "", "euler_ancestral", "normal", false},
+		{"k_dpmpp_2m_ka", "", "dpmpp_2m", "karras", true},
+		{"k_lms_ka", "", "lms", "karras", true},
+		// ComfyUI sampler names: ComfyUI's default schedule, normal.
+		{"euler", "", "euler", "normal", false},
+		{"euler_ancestral", "", "euler_ancestral", "normal", false},
+		{"dpmpp_2m", "", "dpmpp_2m", "normal", false},
+		{"dpmpp_2m_sde_gpu", "", "dpmpp_2m_sde", "normal", false},
+		{"dpmpp_3m_sde", "", "dpmpp_3m_sde", "normal", false},
+		{"heunpp2", "", "heunpp2", "normal", false},
+		{"lcm", "", "lcm", "normal", false},
+		{"ddim", ClassDDIM, "", "", false},
+		{"uni_pc_bh2", ClassUniPC, "", "", false},
 		// diffusers class names.
-		{"EulerDiscreteScheduler", ClassEuler, false},
-		{"dpmsolvermultistepscheduler", ClassDPMSolver, false},
-		{"PNDMScheduler", ClassPNDM, false},
+		{"EulerDiscreteScheduler", ClassEuler, "", "", false},
+		{"EulerAncestralDiscreteScheduler", ClassEulerAncestral, "", "", false},
+		{"dpmsolvermultistepscheduler", ClassDPMSolver, "", "", false},
+		{"PNDMScheduler", ClassPNDM, "", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch, err := ParseSampler(tc.name)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ch.Class != tc.class || ch.Karras != tc.karras {
-				t.Errorf("got class %s karras %v, want %s karras %v", ch.Class, ch.Karras, tc.class, tc.karras)
+			if ch.Class != tc.class || ch.Sampler != tc.k || ch.Schedule != tc.schedule || ch.Karras != tc.karras {
+				t.Errorf("got class %q k %q schedule %q karras %v, want %q %q %q %v", ch.Class, ch.Sampler, ch.Schedule, ch.Karras, tc.class, tc.k, tc.schedule, tc.karras)
 			}
 		})
+	}
+	// The UIs' discard quirk: A1111 for DPM2 and DPM++ 3M SDE, ComfyUI for dpm_2.
+	for name, want := range map[string]bool{"DPM2": true, "dpm_2": true, "DPM++ 3M SDE": true, "dpmpp_3m_sde": false, "Euler": false} {
+		if ch, _ := ParseSampler(name); ch.k.discard != want {
+			t.Errorf("%s: discard next-to-last sigma %v, want %v", name, ch.k.discard, want)
+		}
 	}
 }
 
 func TestParseSamplerScheduleSplitForm(t *testing.T) {
 	for _, tc := range []struct {
 		sampler, schedule string
-		class             string
+		class, k, kind    string
 		karras, exp       bool
 	}{
-		{"DPM++ 2M", "Karras", ClassDPMSolver, true, false},
-		{"DPM++ 2M", "Automatic", ClassDPMSolver, true, false}, // A1111 ≥1.9 default for DPM++ 2M
-		{"DPM++ 2M", "Uniform", ClassDPMSolver, false, false},
-		{"DPM++ 2M", "", ClassDPMSolver, false, false},
-		{"DPM++ 2M Karras", "Automatic", ClassDPMSolver, true, false},
-		{"DPM++ 2M Karras", "Uniform", ClassDPMSolver, false, false},
-		{"DPM++ 2M SDE", "Automatic", ClassDPMSolver, false, true},
-		{"DPM++ 2M", "Exponential", ClassDPMSolver, false, true},
-		{"Euler a", "Automatic", ClassEulerAncestral, false, false},
-		{"Euler a", "Karras", ClassEulerAncestral, true, false},
-		{"Euler", "karras", ClassEuler, true, false},
-		{"LMS", "Karras", ClassLMS, true, false},
-		{"Heun", "Karras", ClassHeun, true, false},
-		{"DDIM", "Automatic", ClassDDIM, false, false},
-		{"DDIM", "Uniform", ClassDDIM, false, false},
-		{"dpmpp_2m", "karras", ClassDPMSolver, true, false},
-		{"dpmpp_2m", "normal", ClassDPMSolver, false, false},
-		{"euler_ancestral", "karras", ClassEulerAncestral, true, false},
-		{"uni_pc", "karras", ClassUniPC, true, false},
-		{"ddim", "normal", ClassDDIM, false, false},
-		{"lms", "KARRAS", ClassLMS, true, false},
+		{"DPM++ 2M", "Karras", "", "dpmpp_2m", "karras", true, false},
+		{"DPM++ 2M", "Automatic", "", "dpmpp_2m", "karras", true, false},
+		{"DPM++ 2M", "Uniform", "", "dpmpp_2m", "normal", false, false},
+		{"DPM++ 2M", "", "", "dpmpp_2m", "karras", true, false},
+		{"DPM++ 2M Karras", "Uniform", "", "dpmpp_2m", "normal", false, false},
+		{"DPM++ 2M SDE", "Automatic", "", "dpmpp_2m_sde", "exponential", false, false},
+		{"Euler a", "Align Your Steps", "", "euler_ancestral", "ays_sd1", false, false},
+		{"Euler", "SGM Uniform", "", "euler", "sgm_uniform", false, false},
+		{"dpmpp_2m", "beta", "", "dpmpp_2m", "beta", false, false},
+		{"dpmpp_2m", "kl_optimal", "", "dpmpp_2m", "kl_optimal", false, false},
+		{"euler", "linear_quadratic", "", "euler", "linear_quadratic", false, false},
+		{"lcm", "ddim_uniform", "", "lcm", "ddim_uniform", false, false},
+		{"DDIM", "Automatic", ClassDDIM, "", "", false, false},
+		{"DDIM", "Uniform", ClassDDIM, "", "", false, false},
+		{"uni_pc", "karras", ClassUniPC, "", "", true, false},
+		{"DPMSolverMultistepScheduler", "Exponential", ClassDPMSolver, "", "", false, true},
+		{"EulerDiscreteScheduler", "Karras", ClassEuler, "", "", true, false},
 	} {
 		t.Run(tc.sampler+"/"+tc.schedule, func(t *testing.T) {
 			ch, err := ParseSamplerSchedule(tc.sampler, tc.schedule)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ch.Class != tc.class || ch.Karras != tc.karras || ch.Exponential != tc.exp {
-				t.Errorf("got %s karras %v exponential %v, want %s karras %v exponential %v",
-					ch.Class, ch.Karras, ch.Exponential, tc.class, tc.karras, tc.exp)
+			if ch.Class != tc.class || ch.Sampler != tc.k || ch.Schedule != tc.kind || ch.Karras != tc.karras || ch.Exponential != tc.exp {
+				t.Errorf("got %+v", ch)
 			}
 		})
 	}
@@ -114,14 +122,14 @@ func TestUnknownNamesAreErrorsListingValidOnes(t *testing.T) {
 		sampler, schedule string
 		mention           []string
 	}{
-		{"Euler b", "", []string{"Euler a", "DPM++ 2M Karras", "dpmpp_2m", "euler_ancestral", "UniPC"}},
+		{"Euler b", "", []string{"Euler a", "DPM++ 2M", "dpmpp_2m", "euler_ancestral", "UniPC"}},
 		{"", "", []string{"Euler a"}},
-		{"DPM2 a", "", []string{"Euler a"}},
-		{"Euler", "Beta", []string{"Karras", "Automatic", "normal"}},
+		{"Euler", "Gamma", []string{"Karras", "Automatic", "Beta"}},
 		{"DDIM Karras", "", []string{"Karras"}},
 		{"ddim", "karras", []string{"Karras"}},
 		{"PLMS", "Karras", []string{"Karras"}},
-		{"euler", "exponential", []string{"exponential"}},
+		{"DDIM", "Beta", []string{"k-diffusion"}},
+		{"EulerDiscreteScheduler", "exponential", []string{"exponential"}},
 	} {
 		t.Run(tc.sampler+"/"+tc.schedule, func(t *testing.T) {
 			_, err := ParseSamplerSchedule(tc.sampler, tc.schedule)
@@ -142,7 +150,7 @@ func TestUnknownNamesAreErrorsListingValidOnes(t *testing.T) {
 
 func TestSamplerNamesAllConstruct(t *testing.T) {
 	names := SamplerNames()
-	if len(names) != len(Samplers()) || len(names) < 11 {
+	if len(names) != len(Samplers()) || len(names) < 30 {
 		t.Fatalf("SamplerNames %v", names)
 	}
 	for _, info := range Samplers() {
@@ -151,11 +159,8 @@ func TestSamplerNamesAllConstruct(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", n, err)
 			}
-			if s.Class() != info.Class {
-				t.Errorf("%s: class %s, want %s", n, s.Class(), info.Class)
-			}
-			if s.Config().UseKarrasSigmas != info.Karras && info.Class != ClassEulerAncestral {
-				t.Errorf("%s: use_karras_sigmas %v", n, s.Config().UseKarrasSigmas)
+			if info.Class != "" && s.Class() != info.Class || info.Class == "" && !strings.HasPrefix(s.Class(), "k-diffusion "+info.KSampler+" ") {
+				t.Errorf("%s: class %s, want %s%s", n, s.Class(), info.Class, info.KSampler)
 			}
 			if err := s.SetTimesteps(12); err != nil {
 				t.Fatalf("%s: %v", n, err)
@@ -165,39 +170,26 @@ func TestSamplerNamesAllConstruct(t *testing.T) {
 }
 
 func TestNamesImplySolverSettings(t *testing.T) {
-	for _, tc := range []struct {
-		name, algo string
-		skipPRK    bool
-	}{
-		{"DPM++ 2M", "dpmsolver++", false},
-		{"DPM++ 2M SDE Karras", "sde-dpmsolver++", false},
-		{"PLMS", "", true},
-	} {
-		// A config for another setting: the name wins.
-		s, err := New(tc.name, []byte(`{"algorithm_type": "dpmsolver", "solver_order": 3, "skip_prk_steps": false, "final_sigmas_type": "sigma_min"}`))
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
-		c := s.Config()
-		if tc.algo != "" && (c.AlgorithmType != tc.algo || c.SolverOrder != 2) {
-			t.Errorf("%s: algorithm %s order %d", tc.name, c.AlgorithmType, c.SolverOrder)
-		}
-		if c.SkipPRKSteps != tc.skipPRK {
-			t.Errorf("%s: skip_prk_steps %v", tc.name, c.SkipPRKSteps)
-		}
+	// A config for another setting: the name wins.
+	s, err := New("PLMS", []byte(`{"skip_prk_steps": false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Config().SkipPRKSteps {
+		t.Errorf("PLMS: skip_prk_steps false")
 	}
 }
 
 func TestEulerAncestralKarrasFromName(t *testing.T) {
-	a, err := New("Euler a Karras", sd15Config)
+	a, err := NewChoice(Choice{Class: ClassEulerAncestral, Karras: true}, sd15Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New("Euler Karras", sd15Config)
+	b, err := NewChoice(Choice{Class: ClassEuler, Karras: true}, sd15Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, _ := New("Euler a", sd15Config)
+	plain, _ := New(ClassEulerAncestral, sd15Config)
 	for _, s := range []*Scheduler{a, b, plain} {
 		if err := s.SetTimesteps(10); err != nil {
 			t.Fatal(err)

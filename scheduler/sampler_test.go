@@ -118,6 +118,21 @@ var gaussCases = []struct {
 	{"UniPC Karras", ClassUniPC, `{"use_karras_sigmas":true}`, 4e-3},
 	{"UniPC Karras sigma_min", ClassUniPC, `{"use_karras_sigmas":true,"final_sigmas_type":"sigma_min","lower_order_final":false}`, 4e-3},
 	{"UniPC v", ClassUniPC, `{"prediction_type":"v_prediction"}`, 4e-3},
+	// k-diffusion samplers (A1111/ComfyUI names), over ComfyUI's normal
+	// schedule unless the name says otherwise.
+	{"k euler", "euler", `{}`, 0.06},
+	{"k heun", "heun", `{}`, 6e-3},
+	// Heun++ blends its derivatives with weights σ_next/(3σ_max): away
+	// from σ_max it is nearly Euler, and first order here.
+	{"k Heun++", "heunpp2", `{}`, 0.03},
+	{"k dpm_2", "dpm_2", `{}`, 6e-3},
+	{"k lms", "lms", `{}`, 5e-3},
+	{"k dpmpp_2m", "dpmpp_2m", `{}`, 6e-3},
+	{"k DPM++ 2M Karras", "DPM++ 2M Karras", `{}`, 8e-3},
+	{"k euler exponential", "Euler Exponential", `{}`, 0.07},
+	{"k euler AYS", "Euler Align Your Steps", `{}`, 0.08},
+	{"k DPM fast", "dpm_fast", `{}`, 6e-3},
+	{"k dpmpp_2m v", "dpmpp_2m", `{"prediction_type":"v_prediction"}`, 6e-3},
 	{"UniPC no corrector", ClassUniPC, `{"disable_corrector":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24]}`, 6e-3},
 }
 
@@ -210,6 +225,14 @@ func TestStochasticSamplersReachTheDataDistribution(t *testing.T) {
 		{"DPM++ 2M SDE", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver++"}`, 0, Churn{}},
 		{"DPM++ 2M SDE heun", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver++","solver_type":"heun"}`, 0, Churn{}},
 		{"DPM 2M SDE", ClassDPMSolver, `{"algorithm_type":"sde-dpmsolver","final_sigmas_type":"sigma_min"}`, 0, Churn{}},
+		{"k euler churn", "euler", `{}`, 0, Churn{Amount: 10, TMin: 0.05, TMax: 10}},
+		{"k Euler a", "Euler a", `{}`, 0, Churn{}},
+		{"k DPM2 a", "dpm_2_ancestral", `{}`, 0, Churn{}},
+		{"k DPM++ 2S a", "dpmpp_2s_ancestral", `{}`, 0, Churn{}},
+		{"k DPM++ SDE", "dpmpp_sde", `{}`, 0, Churn{}},
+		{"k DPM++ 2M SDE", "dpmpp_2m_sde", `{}`, 0, Churn{}},
+		{"k DPM++ 2M SDE Heun", "DPM++ 2M SDE Heun", `{}`, 0, Churn{}},
+		{"k DPM++ 3M SDE", "dpmpp_3m_sde", `{}`, 0, Churn{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := New(tc.class, withSD(tc.cfg))
@@ -550,7 +573,7 @@ func BenchmarkStep(b *testing.B) {
 // that zero churn is plain Euler.
 func TestEulerChurnDrawsNoiseOnlyInItsSigmaRange(t *testing.T) {
 	run := func(c Churn) ([]float32, []int) {
-		s, err := New("Euler", sd15Config)
+		s, err := New(ClassEuler, sd15Config)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -269,7 +269,7 @@ func TestTimestepSpacing(t *testing.T) {
 }
 
 func TestStepsMustRunInOrder(t *testing.T) {
-	s, _ := New("Euler", sd15Config)
+	s, _ := New(ClassEuler, sd15Config)
 	x := make([]float32, 8)
 	if _, err := s.Step(x, 0, x, nil); err == nil {
 		t.Error("Step before SetTimesteps: want an error")

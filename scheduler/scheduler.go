@@ -1,9 +1,12 @@
 package scheduler
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/ldm-project/ldm/weights"
 )
 
 // ErrSteps is wrapped by the errors of SetTimesteps that refuse the number
@@ -117,6 +120,9 @@ func New(name string, config []byte) (*Scheduler, error) {
 // NewChoice is New for an already parsed sampler choice (see ParseSampler and
 // ParseSamplerSchedule).
 func NewChoice(choice Choice, config []byte) (*Scheduler, error) {
+	if choice.Sampler != "" {
+		return newKScheduler(choice, config)
+	}
 	className, cfg, err := ParseConfig(choice.Class, config)
 	if err != nil {
 		return nil, err
@@ -161,7 +167,45 @@ func newScheduler(className string, cfg Config, forceKarras bool) (*Scheduler, e
 	return s, nil
 }
 
-// Class returns the diffusers class name of the scheduler.
+// newKScheduler is a k-diffusion sampler over the noise table of the
+// model's config (its own class's defaults where it is silent; Euler's when
+// it names no class).
+func newKScheduler(choice Choice, config []byte) (*Scheduler, error) {
+	cls := ""
+	if !hasClassName(config) {
+		cls = ClassEuler
+	}
+	_, cfg, err := ParseConfig(cls, config)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.PredictionType {
+	case "epsilon", "v_prediction", "sample":
+	default:
+		return nil, fmt.Errorf("scheduler: prediction_type %q is not supported (epsilon, v_prediction, sample)", cfg.PredictionType)
+	}
+	sched, err := NewSchedule(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &class{name: "k-diffusion " + choice.Sampler + " (" + choice.Schedule + ")"}
+	s := &Scheduler{class: c, cfg: cfg, sched: sched, next: -1}
+	if s.alg, err = newKDiff(s, choice); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func hasClassName(config []byte) bool {
+	var probe struct {
+		Name string `json:"_class_name"`
+	}
+	_ = json.Unmarshal(weights.SanitizeJSON(config), &probe)
+	return probe.Name != ""
+}
+
+// Class returns the diffusers class name of the scheduler, or for a
+// k-diffusion sampler "k-diffusion <sampler> (<schedule>)".
 func (s *Scheduler) Class() string { return s.class.name }
 
 // Config returns the effective configuration.
@@ -226,6 +270,9 @@ func (s *Scheduler) BeginIndex(strength float64) int {
 		start = 0
 	}
 	begin := start * s.Order()
+	if b, ok := s.alg.(interface{ beginCall(step int) int }); ok {
+		begin = b.beginCall(start)
+	}
 	if begin > len(s.timesteps) {
 		begin = len(s.timesteps)
 	}
