@@ -405,7 +405,7 @@ func (r *runner) fit(name string, tr *train.Trainer, steps int, batch func(step 
 		row.FinalLoss = s / float64(k)
 	}
 	curve := name + "-loss.png"
-	if err := train.WriteLossCurve(r.path(curve), tr.Losses, max(1, steps/50)); err != nil {
+	if err := train.WriteLossCurve(r.path(curve), name, "training loss", tr.Losses, max(1, steps/50)); err != nil {
 		return row, err
 	}
 	row.Artifacts = append(row.Artifacts, curve)

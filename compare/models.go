@@ -406,7 +406,7 @@ func (r *runner) runGAN() (Row, error) {
 		name string
 		v    []float32
 	}{{"dcgan-d-loss.png", dLoss}, {"dcgan-g-loss.png", gLoss}, {"dcgan-diversity.png", diversity}} {
-		if err := train.WriteLossCurve(r.path(c.name), c.v, 1); err != nil {
+		if err := train.WriteLossCurve(r.path(c.name), c.name, "value", c.v, 1); err != nil {
 			return row, err
 		}
 		row.Artifacts = append(row.Artifacts, c.name)

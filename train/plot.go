@@ -2,84 +2,87 @@ package train
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
+	"io"
 	"math"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
 
 	"github.com/ldm-project/ldm/internal/fsutil"
 )
 
-// WriteLossCurve draws losses (one per step) as a PNG: the raw values in
-// light grey, a moving average of window steps in blue, on a log-scaled
-// loss axis with a grid line per decade. Written atomically.
-func WriteLossCurve(path string, losses []float32, window int) error {
-	const w, h, pad = 800, 400, 20
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	if len(losses) > 0 {
-		lo, hi := math.Inf(1), math.Inf(-1)
-		for _, l := range losses {
-			if l > 0 {
-				lo, hi = math.Min(lo, float64(l)), math.Max(hi, float64(l))
+// WriteLossCurve draws losses (one per optimiser step) as a PNG with axes:
+// optimiser steps across, the loss (what the run minimises, named by yLabel)
+// up on a log scale, since it falls by decades early in a run; the raw
+// values in light grey and a moving average of window steps in blue.
+// Non-positive values (the log scale cannot show them) are drawn at the
+// smallest positive one. Written atomically.
+func WriteLossCurve(path, title, yLabel string, losses []float32, window int) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "optimiser step"
+	p.Y.Label.Text = yLabel + " (log scale)"
+	p.Add(plotter.NewGrid())
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, l := range losses {
+		if v := float64(l); v > 0 && !math.IsInf(v, 1) {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	if lo <= hi {
+		if hi/lo < 10 { // show at least one decade
+			m := math.Sqrt(hi * lo)
+			lo, hi = math.Min(lo, m/math.Sqrt(10)), math.Max(hi, m*math.Sqrt(10))
+		}
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+		p.Y.Min, p.Y.Max = lo, hi
+		shown := func(v float64) float64 {
+			if !(v > 0) || math.IsInf(v, 1) {
+				return lo
 			}
+			return math.Min(v, hi)
 		}
-		if hi <= lo {
-			hi = lo * 10
-		}
-		llo, lhi := math.Log10(lo), math.Log10(hi)
-		x := func(i int) int { return pad + i*(w-2*pad)/max(len(losses)-1, 1) }
-		y := func(v float64) int {
-			if v <= 0 {
-				v = lo
-			}
-			return h - pad - int((math.Log10(v)-llo)/(lhi-llo)*float64(h-2*pad))
-		}
-		grid := color.RGBA{220, 220, 220, 255}
-		for d := math.Floor(llo); d <= math.Ceil(lhi); d++ {
-			if yy := y(math.Pow(10, d)); yy >= pad && yy <= h-pad {
-				for xx := pad; xx < w-pad; xx++ {
-					img.Set(xx, yy, grid)
-				}
-			}
-		}
-		raw := color.RGBA{190, 190, 190, 255}
-		for i, l := range losses {
-			img.Set(x(i), y(float64(l)), raw)
-		}
-		blue := color.RGBA{30, 80, 200, 255}
 		window = max(window, 1)
+		raw := make(plotter.XYs, len(losses))
+		avg := make(plotter.XYs, len(losses))
 		var sum float64
-		prevX, prevY := -1, -1
 		for i, l := range losses {
-			sum += float64(l)
+			sum += shown(float64(l))
 			if i >= window {
-				sum -= float64(losses[i-window])
+				sum -= shown(float64(losses[i-window]))
 			}
-			avg := sum / float64(min(i+1, window))
-			cx, cy := x(i), y(avg)
-			if prevX >= 0 {
-				line(img, prevX, prevY, cx, cy, blue)
-			}
-			prevX, prevY = cx, cy
+			raw[i] = plotter.XY{X: float64(i + 1), Y: shown(float64(l))}
+			avg[i] = plotter.XY{X: float64(i + 1), Y: shown(sum / float64(min(i+1, window)))}
 		}
+		rawLine, err := plotter.NewLine(raw)
+		if err != nil {
+			return err
+		}
+		rawLine.Color = color.RGBA{190, 190, 190, 255}
+		avgLine, err := plotter.NewLine(avg)
+		if err != nil {
+			return err
+		}
+		avgLine.Color, avgLine.Width = color.RGBA{30, 80, 200, 255}, vg.Points(1.5)
+		p.Add(rawLine, avgLine)
+		p.Legend.Add("loss of each step", rawLine)
+		p.Legend.Add(fmt.Sprintf("mean of %d steps", window), avgLine)
+		p.Legend.Top = true
 	}
-	return writePNG(path, img)
-}
-
-func line(img *image.RGBA, x0, y0, x1, y1 int, c color.Color) {
-	n := max(abs(x1-x0), abs(y1-y0), 1)
-	for i := 0; i <= n; i++ {
-		img.Set(x0+(x1-x0)*i/n, y0+(y1-y0)*i/n, c)
+	w, err := p.WriterTo(8*vg.Inch, 4*vg.Inch, "png")
+	if err != nil {
+		return err
 	}
-}
-
-func abs(a int) int {
-	if a < 0 {
-		return -a
-	}
-	return a
+	return fsutil.WriteAtomic(path, func(out io.Writer) error {
+		_, err := w.WriteTo(out)
+		return err
+	})
 }
 
 // Grid tiles images (all the same size) into rows of cols.

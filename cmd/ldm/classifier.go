@@ -85,7 +85,7 @@ feature vector is the feature space of the Fréchet distance and KID. The classi
 			}
 			modelDir := filepath.Join(rf.out, "model")
 			hook := func(step int) error {
-				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), "train classifier", "loss (cross-entropy, nats)", t.Losses, 50); err != nil {
 					return err
 				}
 				acc, err := t.EvaluateHeldOut()

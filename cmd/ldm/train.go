@@ -174,7 +174,7 @@ func newTrainVAECmd() *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			hook := func(step int) error {
-				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), "train vae", "loss (weighted sum of the terms)", t.Losses, 50); err != nil {
 					return err
 				}
 				ev, err := t.Evaluate(b, rf.out, 64)
@@ -310,7 +310,7 @@ func newTrainLDMCmd() *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			hook := func(step int) error {
-				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), "train ldm", "loss (MSE per latent element)", t.Losses, 50); err != nil {
 					return err
 				}
 				dir := filepath.Join(rf.out, "model")
@@ -405,7 +405,7 @@ otherwise the fine-tuned model is exported to <out>/model. <model> "default" is 
 			ctx, stop := signalContext()
 			defer stop()
 			hook := func(step int) error {
-				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), t.Losses, 50); err != nil {
+				if err := train.WriteLossCurve(filepath.Join(rf.out, "loss.png"), "finetune", "loss (MSE per latent element)", t.Losses, 50); err != nil {
 					return err
 				}
 				model, lora := filepath.Join(rf.out, "model"), ""
