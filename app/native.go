@@ -38,6 +38,7 @@ func (s *Server) routes() *gin.Engine {
 	s.a1111Routes(e.Group("/sdapi/v1"))
 	s.controlNetRoutes(e.Group("/controlnet"))
 	s.openAIRoutes(e.Group("/v1"))
+	s.audioRoutes(api)
 	s.webRoutes(e)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, "", fmt.Errorf("no route %s %s", c.Request.Method, c.Request.URL.Path))

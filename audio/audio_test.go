@@ -406,3 +406,38 @@ func TestResampleKeepsFrequencyAndLevel(t *testing.T) {
 		t.Errorf("resampled sine off by %g", worst)
 	}
 }
+
+func TestAnalyzeMeasuresOnsetsPitchAndBrightness(t *testing.T) {
+	// Four 0.25 s notes a second (A4, C5, E5, A5: A minor's triad), 2 s.
+	rate := 44100
+	x := make([]float64, 2*rate)
+	for i := range x {
+		k := i / (rate / 4)
+		f := []float64{440, 523.25, 659.26, 880}[k%4]
+		tt := float64(i%(rate/4)) / float64(rate)
+		x[i] = 0.5 * math.Exp(-8*tt) * math.Sin(2*math.Pi*f*float64(i)/float64(rate))
+	}
+	f := Analyze(x, rate)
+	if f.OnsetRate < 3 || f.OnsetRate > 4.5 {
+		t.Errorf("onset rate %.2f/s, want ≈ 4 (3.5 after the first note, which has no rise before it)", f.OnsetRate)
+	}
+	best, bestScore := -1, -2.0
+	for pc := range 12 {
+		if s := KeyScore(f.Chroma, pc, "minor"); s > bestScore {
+			best, bestScore = pc, s
+		}
+	}
+	if best != 9 {
+		t.Errorf("best minor key tonic %d, want 9 (A); chroma %v", best, f.Chroma)
+	}
+	if f.Centroid < 440 || f.Centroid > 900 {
+		t.Errorf("centroid %.0f Hz of pure tones between 440 and 880", f.Centroid)
+	}
+	bright := Analyze(Resample(x, rate, rate), rate)
+	for i := range x {
+		x[i] += 0.3 * math.Sin(2*math.Pi*5000*float64(i)/float64(rate)) * math.Exp(-8*float64(i%(rate/4))/float64(rate))
+	}
+	if b := Analyze(x, rate); b.Centroid <= bright.Centroid+500 {
+		t.Errorf("adding a 5 kHz partial moved the centroid from %.0f to %.0f Hz only", bright.Centroid, b.Centroid)
+	}
+}
