@@ -27,29 +27,16 @@ func (f *fakeBatchModel) record(reqs ...ldm.Request) {
 	f.mu.Unlock()
 }
 
-func (f *fakeBatchModel) Generate(ctx context.Context, req ldm.Request, o ldm.Options) ([]ldm.Result, error) {
-	f.record(req)
-	return f.fakeModel.Generate(ctx, req, o)
-}
-
-func (f *fakeBatchModel) Compatible(a, b ldm.Request) bool {
-	return a.Width == b.Width && a.Height == b.Height && a.Steps == b.Steps && a.Sampler == b.Sampler
-}
-
-func (f *fakeBatchModel) GenerateBatch(ctx context.Context, items []BatchItem) []BatchResult {
+func (f *fakeBatchModel) Run(ctx context.Context, tasks []ldm.Task) []ldm.BatchResult {
 	var reqs []ldm.Request
-	for _, it := range items {
-		reqs = append(reqs, it.Req)
+	for _, t := range tasks {
+		reqs = append(reqs, t.Plan.Request())
 	}
 	f.record(reqs...)
-	out := make([]BatchResult, len(items))
-	for i, it := range items {
-		out[i].Results, out[i].Err = f.fakeModel.Generate(it.Ctx, it.Req, it.Opts)
-	}
-	return out
+	return f.fakeModel.Run(ctx, tasks)
 }
 
-func TestCompatibleWaitingJobsShareABatch(t *testing.T) {
+func TestWaitingJobsWithEqualPlanKeysShareABatch(t *testing.T) {
 	f := &fakeBatchModel{fakeModel: fakeModel{gate: make(chan struct{}), started: make(chan struct{}, 100)}}
 	s, ts := testServer(t, &Loaded{Model: f, Name: "fake"}, Config{BatchJobs: 3})
 	submit := func(prompt string, size int) string {

@@ -72,6 +72,23 @@ type fakeModel struct {
 func (f *fakeModel) SampleSize() int { return 64 }
 func (f *fakeModel) Factor() int     { return 8 }
 
+func (f *fakeModel) Prepare(req ldm.Request, l ldm.Limits) (*ldm.Plan, error) {
+	return ldm.PrepareRequest(req, l, f.SampleSize(), f.Factor())
+}
+
+// Run runs the tasks one after another.
+func (f *fakeModel) Run(ctx context.Context, tasks []ldm.Task) []ldm.BatchResult {
+	out := make([]ldm.BatchResult, len(tasks))
+	for i, t := range tasks {
+		tctx := ctx
+		if t.Ctx != nil {
+			tctx = t.Ctx
+		}
+		out[i].Results, out[i].Err = f.Generate(tctx, t.Plan.Request(), t.Opts)
+	}
+	return out
+}
+
 func (f *fakeModel) Generate(ctx context.Context, req ldm.Request, o ldm.Options) ([]ldm.Result, error) {
 	f.calls.Add(1)
 	if f.started != nil {

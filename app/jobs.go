@@ -52,8 +52,9 @@ type event struct {
 // Job is one generation request going through the queue.
 type Job struct {
 	ID      string
-	Req     ldm.Request // defaulted and validated
-	Model   string      // the model's name; set again when the job starts (j.mu)
+	Req     ldm.Request // as it runs: defaulted, validated, the seed drawn
+	plan    *ldm.Plan
+	Model   string // the model's name; set again when the job starts (j.mu)
 	Created time.Time
 
 	// ephemeral jobs belong to a synchronous request and are forgotten
@@ -79,9 +80,10 @@ type Job struct {
 	done        chan struct{}
 }
 
-func newJob(req ldm.Request, model string, ephemeral bool) *Job {
+func newJob(pl *ldm.Plan, model string, ephemeral bool) *Job {
+	req := pl.Request()
 	return &Job{
-		ID: newID(), Req: req, Model: model, Created: time.Now(), ephemeral: ephemeral,
+		ID: newID(), Req: req, plan: pl, Model: model, Created: time.Now(), ephemeral: ephemeral,
 		state: Queued, changed: make(chan struct{}), done: make(chan struct{}), lastPreview: -1,
 	}
 }

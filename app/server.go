@@ -1,7 +1,7 @@
 // Package app is the HTTP server: a native jobs API, AUTOMATIC1111- and
 // OpenAI-compatible routes and an embedded web page, all translating into
 // ldm.Request and sharing one bounded job queue run by one worker. It knows
-// nothing of how a model works: it calls Model.Generate.
+// nothing of how a model works: it calls Model.Prepare and Model.Run.
 package app
 
 import (
@@ -23,12 +23,21 @@ import (
 )
 
 // Model is what the server runs: an *ldm.Pipeline, or a stand-in in tests.
-// Generate calls are serialised by the server.
+// Run calls are serialised by the server.
 type Model interface {
-	Generate(ctx context.Context, req ldm.Request, o ldm.Options) ([]ldm.Result, error)
+	// Prepare applies defaults, draws the seed and validates: the job
+	// stores the plan and echoes its request.
+	Prepare(req ldm.Request, l ldm.Limits) (*ldm.Plan, error)
+	// Run executes plans; those with equal keys may share a model batch.
+	// Result i belongs to task i; a task whose Ctx ends drops out without
+	// stopping the others, and each task's Opts.Progress hears only about
+	// that task.
+	Run(ctx context.Context, tasks []ldm.Task) []ldm.BatchResult
 	SampleSize() int
 	Factor() int
 }
+
+var _ Model = (*ldm.Pipeline)(nil)
 
 // Loaded is a model with the names the APIs show.
 type Loaded struct {
@@ -91,8 +100,8 @@ type Config struct {
 	// job are not counted), IdleTimeout a kept-alive connection's idle time
 	// (default 2 minutes). HTTPServer applies them.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// BatchJobs is the most queued jobs run together in one model batch when
-	// the model is a BatchModel (default 4; 1 turns batching off).
+	// BatchJobs is the most queued jobs with equal plan keys run together
+	// in one model batch (default 4; 1 turns batching off).
 	BatchJobs int
 	Logger    *slog.Logger
 }
@@ -269,20 +278,20 @@ func (s *Server) draining() bool {
 	}
 }
 
-// submit defaults and validates a request, then queues it. It returns the
-// job and its 1-based queue position.
+// submit prepares a request (defaults, seed, validation), then queues its
+// plan. It returns the job and its 1-based queue position.
 func (s *Server) submit(req ldm.Request, ephemeral bool) (*Job, int, error) {
 	if s.draining() {
 		s.metrics.rejected("shutting_down")
 		return nil, 0, errShuttingDown
 	}
 	m := s.current()
-	req.Defaults(m.Model.SampleSize())
-	if err := req.Validate(s.cfg.Limits, m.Model.Factor()); err != nil {
+	pl, err := m.Model.Prepare(req, s.cfg.Limits)
+	if err != nil {
 		s.metrics.rejected("invalid")
 		return nil, 0, err
 	}
-	j := newJob(req, m.Name, ephemeral)
+	j := newJob(pl, m.Name, ephemeral)
 	s.mu.Lock()
 	s.gcJobsLocked()
 	s.jobs[j.ID] = j
@@ -386,32 +395,56 @@ func (s *Server) work() {
 			return
 		}
 		jobs := []*Job{j}
-		if bm, ok := s.current().Model.(BatchModel); ok && s.cfg.BatchJobs > 1 {
-			jobs = append(jobs, s.q.takeIf(s.cfg.BatchJobs-1, func(k *Job) bool { return bm.Compatible(j.Req, k.Req) })...)
+		if s.cfg.BatchJobs > 1 {
+			jobs = append(jobs, s.q.takeIf(s.cfg.BatchJobs-1, func(k *Job) bool { return k.plan.Key() == j.plan.Key() })...)
 		}
 		s.run(jobs)
 	}
 }
 
-// run executes jobs on the current model: together when it is a
-// BatchModel, else one after another.
+// run starts the jobs and executes them on the current model, as one
+// batch when there are several.
 func (s *Server) run(jobs []*Job) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	m := s.current()
-	if bm, ok := m.Model.(BatchModel); ok && len(jobs) > 1 {
-		s.runBatch(bm, jobs)
+	var act []*active
+	var tasks []ldm.Task
+	for _, j := range jobs {
+		if a := s.begin(j); a != nil {
+			act = append(act, a)
+			tasks = append(tasks, ldm.Task{Ctx: a.ctx, Plan: j.plan, Opts: a.opts})
+		}
+	}
+	if len(act) == 0 {
 		return
 	}
-	for _, j := range jobs {
-		a := s.begin(j)
-		if a == nil {
-			continue
+	s.metrics.batch(len(act))
+	out := s.execute(m.Model, tasks)
+	for i, a := range act {
+		var r ldm.BatchResult
+		if i < len(out) {
+			r = out[i]
+		} else {
+			r.Err = fmt.Errorf("internal error: the model returned %d results for %d jobs", len(out), len(act))
 		}
-		s.metrics.batch(1)
-		results, err := s.generate(a.ctx, m.Model, j.Req, a.opts)
-		s.complete(a, results, err)
+		s.complete(a, r.Results, r.Err)
 	}
+}
+
+// execute runs the tasks and turns a panic into an error for each, so that
+// a bug fails the jobs and the worker lives on.
+func (s *Server) execute(m Model, tasks []ldm.Task) (out []ldm.BatchResult) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("generate panicked", "panic", r, "stack", string(debug.Stack()))
+			out = make([]ldm.BatchResult, len(tasks))
+			for i := range out {
+				out[i].Err = fmt.Errorf("internal error: %v", r)
+			}
+		}
+	}()
+	return m.Run(s.hardCtx, tasks)
 }
 
 // active is a job that has started.
@@ -502,20 +535,6 @@ func (s *Server) complete(a *active, results []ldm.Result, err error) {
 		s.avgJob = (4*s.avgJob + took) / 5
 	}
 	s.mu.Unlock()
-}
-
-// generate calls the model and turns a panic into an error, so that a bug
-// fails one job and the worker lives on.
-func (s *Server) generate(ctx context.Context, m Model, req ldm.Request, o ldm.Options) (res []ldm.Result, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("generate panicked", "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("internal error: %v", r)
-		}
-	}()
-	limits := s.cfg.Limits
-	o.Limits = &limits
-	return m.Generate(ctx, req, o)
 }
 
 // waitJob waits for a synchronous request's job; when the client goes away

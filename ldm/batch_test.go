@@ -3,6 +3,8 @@ package ldm
 import (
 	"context"
 	"errors"
+	"image"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -17,38 +19,82 @@ func maxPixelDiff(a, b Result) int {
 	return m
 }
 
-func TestCompatible(t *testing.T) {
+// TestPlanKeysSeparateWhatCannotShareABatch: plans share a key when only
+// prompts, seeds, batch sizes and counts differ.
+func TestPlanKeysSeparateWhatCannotShareABatch(t *testing.T) {
 	p := loadTiny(t)
+	key := func(r Request) string {
+		t.Helper()
+		pl, err := p.Prepare(r, DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pl.Key()
+	}
 	a := quick()
 	same := quick()
-	same.Prompt, same.NegativePrompt, same.Seed, same.BatchSize = "a blue car", "", 7, 3
-	if !p.Compatible(a, same) {
-		t.Error("requests differing only in prompt, seed and batch size are not compatible")
+	same.Prompt, same.NegativePrompt, same.Seed, same.BatchSize, same.BatchCount = "a blue car", "", 7, 3, 2
+	if key(a) != key(same) {
+		t.Errorf("requests differing only in prompt, seed, batch size and count have other keys:\n%s\n%s", key(a), key(same))
 	}
 	for name, change := range map[string]func(*Request){
 		"steps":       func(r *Request) { r.Steps = 4 },
 		"size":        func(r *Request) { r.Width = 128 },
 		"sampler":     func(r *Request) { r.Sampler = "DDIM" },
+		"schedule":    func(r *Request) { r.Schedule = "Karras" },
+		"eta":         func(r *Request) { r.Eta = 0.5 },
+		"noise":       func(r *Request) { r.Noise = "torch" },
 		"guidance":    func(r *Request) { r.GuidanceScale = 5 },
-		"batch count": func(r *Request) { r.BatchCount = 2 },
 		"clip skip":   func(r *Request) { r.ClipSkip = 2 },
 		"long prompt": func(r *Request) { r.Prompt = strings.Repeat("apple, ", 60) },
 		"init image":  func(r *Request) { r.InitImage, _, _ = testInit() },
 	} {
 		b := quick()
 		change(&b)
-		if p.Compatible(a, b) {
-			t.Errorf("requests differing in %s are compatible", name)
+		if key(a) == key(b) {
+			t.Errorf("requests differing in %s share a key", name)
 		}
 	}
 }
 
-// A batch gives every item the images it would have got alone.
+// A batch gives every item the images it would have got alone: txt2img,
+// plans with several batches, img2img and inpainting with each item's own
+// image and mask, all through the one executor.
 func TestGenerateBatchMatchesSeparateRuns(t *testing.T) {
 	p := loadTiny(t)
-	reqs := []Request{quick(), quick(), quick()}
-	reqs[1].Prompt, reqs[1].Seed, reqs[1].BatchSize = "a green frog", 5, 2
-	reqs[2].Prompt, reqs[2].NegativePrompt, reqs[2].Seed = "a blue car", "", 9
+	init, mask, _ := testInit()
+	flipped := image.NewRGBA(init.Bounds())
+	for i := range flipped.Pix {
+		flipped.Pix[i] = 255 - init.Pix[i]
+		if i%4 == 3 {
+			flipped.Pix[i] = 255
+		}
+	}
+	frog := quick()
+	frog.Prompt, frog.Seed, frog.BatchSize = "a green frog", 5, 2
+	car := quick()
+	car.Prompt, car.NegativePrompt, car.Seed = "a blue car", "", 9
+	twice := quick()
+	twice.Seed, twice.BatchCount = 11, 2
+	img2img := func(img image.Image, m image.Image, seed int64) Request {
+		r := quick()
+		r.InitImage, r.Mask, r.Strength, r.Seed = img, m, 0.7, seed
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		reqs []Request
+	}{
+		{"txt2img", []Request{quick(), frog, car}},
+		{"batch counts", []Request{twice, frog}},
+		{"img2img", []Request{img2img(init, nil, 3), img2img(flipped, nil, 4)}},
+		{"inpainting", []Request{img2img(init, mask, 3), img2img(flipped, mask, 4)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkBatchMatchesAlone(t, p, tc.reqs) })
+	}
+}
+
+func checkBatchMatchesAlone(t *testing.T, p *Pipeline, reqs []Request) {
 	var items []BatchItem
 	progress := make([][]int, len(reqs))
 	previews := make([]int, len(reqs))
@@ -65,7 +111,8 @@ func TestGenerateBatchMatchesSeparateRuns(t *testing.T) {
 		if out[i].Err != nil {
 			t.Fatalf("item %d: %v", i, out[i].Err)
 		}
-		alone, err := p.Generate(context.Background(), r, Options{})
+		var aloneSteps []int
+		alone, err := p.Generate(context.Background(), r, Options{Progress: func(pr Progress) { aloneSteps = append(aloneSteps, pr.Step) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,12 +128,12 @@ func TestGenerateBatchMatchesSeparateRuns(t *testing.T) {
 				t.Errorf("item %d image %d differs from the same request alone by %d levels", i, j, d)
 			}
 		}
-		if len(progress[i]) != r.Steps || progress[i][r.Steps-1] != r.Steps || previews[i] != r.Steps {
-			t.Errorf("item %d: progress steps %v, %d previews; want 1..%d with a preview each", i, progress[i], previews[i], r.Steps)
+		if !slices.Equal(progress[i], aloneSteps) || len(aloneSteps) == 0 || previews[i] != len(aloneSteps) {
+			t.Errorf("item %d: progress steps %v, %d previews; alone %v, want a preview each", i, progress[i], previews[i], aloneSteps)
 		}
 	}
-	if maxPixelDiff(out[0].Results[0], out[2].Results[0]) == 0 {
-		t.Error("different prompts and seeds in one batch gave the same image")
+	if maxPixelDiff(out[0].Results[0], out[1].Results[0]) == 0 {
+		t.Error("different requests in one batch gave the same image")
 	}
 }
 

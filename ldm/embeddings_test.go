@@ -59,11 +59,15 @@ func TestTextualInversionVectorsReplaceTheTriggerWord(t *testing.T) {
 	}
 	embeds := func(p *Pipeline, prompt, negative string) []float32 {
 		t.Helper()
-		c, err := p.encodePrompts(prompt, negative, 1, 0, true)
+		pl, err := p.Prepare(Request{Prompt: prompt, NegativePrompt: negative}, DefaultLimits)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c.embeds
+		e, err := p.encodePlan(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(e.neg, e.pos...)
 	}
 	for _, tc := range [][2]string{
 		{"a mytrigger on style7 grass", "a red cat on blue grass"},

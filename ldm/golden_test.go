@@ -11,6 +11,7 @@ import (
 
 	"github.com/ldm-project/ldm/internal/golden"
 	"github.com/ldm-project/ldm/nn"
+	"github.com/ldm-project/ldm/rng"
 )
 
 // TestGoldenPipelines runs the txt2img, img2img, lora_txt2img and controlnet_txt2img cases of the manifest
@@ -172,7 +173,7 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 func checkSeedDraw(t *testing.T, want []float32, seed int64) {
 	t.Helper()
 	got := make([]float32, len(want))
-	g, _ := newGen("torch", seed)
+	g, _ := rng.New(rng.KindTorch, uint64(seed))
 	g.Normal(got)
 	if d, _ := golden.MaxAbsDiff(got, want); d != 0 {
 		t.Fatalf("latents_init is not torch.randn(seed=%d): max diff %g", seed, d)

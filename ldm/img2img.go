@@ -13,7 +13,8 @@ import (
 	"github.com/ldm-project/ldm/vae"
 )
 
-// img2imgState carries what img2img and inpainting need through the loop.
+// img2imgState carries what img2img and inpainting need through the loop
+// (and what an inpainting U-Net needs for txt2img: unetMask, maskedLatents).
 type img2imgState struct {
 	latents []float32 // scaled init latents [B,C,h,w]
 	noise   []float32 // the noise AddNoise used, reused for mask blending
@@ -25,6 +26,23 @@ type img2imgState struct {
 	blendMask     []float32 // [B,1,h,w] for latent blending (4-channel U-Nets)
 	unetMask      []float32 // [B,1,h,w] input of a 9-channel inpainting U-Net
 	maskedLatents []float32 // [B,C,h,w] latents of the image with the hole blanked
+}
+
+// joinInits stacks the init states of the plans sharing one batch (in
+// batch order) into the batch's state of the given shape. The per-plan
+// images and masks stay in the parts, for pasting back.
+func joinInits(parts []*img2imgState, shape []int) *img2imgState {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	st := &img2imgState{shape: shape}
+	for _, q := range parts {
+		st.latents = append(st.latents, q.latents...)
+		st.blendMask = append(st.blendMask, q.blendMask...)
+		st.unetMask = append(st.unetMask, q.unetMask...)
+		st.maskedLatents = append(st.maskedLatents, q.maskedLatents...)
+	}
+	return st
 }
 
 // ImageToTensor converts an image to NCHW floats in [-1, 1] (u8/255·2−1, as

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/ldm-project/ldm/rng"
+	"github.com/ldm-project/ldm/textenc"
 )
 
 // Interpolation blends a generation with a second prompt and seed, as
@@ -25,48 +26,42 @@ func (in *Interpolation) validate() error {
 	return nil
 }
 
-// blendConditioning lerps the positive rows of c towards the prompt of in.
-func (r *run) blendConditioning(c *conditioning) error {
-	in := r.opts.Interpolate
-	b, err := r.p.encodePrompts(in.Prompt, r.req.NegativePrompt, r.req.BatchSize, r.req.ClipSkip, c.cfg)
+// blendEmbeds lerps the plan's prompt embeddings towards in's prompt.
+func (p *Pipeline) blendEmbeds(pl *Plan, e *promptEmbeds, in *Interpolation) error {
+	other := p.promptChunks(in.Prompt)
+	for pl.neg != nil && len(other) < len(pl.neg) { // padded as the plan's prompt is
+		other = append(other, Chunk{})
+	}
+	if len(other) != len(pl.pos) {
+		return &FieldError{"prompt", "the two prompts of an interpolation encode to different lengths: shorten the longer one to 75 tokens"}
+	}
+	b, _, _, err := p.encodeChunks(other, textenc.ClipSkipFromA1111(pl.req.ClipSkip))
 	if err != nil {
 		return err
 	}
-	if len(b.embeds) != len(c.embeds) {
-		return &FieldError{"prompt", "the two prompts of an interpolation encode to different lengths: shorten the longer one to 75 tokens"}
-	}
-	start := 0
-	if c.cfg {
-		start = len(c.embeds) / 2 // [uncond; cond]: the negative rows are the same on both sides
-	}
 	a := float32(in.Alpha)
-	for i := start; i < len(c.embeds); i++ {
-		c.embeds[i] += a * (b.embeds[i] - c.embeds[i])
+	blended := make([]float32, len(e.pos))
+	for i, v := range e.pos {
+		blended[i] = v + a*(b[i]-v)
 	}
+	e.pos = blended
 	return nil
 }
 
-// initialNoise draws each image's starting noise, slerped towards the
-// second seed's when interpolating.
-func (r *run) initialNoise(gens []rng.Source, per int) ([]float32, error) {
-	x := drawEach(gens, per)
-	in := r.opts.Interpolate
-	if in == nil {
-		return x, nil
-	}
-	other := make([]rng.Source, len(gens))
-	for i := range other {
-		g, err := rng.New(r.req.Noise, uint64(in.Seed+int64(r.batch*r.req.BatchSize+i)))
+// slerpNoise moves a member's starting noise x (its rows of the batch)
+// spherically towards the noise of in's seed.
+func slerpNoise(m *member, b int, x []float32, per int, in *Interpolation) error {
+	r := m.task.Plan.req
+	for j := range m.n {
+		g, err := rng.New(r.Noise, uint64(in.Seed+int64(b*r.BatchSize+j)))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		other[i] = g
+		y := make([]float32, per)
+		g.Normal(y)
+		Slerp(in.Alpha, x[(m.off+j)*per:(m.off+j+1)*per], y)
 	}
-	y := drawEach(other, per)
-	for i := range gens {
-		Slerp(in.Alpha, x[i*per:(i+1)*per], y[i*per:(i+1)*per])
-	}
-	return x, nil
+	return nil
 }
 
 // Slerp interpolates a towards b on the sphere, in place of a:

@@ -391,10 +391,17 @@ func (p *Pipeline) loadCached(r resolvedLoRA) (*LoRA, error) {
 // one costs nothing. Call it with p.mu held, before running the request
 // (Generate does; a batch of requests needs one set: see SameLoRAs).
 func (p *Pipeline) applyLoRAs(req Request) error {
+	p.prep.Lock()
 	rs, err := p.requestLoRAs(req)
+	p.prep.Unlock()
 	if err != nil {
 		return err
 	}
+	return p.applyLoRASet(rs)
+}
+
+// applyLoRASet is applyLoRAs of a resolved set (a Plan's).
+func (p *Pipeline) applyLoRASet(rs []resolvedLoRA) error {
 	key := p.loraSetKey(rs)
 	if key == p.lora.key {
 		return nil

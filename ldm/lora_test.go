@@ -451,8 +451,15 @@ func TestBatchedRequestsKeepTheirOwnLoRAs(t *testing.T) {
 	if _, err := p.Generate(context.Background(), a, Options{}); err != nil { // the model without LoRA before the batch
 		t.Fatal(err)
 	}
-	if p.Compatible(a, b) || !p.Compatible(b, c) {
-		t.Errorf("Compatible must separate LoRA sets: a~b %v, b~c %v", p.Compatible(a, b), p.Compatible(b, c))
+	key := func(r Request) string {
+		pl, err := p.Prepare(r, DefaultLimits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pl.Key()
+	}
+	if key(a) == key(b) || key(b) != key(c) {
+		t.Errorf("plan keys must separate LoRA sets: a~b %v, b~c %v", key(a) == key(b), key(b) == key(c))
 	}
 	out := p.GenerateBatch(context.Background(), []BatchItem{{Req: b}, {Req: a}, {Req: c}})
 	for i, k := range []int{1, 0, 2} {

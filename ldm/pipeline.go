@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"image"
 	"io"
@@ -57,8 +56,9 @@ type Pipeline struct {
 	ControlNetDir string
 
 	mu      sync.Mutex
-	lora    loraState    // guarded by mu
+	lora    loraState    // guarded by mu; lora.dir by prep
 	control controlState // guarded by mu
+	prep    sync.Mutex   // Prepare's LoRA look-ups run beside a generation
 }
 
 // LoadOptions tunes Load.
@@ -261,8 +261,6 @@ type Options struct {
 	Progress func(Progress)
 	// PreviewEvery asks for a preview every n steps (0: never).
 	PreviewEvery int
-	// Limits bound the request (nil: DefaultLimits). A server passes its own.
-	Limits *Limits
 	// Interpolate, if set, blends the request with a second prompt and seed.
 	Interpolate *Interpolation
 
@@ -280,131 +278,16 @@ type Result struct {
 }
 
 // Generate runs a request: txt2img, or img2img / inpainting when an init
-// image is given. Image i of the request gets seed Seed+i.
+// image is given. Image i of the request gets seed Seed+i. It is Prepare
+// and Run of one task under DefaultLimits; the results of batches that
+// finished come with an error that stops the later ones.
 func (p *Pipeline) Generate(ctx context.Context, req Request, o Options) ([]Result, error) {
-	req.Defaults(p.SampleSize())
-	if req.Seed == -1 {
-		req.Seed = int64(rng.RandomSeed())
-	}
-	limits := DefaultLimits
-	if o.Limits != nil {
-		limits = *o.Limits
-	}
-	if err := req.Validate(limits, p.Factor()); err != nil {
-		return nil, err
-	}
-	if o.Interpolate != nil {
-		if err := o.Interpolate.validate(); err != nil {
-			return nil, err
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.applyLoRAs(req); err != nil {
-		return nil, err
-	}
-	var results []Result
-	start := time.Now()
-	for bi := 0; bi < req.BatchCount; bi++ {
-		seed0 := req.Seed + int64(bi*req.BatchSize)
-		run := &run{p: p, req: req, seed0: seed0, batch: bi, start: start, opts: o}
-		imgs, err := run.do(ctx)
-		if err != nil {
-			return results, err
-		}
-		results = append(results, imgs...)
-	}
-	return results, nil
-}
-
-// run is the state of one batch.
-type run struct {
-	p     *Pipeline
-	req   Request
-	seed0 int64
-	batch int
-	start time.Time
-	opts  Options
-
-	control *controlRun // the request's ControlNets, nil without
-}
-
-func (r *run) do(ctx context.Context) ([]Result, error) {
-	p, req := r.p, r.req
-	B := req.BatchSize
-	gens := make([]rng.Source, B)
-	for i := range gens {
-		g, err := rng.New(req.Noise, uint64(r.seed0+int64(i)))
-		if err != nil {
-			return nil, err
-		}
-		gens[i] = g
-	}
-	cond, err := p.encodePrompts(req.Prompt, req.NegativePrompt, B, req.ClipSkip, req.GuidanceScale > 1)
+	pl, err := p.Prepare(req, DefaultLimits)
 	if err != nil {
 		return nil, err
 	}
-	if r.opts.Interpolate != nil {
-		if err := r.blendConditioning(cond); err != nil {
-			return nil, err
-		}
-	}
-	if r.opts.onPrompt != nil {
-		r.opts.onPrompt(cond)
-	}
-	if r.control, err = p.prepareControl(req, B, cond.cfg); err != nil {
-		return nil, err
-	}
-	sched, err := p.newScheduler(req)
-	if err != nil {
-		return nil, err
-	}
-	if err := sched.SetTimesteps(req.Steps); err != nil {
-		return nil, err
-	}
-	f := p.Factor()
-	C := p.UNet.Config.OutChannels
-	h, w := req.Height/f, req.Width/f
-	shape := []int{B, C, h, w}
-	per := C * h * w
-
-	var x []float32
-	begin := 0
-	var init *img2imgState
-	if req.InitImage != nil {
-		if init, err = p.prepareInit(req, gens, shape); err != nil {
-			return nil, err
-		}
-		begin = sched.BeginIndex(req.Strength)
-		noise, err := r.initialNoise(gens, per)
-		if err != nil {
-			return nil, err
-		}
-		if begin >= len(sched.Timesteps()) {
-			return nil, &FieldError{"strength", fmt.Sprintf("%g leaves no denoising step with %d steps", req.Strength, req.Steps)}
-		}
-		if x, err = sched.AddNoiseAt(init.latents, noise, begin); err != nil {
-			return nil, err
-		}
-		init.noise = noise
-	} else {
-		noise, err := r.initialNoise(gens, per)
-		if err != nil {
-			return nil, err
-		}
-		x = sched.InitLatents(noise)
-		if p.isInpaintingUNet() {
-			init = &img2imgState{shape: shape}
-			if init.unetMask, init.maskedLatents, err = p.fullMask(B, req.Height, req.Width); err != nil {
-				return nil, err
-			}
-		}
-	}
-	x, err = r.denoise(ctx, sched, x, shape, cond, begin, gens, init)
-	if err != nil {
-		return nil, err
-	}
-	return p.finish(req, r.seed0, x, shape, init)
+	r := p.Run(ctx, []Task{{Plan: pl, Opts: o}})[0]
+	return r.Results, r.Err
 }
 
 // drawEach fills one latent per generator, in batch order.
@@ -427,84 +310,19 @@ func noiseFrom(gens []rng.Source) scheduler.Noise {
 	})
 }
 
-func (p *Pipeline) newScheduler(req Request) (*scheduler.Scheduler, error) {
-	choice, err := scheduler.ParseSamplerSchedule(req.Sampler, req.Schedule)
-	if err != nil {
-		return nil, &FieldError{"sampler", err.Error()}
-	}
-	s, err := scheduler.NewChoice(choice, p.SchedulerConfig)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.SetTimesteps(req.Steps); errors.Is(err, scheduler.ErrSteps) {
-		return nil, &FieldError{"steps", err.Error()}
-	}
-	s.Eta = req.Eta
-	return s, nil
-}
-
 // conditioning holds the text embeddings of one batch: [uncond; cond] rows
 // when guidance is on, cond only otherwise.
 type conditioning struct {
-	embeds []float32
-	shape  []int // [rows, T, D]
-	cfg    bool
-}
-
-// denoise runs the sampling loop from step begin.
-func (r *run) denoise(ctx context.Context, s *scheduler.Scheduler, x []float32, shape []int, cond *conditioning, begin int, gens []rng.Source, init *img2imgState) ([]float32, error) {
-	p, req := r.p, r.req
-	ts := s.Timesteps()
-	total := len(ts) - begin
-	stepStart := time.Now()
-	noise := noiseFrom(gens)
-	for i := begin; i < len(ts); i++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		xin := s.ScaleModelInput(x, i)
-		ctl, ctlShapes, err := r.control.residuals(p, xin, shape, ts[i], cond, i-begin, total)
-		if err != nil {
-			return nil, err
-		}
-		if init != nil && init.unetMask != nil {
-			xin = concatChannels(shape, xin, init.unetMask, init.maskedLatents)
-		}
-		eps, err := p.predict(xin, shape, ts[i], cond, req.GuidanceScale, ctl, ctlShapes)
-		if err != nil {
-			return nil, err
-		}
-		if x, err = s.Step(eps, i, x, noise); err != nil {
-			return nil, err
-		}
-		if init != nil && init.blendMask != nil {
-			x, err = init.blend(s, x, i+1)
-			if err != nil {
-				return nil, err
-			}
-		}
-		if r.opts.onStep != nil {
-			r.opts.onStep(i, x)
-		}
-		if r.opts.Progress != nil {
-			done := i - begin + 1
-			el := time.Since(stepStart)
-			left := total - done + (req.BatchCount-r.batch-1)*total // steps of this batch and of the batches after it
-			pr := Progress{Image: r.batch + 1, Images: req.BatchCount, Step: done, Total: total, Elapsed: time.Since(r.start),
-				ETA: time.Duration(float64(el) / float64(done) * float64(left))}
-			if r.opts.PreviewEvery > 0 && (done%r.opts.PreviewEvery == 0 || done == total) {
-				pr.Preview = LatentPreview(x, shape)
-			}
-			r.opts.Progress(pr)
-		}
-	}
-	return x, nil
+	embeds   []float32
+	shape    []int // [rows, T, D]
+	cfg      bool
+	guidance float64
 }
 
 // predict runs the U-Net with classifier-free guidance as one batch of two:
 // eps = u + g·(c − u). Guidance ≤ 1 runs the conditional pass only. ctl are
 // ControlNet residuals for every U-Net row (none: the plain U-Net).
-func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioning, g float64, ctl [][]float32, ctlShapes [][]int) ([]float32, error) {
+func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioning, ctl [][]float32, ctlShapes [][]int) ([]float32, error) {
 	in := x
 	inShape := append([]int(nil), shape...)
 	inShape[1] = len(x) / (shape[0] * shape[2] * shape[3])
@@ -526,62 +344,70 @@ func (p *Pipeline) predict(x []float32, shape []int, t float64, cond *conditioni
 	n := len(out) / 2
 	u, c := out[:n], out[n:]
 	eps := make([]float32, n)
-	gf := float32(g)
+	gf := float32(cond.guidance)
 	for i := range eps {
 		eps[i] = u[i] + gf*(c[i]-u[i])
 	}
 	return eps, nil
 }
 
-// encodePrompts tokenizes and encodes the prompts the AUTOMATIC1111 way
-// (75-token chunks, emphasis weights, BREAK); a prompt of at most 75 tokens
-// without emphasis gives exactly diffusers' prompt embeddings.
-func (p *Pipeline) encodePrompts(prompt, negative string, batch, clipSkip int, cfg bool) (*conditioning, error) {
-	pos, err := p.promptChunks(prompt)
-	if err != nil {
-		return nil, err
-	}
-	var neg []Chunk
-	if cfg {
-		if neg, err = p.promptChunks(negative); err != nil {
-			return nil, err
-		}
-		// Both sides need the same number of chunks: pad with empty ones.
-		for len(neg) < len(pos) {
-			neg = append(neg, Chunk{})
-		}
-		for len(pos) < len(neg) {
-			pos = append(pos, Chunk{})
-		}
-	}
-	skip := textenc.ClipSkipFromA1111(clipSkip)
-	posE, T, D, err := p.encodeChunks(pos, skip)
-	if err != nil {
-		return nil, err
-	}
-	c := &conditioning{cfg: cfg}
-	rows := batch
-	if cfg {
-		negE, _, _, err := p.encodeChunks(neg, skip)
-		if err != nil {
-			return nil, err
-		}
-		rows = 2 * batch
-		for i := 0; i < batch; i++ {
-			c.embeds = append(c.embeds, negE...)
-		}
-	}
-	for i := 0; i < batch; i++ {
-		c.embeds = append(c.embeds, posE...)
-	}
-	c.shape = []int{rows, T, D}
-	return c, nil
+// promptEmbeds are one image's text embeddings, [T, D] each: the prompt's
+// and, with guidance, the negative prompt's.
+type promptEmbeds struct {
+	pos, neg []float32
+	T, D     int
 }
 
-func (p *Pipeline) promptChunks(text string) ([]Chunk, error) {
+// encodePlan encodes the plan's tokenized prompts the AUTOMATIC1111 way
+// (75-token chunks, emphasis weights, BREAK); a prompt of at most 75 tokens
+// without emphasis gives exactly diffusers' prompt embeddings.
+func (p *Pipeline) encodePlan(pl *Plan) (*promptEmbeds, error) {
+	skip := textenc.ClipSkipFromA1111(pl.req.ClipSkip)
+	e := &promptEmbeds{}
+	var err error
+	if e.pos, e.T, e.D, err = p.encodeChunks(pl.pos, skip); err != nil {
+		return nil, err
+	}
+	if pl.neg != nil {
+		if e.neg, _, _, err = p.encodeChunks(pl.neg, skip); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// batchConditioning stacks the members' embeddings, one row per image:
+// every negative row, then every positive row when guidance is on.
+func batchConditioning(ms []*member, cfg bool) *conditioning {
+	c := &conditioning{cfg: cfg, guidance: ms[0].task.Plan.req.GuidanceScale}
+	rows := 0
+	if cfg {
+		for _, m := range ms {
+			for range m.n {
+				c.embeds = append(c.embeds, m.embeds.neg...)
+			}
+		}
+	}
+	for _, m := range ms {
+		for range m.n {
+			c.embeds = append(c.embeds, m.embeds.pos...)
+			rows++
+		}
+	}
+	if cfg {
+		rows *= 2
+	}
+	c.shape = []int{rows, ms[0].embeds.T, ms[0].embeds.D}
+	return c
+}
+
+// promptChunks tokenizes a prompt into 75-token chunks (LoRA tags removed,
+// emphasis parsed); 20 is AUTOMATIC1111's comma back-track
+// (comma_padding_backtrack): a chunk ends at a comma that close to the end.
+func (p *Pipeline) promptChunks(text string) []Chunk {
 	comma, _ := p.Tokenizer.ID(",</w>")
 	n := p.Tokenizer.MaxLength() - 2
-	return chunkTokens(ParseAttention(stripLoRATags(text)), p.tokenize, comma, n, 20), nil
+	return chunkTokens(ParseAttention(stripLoRATags(text)), p.tokenize, comma, n, 20)
 }
 
 // encodeChunks encodes each chunk as BOS + ids + EOS padded to the window,
@@ -654,27 +480,6 @@ func (p *Pipeline) encodeChunks(chunks []Chunk, clipSkip int) ([]float32, int, i
 	return hidden, L * len(chunks), D, nil
 }
 
-// finish decodes the latents and builds the results.
-func (p *Pipeline) finish(req Request, seed0 int64, x []float32, shape []int, init *img2imgState) ([]Result, error) {
-	nn.ReleaseBuffers(p.Backend) // the decode reuses the U-Net's memory
-	img, ishape, err := p.VAE.DecodeRun(p.VAE.Config.UnscaleValues(x), shape)
-	if err != nil {
-		return nil, err
-	}
-	B, H, W := ishape[0], ishape[2], ishape[3]
-	per := ishape[1] * H * W
-	var out []Result
-	for i := 0; i < B; i++ {
-		rgba := toRGBA(img[i*per:(i+1)*per], ishape[1], H, W)
-		if init != nil && init.pixelMask != nil {
-			pasteUnmasked(rgba, init.original, init.pixelMask)
-		}
-		seed := seed0 + int64(i)
-		out = append(out, Result{Image: rgba, Seed: seed, Infotext: p.infotext(req, seed)})
-	}
-	return out, nil
-}
-
 // ImageValues converts decoded NCHW values in [-1,1] to [0,1] floats in
 // NHWC order, as diffusers' image output (clamp(x/2+0.5, 0, 1)).
 func ImageValues(x []float32, c, h, w int) []float32 {
@@ -743,8 +548,3 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 	add("Version", "ldm")
 	return it
 }
-
-// ErrBusy is never returned today; kept for front ends that queue.
-var ErrBusy = errors.New("pipeline busy")
-
-func newGen(kind string, seed int64) (rng.Source, error) { return rng.New(kind, uint64(seed)) }

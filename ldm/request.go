@@ -122,6 +122,13 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // one. A zero width or height stands for the model's size. It returns a
 // *FieldError.
 func (r *Request) Check(l Limits) error {
+	_, err := r.check(l)
+	return err
+}
+
+// check is Check, also returning the parsed sampler.
+func (r *Request) check(l Limits) (scheduler.Choice, error) {
+	var none scheduler.Choice
 	bad := func(field, format string, a ...any) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 	}
@@ -130,81 +137,90 @@ func (r *Request) Check(l Limits) error {
 		v    float64
 	}{{"guidance_scale", r.GuidanceScale}, {"eta", r.Eta}, {"strength", r.Strength}} {
 		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
-			return bad(f.name, "%g is not a number: give a finite value", f.v)
+			return none, bad(f.name, "%g is not a number: give a finite value", f.v)
 		}
 	}
 	images := int64(r.BatchSize) * int64(r.BatchCount)
 	switch {
 	case strings.TrimSpace(r.Prompt) == "" && r.InitImage == nil:
-		return bad("prompt", "is empty: say what to draw")
+		return none, bad("prompt", "is empty: say what to draw")
 	case l.MaxPromptChars > 0 && len(r.Prompt) > l.MaxPromptChars:
-		return bad("prompt", "is %d characters, the limit is %d", len(r.Prompt), l.MaxPromptChars)
+		return none, bad("prompt", "is %d characters, the limit is %d", len(r.Prompt), l.MaxPromptChars)
 	case l.MaxPromptChars > 0 && len(r.NegativePrompt) > l.MaxPromptChars:
-		return bad("negative_prompt", "is %d characters, the limit is %d", len(r.NegativePrompt), l.MaxPromptChars)
+		return none, bad("negative_prompt", "is %d characters, the limit is %d", len(r.NegativePrompt), l.MaxPromptChars)
 	case r.Width < 0: // 0: the model's size, which Defaults fills
-		return bad("width", "%d must be positive", r.Width)
+		return none, bad("width", "%d must be positive", r.Width)
 	case r.Height < 0:
-		return bad("height", "%d must be positive", r.Height)
+		return none, bad("height", "%d must be positive", r.Height)
 	case l.MaxWidth > 0 && r.Width > l.MaxWidth:
-		return bad("width", "%d exceeds the limit %d", r.Width, l.MaxWidth)
+		return none, bad("width", "%d exceeds the limit %d", r.Width, l.MaxWidth)
 	case l.MaxHeight > 0 && r.Height > l.MaxHeight:
-		return bad("height", "%d exceeds the limit %d", r.Height, l.MaxHeight)
+		return none, bad("height", "%d exceeds the limit %d", r.Height, l.MaxHeight)
 	case r.Steps < 1:
-		return bad("steps", "%d must be at least 1", r.Steps)
+		return none, bad("steps", "%d must be at least 1", r.Steps)
 	case l.MaxSteps > 0 && r.Steps > l.MaxSteps:
-		return bad("steps", "%d exceeds the limit %d", r.Steps, l.MaxSteps)
+		return none, bad("steps", "%d exceeds the limit %d", r.Steps, l.MaxSteps)
 	case r.GuidanceScale < 0 || r.GuidanceScale > 100:
-		return bad("guidance_scale", "%g must be between 0 and 100", r.GuidanceScale)
+		return none, bad("guidance_scale", "%g must be between 0 and 100", r.GuidanceScale)
 	case r.Seed < -1:
-		return bad("seed", "%d must be -1 (random) or a non-negative number", r.Seed)
+		return none, bad("seed", "%d must be -1 (random) or a non-negative number", r.Seed)
 	case r.BatchSize < 1 || (l.MaxBatchSize > 0 && r.BatchSize > l.MaxBatchSize):
-		return bad("batch_size", "%d must be between 1 and %d", r.BatchSize, l.MaxBatchSize)
+		return none, bad("batch_size", "%d must be between 1 and %d", r.BatchSize, l.MaxBatchSize)
 	case r.BatchCount < 1 || (l.MaxBatchCount > 0 && r.BatchCount > l.MaxBatchCount):
-		return bad("batch_count", "%d must be between 1 and %d", r.BatchCount, l.MaxBatchCount)
+		return none, bad("batch_count", "%d must be between 1 and %d", r.BatchCount, l.MaxBatchCount)
 	case r.Seed > math.MaxInt64-(images-1):
 		// Image i gets seed+i: the last one must still be a valid seed.
-		return bad("seed", "%d is too large for %d images (image i gets seed+i): use at most %d", r.Seed, images, int64(math.MaxInt64)-(images-1))
+		return none, bad("seed", "%d is too large for %d images (image i gets seed+i): use at most %d", r.Seed, images, int64(math.MaxInt64)-(images-1))
 	case r.ClipSkip < 0 || r.ClipSkip > 12:
-		return bad("clip_skip", "%d must be between 0 and 12", r.ClipSkip)
+		return none, bad("clip_skip", "%d must be between 0 and 12", r.ClipSkip)
 	case r.Eta < 0 || r.Eta > 1:
-		return bad("eta", "%g must be between 0 and 1", r.Eta)
+		return none, bad("eta", "%g must be between 0 and 1", r.Eta)
 	case r.Noise != "philox" && r.Noise != "torch":
-		return bad("noise", "%q is not a generator: use \"philox\" or \"torch\"", r.Noise)
+		return none, bad("noise", "%q is not a generator: use \"philox\" or \"torch\"", r.Noise)
 	case r.InitImage != nil && (r.Strength <= 0 || r.Strength > 1):
-		return bad("strength", "%g must be in (0, 1]", r.Strength)
+		return none, bad("strength", "%g must be in (0, 1]", r.Strength)
 	case r.InitImage == nil && r.Strength != 0:
-		return bad("strength", "is only meaningful with an init image")
+		return none, bad("strength", "is only meaningful with an init image")
 	case r.Mask != nil && r.InitImage == nil:
-		return bad("mask", "needs an init image to inpaint")
+		return none, bad("mask", "needs an init image to inpaint")
 	case r.MaskBlur < NoMaskBlur || r.MaskBlur > 64:
-		return bad("mask_blur", "%d must be between 0 and 64 (-1: no blur)", r.MaskBlur)
+		return none, bad("mask_blur", "%d must be between 0 and 64 (-1: no blur)", r.MaskBlur)
 	}
-	if _, err := scheduler.ParseSampler(r.Sampler); err != nil {
-		return bad("sampler", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
-	}
-	if _, err := scheduler.ParseSamplerSchedule(r.Sampler, r.Schedule); err != nil {
-		return bad("schedule", "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
+	choice, err := scheduler.ParseSamplerSchedule(r.Sampler, r.Schedule)
+	if err != nil {
+		field := "schedule"
+		if _, e := scheduler.ParseSampler(r.Sampler); e != nil {
+			field, err = "sampler", e
+		}
+		return none, bad(field, "%s", strings.TrimPrefix(err.Error(), "scheduler: "))
 	}
 	if err := validateLoRAs(r.LoRAs, l); err != nil {
-		return err
+		return none, err
 	}
 	if err := validateControlNets(r.ControlNets, l); err != nil {
-		return err
+		return none, err
 	}
 	if _, _, err := ParseLoRATags(r.Prompt); err != nil {
-		return err
+		return none, err
 	}
 	if r.Mask != nil && r.Mask.Bounds().Size() != r.InitImage.Bounds().Size() {
-		return bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
+		return none, bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
 	}
-	return nil
+	return choice, nil
 }
 
 // Validate checks r against the limits (Check) and against a model whose
 // VAE downsamples by factor: width and height must be multiples of it.
 func (r *Request) Validate(l Limits, factor int) error {
-	if err := r.Check(l); err != nil {
-		return err
+	_, err := r.validate(l, factor)
+	return err
+}
+
+// validate is Validate, also returning the parsed sampler.
+func (r *Request) validate(l Limits, factor int) (scheduler.Choice, error) {
+	choice, err := r.check(l)
+	if err != nil {
+		return choice, err
 	}
 	for _, f := range []struct {
 		name string
@@ -215,10 +231,10 @@ func (r *Request) Validate(l Limits, factor int) error {
 			if lo := f.v / factor * factor; lo > 0 {
 				near = fmt.Sprintf("%d or %d", lo, lo+factor)
 			}
-			return &FieldError{Field: f.name, Msg: fmt.Sprintf("%d is not a multiple of %d, the model's VAE factor: use %s", f.v, factor, near)}
+			return choice, &FieldError{Field: f.name, Msg: fmt.Sprintf("%d is not a multiple of %d, the model's VAE factor: use %s", f.v, factor, near)}
 		}
 	}
-	return nil
+	return choice, nil
 }
 
 // Check reports a limit that would not bound anything (Validate skips a

@@ -161,7 +161,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	log.Info("model loaded", "name", model.Name, "hash", model.Hash, "took", time.Since(start).Round(time.Millisecond))
 	if f.warmup {
 		start = time.Now()
-		if _, err := model.Model.Generate(ctx, ldm.Request{Prompt: "warm-up", Steps: 1}, ldm.Options{}); err != nil {
+		if err := warmUp(ctx, model.Model); err != nil {
 			return fmt.Errorf("warm-up generation: %w", err)
 		}
 		log.Info("graphs compiled", "took", time.Since(start).Round(time.Millisecond))
@@ -204,6 +204,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// warmUp runs one 1-step generation so that the first request finds the
+// graphs compiled.
+func warmUp(ctx context.Context, m app.Model) error {
+	pl, err := m.Prepare(ldm.Request{Prompt: "warm-up", Steps: 1}, ldm.DefaultLimits)
+	if err != nil {
+		return err
+	}
+	return m.Run(ctx, []ldm.Task{{Plan: pl}})[0].Err
 }
 
 // autoBatchJobs is the default of --batch-jobs: request batching on an
