@@ -52,6 +52,12 @@ type Config struct {
 	LambdaMinClipped float64 `json:"lambda_min_clipped"`
 	PredictX0        bool    `json:"predict_x0"`
 	DisableCorrector []int   `json:"disable_corrector"`
+
+	// LCM and TCD: the distillation's step count and the boundary
+	// condition's timestep scale (omitted when zero, so that a config
+	// written for another class keeps these classes' defaults).
+	OriginalInferenceSteps int     `json:"original_inference_steps,omitempty"`
+	TimestepScaling        float64 `json:"timestep_scaling,omitempty"`
 }
 
 // Diffusers class names.
@@ -65,6 +71,8 @@ const (
 	ClassHeun           = "HeunDiscreteScheduler"
 	ClassDPMSolver      = "DPMSolverMultistepScheduler"
 	ClassUniPC          = "UniPCMultistepScheduler"
+	ClassLCM            = "LCMScheduler"
+	ClassTCD            = "TCDScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.

@@ -40,7 +40,23 @@ func (r *replayNoise) Normal(dst []float32) {
 // exactly), sigmas, init_noise_sigma, model inputs, model outputs, the noise
 // draws and every step's sample.
 func TestGoldenSchedulers(t *testing.T) {
-	golden.ForKind(t, "scheduler", func(t *testing.T, c golden.Case) {
+	golden.ForKind(t, "scheduler", runSchedulerCase)
+}
+
+// TestGoldenSchedulersExtra runs every "scheduler_extra" case (LCM, TCD,
+// trailing spacing, zero-SNR, single-step DPM, KDPM2, DEIS, SDE, EDM) the
+// same way. A case whose class this package does not have skips, naming it.
+func TestGoldenSchedulersExtra(t *testing.T) {
+	golden.ForKind(t, "scheduler_extra", func(t *testing.T, c golden.Case) {
+		if _, err := lookupClass(c.String("scheduler")); err != nil {
+			t.Skipf("class %s is not implemented yet", c.String("scheduler"))
+		}
+		runSchedulerCase(t, c)
+	})
+}
+
+func runSchedulerCase(t *testing.T, c golden.Case) {
+	{
 		var cfg json.RawMessage
 		if err := c.Decode("scheduler_config", &cfg); err != nil {
 			t.Fatal(err)
@@ -109,6 +125,10 @@ func TestGoldenSchedulers(t *testing.T) {
 		if _, ok := f.Info("noise"); ok {
 			noise, _ = golden.Float32(t, f, "noise")
 		}
+		var denoised []float32
+		if _, ok := f.Info("denoised"); ok {
+			denoised, _ = golden.Float32(t, f, "denoised")
+		}
 		n := len(x)
 		if len(samples) != len(ts)*n {
 			t.Fatalf("golden has %d steps, the scheduler plans %d", len(samples)/n, len(ts))
@@ -124,6 +144,13 @@ func TestGoldenSchedulers(t *testing.T) {
 			}
 			eps := toyModel(xin, tv)
 			golden.AssertClose(t, "model_outputs["+strconv.Itoa(i)+"]", eps, at(outs), c.Tol(golden.MaxAbs(at(outs))))
+			if denoised != nil {
+				got, err := s.PredictOriginal(eps, i, x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden.AssertClose(t, "denoised["+strconv.Itoa(i)+"]", got, at(denoised), c.Tol(golden.MaxAbs(at(denoised))))
+			}
 			if noise != nil {
 				rn.cur = at(noise)
 			}
@@ -151,7 +178,7 @@ func TestGoldenSchedulers(t *testing.T) {
 				}
 			}
 		}
-	})
+	}
 }
 
 // TestGoldenTrainingSchedule checks betas, alphas, alphas_cumprod, add_noise

@@ -98,6 +98,9 @@ var samplerDefs = []samplerDef{
 	{name: "PLMS", aliases: []string{"plms", "pndm"}, class: ClassPNDM, settings: plms},
 	{name: "UniPC", aliases: []string{"uni_pc"}, comfy: []string{"uni_pc", "uni_pc_bh2"}, class: ClassUniPC},
 	{name: "DDPM", aliases: []string{"ddpm"}, comfy: []string{"ddpm"}, class: ClassDDPM},
+	// Few-step consistency samplers that have no k-diffusion function:
+	// diffusers' classes (A1111's "LCM" above is k-diffusion's).
+	{name: "TCD", aliases: []string{"tcd"}, class: ClassTCD},
 }
 
 // scheduleDef is one named sigma schedule: A1111's label and id, ComfyUI's
@@ -395,7 +398,7 @@ func (c Choice) supported() error {
 	}
 	if c.Karras {
 		switch c.Class {
-		case ClassDDIM, ClassDDPM, ClassPNDM:
+		case ClassDDIM, ClassDDPM, ClassPNDM, ClassLCM, ClassTCD:
 			return fmt.Errorf("%s works on integer timesteps and has no Karras sigmas", c.Class)
 		}
 	}

@@ -11,6 +11,7 @@ var implemented = map[string]string{
 	"single_file":        "weights/golden_test.go",
 	"torch_randn":        "rng/golden_test.go",
 	"scheduler":          "scheduler/golden_test.go",
+	"scheduler_extra":    "scheduler/golden_test.go",
 	"ksampler":           "scheduler/ksigma_golden_test.go",
 	"sigmas":             "scheduler/ksigma_golden_test.go",
 	"vae":                "vae/golden_test.go",
