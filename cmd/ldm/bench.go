@@ -57,7 +57,7 @@ type benchReport struct {
 func init() { subcommands = append(subcommands, newBenchCmd) }
 
 func newBenchCmd() *cobra.Command {
-	var model, jsonOut string
+	var model, jsonOut, weightsDType string
 	var size, runs int
 	var parts []string
 	var seed uint64
@@ -93,7 +93,7 @@ embedded model, measures those weights.`,
 			if err != nil {
 				return err
 			}
-			ms, err := benchModels(model, seed)
+			ms, err := benchModels(model, seed, weightsDType)
 			if err != nil {
 				return err
 			}
@@ -154,6 +154,7 @@ embedded model, measures those weights.`,
 	f.StringSliceVar(&parts, "parts", []string{"unet", "text", "vae"}, "parts to measure: unet, text, vae")
 	f.StringVar(&jsonOut, "json", "", "also write the report to this JSON file")
 	f.Uint64Var(&seed, "seed", 1, "seed of the random weights and inputs")
+	f.StringVar(&weightsDType, "weights-dtype", "", `a model folder or file: keep its weights in "f32" or "f16" (default $LDM_WEIGHTS_DTYPE, else f32)`)
 	return cmd
 }
 
@@ -170,7 +171,7 @@ type benchModelSet struct {
 	close func()
 }
 
-func benchModels(model string, seed uint64) (benchModelSet, error) {
+func benchModels(model string, seed uint64, weightsDType string) (benchModelSet, error) {
 	switch model {
 	case "sd15", "":
 		u := unet.DefaultConfig()
@@ -191,11 +192,11 @@ func benchModels(model string, seed uint64) (benchModelSet, error) {
 		if err != nil {
 			return benchModelSet{}, err
 		}
-		ms, err := benchModels(p, seed)
+		ms, err := benchModels(p, seed, weightsDType)
 		ms.name = "the embedded default model"
 		return ms, err
 	}
-	m, err := weights.OpenModel(model, weights.OpenOptions{})
+	m, err := weights.OpenModel(model, weights.OpenOptions{WeightsDType: weightsDType})
 	if err != nil {
 		return benchModelSet{}, err
 	}
