@@ -163,6 +163,9 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 	if c, ok := m.Components[weights.Scheduler]; ok && c != nil {
 		p.SchedulerConfig = c.Config
 	}
+	if err := nn.MaterializeWeights(b, p.Text.Ctx, p.UNet.Ctx, p.VAE.Ctx); err != nil {
+		return nil, err
+	}
 	p.Hash = shortHash(path)
 	return p, nil
 }
