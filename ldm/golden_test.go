@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"image"
+	"image/draw"
 	"image/png"
 	"math"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"github.com/ldm-project/ldm/internal/golden"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/rng"
+	"github.com/ldm-project/ldm/unet"
+	"github.com/ldm-project/ldm/weights"
 )
 
 // TestGoldenPipelines runs the txt2img, img2img, lora_txt2img and controlnet_txt2img cases of the manifest
@@ -19,7 +22,7 @@ import (
 // references draw their noise with torch.Generator().manual_seed(K); the
 // "torch" noise mode replays those draws, so the whole run is end to end.
 func TestGoldenPipelines(t *testing.T) {
-	for _, kind := range []string{"txt2img", "img2img", "lora_txt2img", "controlnet_txt2img"} {
+	for _, kind := range []string{"txt2img", "img2img", "lora_txt2img", "controlnet_txt2img", "inpaint_txt2img"} {
 		t.Run(kind, func(t *testing.T) {
 			golden.ForKind(t, kind, func(t *testing.T, c golden.Case) { runGoldenPipeline(t, c) })
 		})
@@ -68,6 +71,12 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				if kept == 0 {
 					t.Fatal("--weights-dtype f16 kept no U-Net weight in 16 bits")
 				}
+			}
+			if c.Kind == "inpaint_txt2img" { // StableDiffusionInpaintPipeline: the model with a 9-channel U-Net
+				if v.dtype == "f16" {
+					t.Skip("the swapped-in inpainting U-Net is loaded in float32 only")
+				}
+				p.UNet = loadUNet(t, c.Path("unet"))
 			}
 			var sc map[string]any
 			if err := c.Decode("scheduler_config", &sc); err != nil {
@@ -119,6 +128,16 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 					t.Fatal(err)
 				}
 				req.Width, req.Height = req.InitImage.Bounds().Dx(), req.InitImage.Bounds().Dy()
+			case "inpaint_txt2img":
+				// latents_init is torch.randn(seed 2024) as for txt2img; the
+				// reference's generator (generator_seed) draws only the masked
+				// image's posterior eps, which the test passes in.
+				req.Seed = 2024
+				want, _ := golden.Float32(t, data, "latents_init")
+				checkSeedDraw(t, want, req.Seed)
+				req.Strength = c.Float("strength")
+				req.InitImage, req.Mask = readPNG(t, c.Path("init_image")), readPNG(t, c.Path("mask_image"))
+				req.MaskBlur = NoMaskBlur
 			}
 			wantSteps, stepShape := golden.Float32(t, data, "latents_per_step")
 			per := len(wantSteps) / stepShape[0]
@@ -127,6 +146,9 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 			opts := Options{
 				onStep:   func(i int, x []float32) { steps = append(steps, append([]float32(nil), x...)) },
 				onPrompt: func(c *conditioning) { embeds = c.embeds },
+			}
+			if c.Kind == "inpaint_txt2img" {
+				opts.inpaintEps, _ = golden.Float32(t, data, "posterior_eps")
 			}
 			res, err := p.Generate(context.Background(), req, opts)
 			if err != nil {
@@ -155,8 +177,21 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				t.Fatalf("image size %v, want %dx%d", got.Bounds(), ishape[2], ishape[1])
 			}
 			worst := 0.0
+			keep := func(int) bool { return false }
+			if req.Mask != nil { // outside the mask the PNG is the init image (A1111's overlay), not the decode
+				pix, h, w := ImageToTensor(req.InitImage)
+				init, mask := toRGBA(pix, 3, h, w), imageGray(req.Mask)
+				keep = func(i int) bool { return mask.Pix[i] < 128 }
+				for i := range ishape[1] * ishape[2] {
+					for ch := 0; keep(i) && ch < 3; ch++ {
+						if got.Pix[4*i+ch] != init.Pix[4*i+ch] {
+							t.Fatalf("pixel %d outside the mask is %d, the init image's %d", i, got.Pix[4*i+ch], init.Pix[4*i+ch])
+						}
+					}
+				}
+			}
 			for i := 0; i < ishape[1]*ishape[2]; i++ {
-				for ch := 0; ch < 3; ch++ {
+				for ch := 0; ch < 3 && !keep(i); ch++ {
 					d := math.Abs(float64(got.Pix[4*i+ch]) - math.Round(float64(wantImg[i*3+ch])*255))
 					worst = math.Max(worst, d)
 				}
@@ -194,4 +229,34 @@ func readPNG(t *testing.T, path string) image.Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// loadUNet reads a diffusers U-Net folder.
+func loadUNet(t *testing.T, dir string) *unet.Model {
+	t.Helper()
+	wm, err := weights.OpenModel(dir, weights.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wm.Close()
+	c := wm.Components[weights.UNet]
+	cfg, err := unet.ParseConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unet.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LoadWeights(c.Source); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func imageGray(img image.Image) *image.Gray {
+	b := img.Bounds()
+	g := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
+	draw.Draw(g, g.Bounds(), img, b.Min, draw.Src)
+	return g
 }

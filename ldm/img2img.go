@@ -23,9 +23,10 @@ type img2imgState struct {
 	original  *image.RGBA // init image at the output size
 	pixelMask *image.Gray // blurred mask, white = repaint
 
-	blendMask     []float32 // [B,1,h,w] for latent blending (4-channel U-Nets)
-	unetMask      []float32 // [B,1,h,w] input of a 9-channel inpainting U-Net
-	maskedLatents []float32 // [B,C,h,w] latents of the image with the hole blanked
+	blendMask     []float32     // [B,1,h,w] for latent blending (4-channel U-Nets)
+	unetMask      []float32     // [B,1,h,w] input of a 9-channel inpainting U-Net
+	maskedLatents []float32     // [B,C,h,w] latents of the image with the hole blanked
+	inpaint       *inpaintInput // until maskedLatents are made, after the noise draw
 }
 
 // joinInits stacks the init states of the plans sharing one batch (in
@@ -90,17 +91,20 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 	for i := 0; i < B; i++ {
 		batch = append(batch, pix...)
 	}
-	moments, mshape, err := p.VAE.EncodeRun(batch, []int{B, 3, H, W})
-	if err != nil {
-		return nil, err
+	if p.needsInitLatents(req) {
+		moments, mshape, err := p.VAE.EncodeRun(batch, []int{B, 3, H, W})
+		if err != nil {
+			return nil, err
+		}
+		lat := mshape[1] / 2 * mshape[2] * mshape[3]
+		eps := drawEach(gens, lat)
+		z, _, err := vae.PosteriorSample(moments, mshape, eps)
+		if err != nil {
+			return nil, err
+		}
+		st.latents = p.VAE.Config.ScaleValues(z)
 	}
-	lat := mshape[1] / 2 * mshape[2] * mshape[3]
-	eps := drawEach(gens, lat)
-	z, _, err := vae.PosteriorSample(moments, mshape, eps)
-	if err != nil {
-		return nil, err
-	}
-	st.latents = p.VAE.Config.ScaleValues(z)
+	var err error
 	if req.Mask == nil {
 		if p.isInpaintingUNet() {
 			if st.unetMask, st.maskedLatents, err = p.fullMask(B, H, W); err != nil {
@@ -120,31 +124,9 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 	small := areaDownsample(st.pixelMask, w, h)
 	if p.isInpaintingUNet() {
 		// A 9-channel inpainting U-Net sees the binarised mask and the
-		// latents of the image with the masked region set to 0 (grey).
-		bin := make([]float32, h*w)
-		for i, v := range small {
-			if v >= 0.5 {
-				bin[i] = 1
-			}
-		}
-		masked := make([]float32, len(pix))
-		for ch := 0; ch < 3; ch++ {
-			for i := 0; i < H*W; i++ {
-				if st.pixelMask.Pix[i] < 128 {
-					masked[ch*H*W+i] = pix[ch*H*W+i]
-				}
-			}
-		}
-		mm, mshape, err := p.VAE.EncodeRun(masked, []int{1, 3, H, W})
-		if err != nil {
-			return nil, err
-		}
-		mean := mm[:mshape[1]/2*mshape[2]*mshape[3]] // the posterior mean (mode)
-		ml := p.VAE.Config.ScaleValues(mean)
-		for i := 0; i < B; i++ {
-			st.unetMask = append(st.unetMask, bin...)
-			st.maskedLatents = append(st.maskedLatents, ml...)
-		}
+		// latents of the image with the masked region set to 0 (grey),
+		// made after the noise is drawn (inpaintLatents).
+		st.inpaint = &inpaintInput{pix: pix, mask: st.pixelMask, H: H, W: W}
 		return st, nil
 	}
 	for i := 0; i < B; i++ {

@@ -271,6 +271,9 @@ type Options struct {
 	// step, the prompt embeddings).
 	onStep   func(i int, x []float32)
 	onPrompt func(c *conditioning)
+	// inpaintEps replaces the masked image's posterior draw (golden
+	// references draw it from a generator of their own).
+	inpaintEps []float32
 }
 
 // Result is one generated image.

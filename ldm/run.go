@@ -222,7 +222,12 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 		if init.noise, err = initialNoise(); err != nil {
 			return err
 		}
-		if x, err = sched.AddNoiseAt(init.latents, init.noise, first.begin); err != nil {
+		if init, err = p.inpaintAfterNoise(ms, parts, init, gens, shape); err != nil {
+			return err
+		}
+		if fullStrengthInpaint(req) {
+			x = sched.InitLatents(init.noise)
+		} else if x, err = sched.AddNoiseAt(init.latents, init.noise, first.begin); err != nil {
 			return err
 		}
 	} else {

@@ -22,6 +22,7 @@ var implemented = map[string]string{
 	"lora":               "ldm/lora_golden_test.go",
 	"controlnet":         "controlnet/golden_test.go",
 	"controlnet_txt2img": "ldm/golden_test.go",
+	"inpaint_txt2img":    "ldm/golden_test.go",
 	"lora_txt2img":       "ldm/golden_test.go",
 }
 
