@@ -85,8 +85,7 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 		Width: ar.Width.Int(0), Height: ar.Height.Int(0), Steps: ar.Steps.Int(0), GuidanceScale: ar.CfgScale.V,
 		Sampler: sampler, Schedule: ar.Scheduler, Eta: ar.Eta.V,
 		BatchSize: ar.BatchSize.Int(0), BatchCount: ar.NIter.Int(0),
-		// A1111's seed field defaults to -1: random.
-		Seed: int64(ar.Seed.Int(-1)),
+		Seed: int64(ar.Seed.Int(ldm.RandomSeed)),
 	}
 	clip, err := s.a1111ClipSkip(ar)
 	if err != nil {

@@ -78,7 +78,7 @@ func (s *Server) readNative(c *gin.Context) (ldm.Request, error) {
 
 // decodeNative reads the native API's JSON request.
 func decodeNative(body []byte) (ldm.Request, error) {
-	var nr nativeRequest
+	nr := nativeRequest{Request: ldm.Blank()}
 	if err := unmarshal(body, &nr); err != nil {
 		var fe *ldm.FieldError
 		if errors.As(err, &fe) {

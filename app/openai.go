@@ -69,7 +69,7 @@ func (s *Server) openAIGenerate(c *gin.Context) {
 	}
 	data := make([]gin.H, 0, len(sn.Images))
 	for _, im := range sn.Images {
-		d := gin.H{"revised_prompt": j.Req.Prompt}
+		d := gin.H{"revised_prompt": j.Req.Prompt, "seed": im.Seed} // seed: this server's extension
 		if format == "b64_json" {
 			d["b64_json"] = b64(im.PNG)
 		} else {
@@ -102,12 +102,11 @@ func (s *Server) decodeOpenAI(body []byte) (ldm.Request, string, error) {
 	if err != nil {
 		return ldm.Request{}, "", &ldm.FieldError{Field: "size", Msg: err.Error()}
 	}
-	return ldm.Request{
-		Prompt: or.Prompt, NegativePrompt: or.NegativePrompt, Width: w, Height: h,
-		BatchSize: or.N.Int(0), Steps: or.Steps.Int(0), GuidanceScale: or.GuidanceScale.V, Sampler: or.Sampler,
-		// OpenAI callers expect a new image per call: no seed means random.
-		Seed: int64(or.Seed.Int(-1)),
-	}, format, nil
+	req := ldm.Blank()
+	req.Prompt, req.NegativePrompt, req.Width, req.Height = or.Prompt, or.NegativePrompt, w, h
+	req.BatchSize, req.Steps, req.GuidanceScale, req.Sampler = or.N.Int(0), or.Steps.Int(0), or.GuidanceScale.V, or.Sampler
+	req.Seed = int64(or.Seed.Int(int(req.Seed)))
+	return req, format, nil
 }
 
 // checkOpenAIModel accepts no model, the loaded one, or OpenAI's own names

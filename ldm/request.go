@@ -57,6 +57,15 @@ type Request struct {
 	ControlNets []ControlNetUnit `json:"controlnets,omitempty"`
 }
 
+// RandomSeed as Request.Seed asks for a random seed: Prepare draws it and
+// the plan's request records the seed drawn.
+const RandomSeed = -1
+
+// Blank is the request every front end decodes onto, so that an absent
+// field means the same everywhere. It differs from the zero value only in
+// the seed: absent means random, as AUTOMATIC1111 users expect.
+func Blank() Request { return Request{Seed: RandomSeed} }
+
 // Limits bound what a request may ask for; servers set them, the CLI uses
 // the defaults.
 type Limits struct {
