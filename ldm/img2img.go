@@ -92,7 +92,7 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 		batch = append(batch, pix...)
 	}
 	if p.needsInitLatents(req) {
-		moments, mshape, err := p.VAE.EncodeRun(batch, []int{B, 3, H, W})
+		moments, mshape, err := p.encode(batch, []int{B, 3, H, W})
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +145,7 @@ func (p *Pipeline) isInpaintingUNet() bool {
 // masked, the masked image all grey (0), as AUTOMATIC1111 runs inpainting
 // models for txt2img and unmasked img2img.
 func (p *Pipeline) fullMask(B, H, W int) (mask, masked []float32, err error) {
-	mm, mshape, err := p.VAE.EncodeRun(make([]float32, 3*H*W), []int{1, 3, H, W})
+	mm, mshape, err := p.encode(make([]float32, 3*H*W), []int{1, 3, H, W})
 	if err != nil {
 		return nil, nil, err
 	}

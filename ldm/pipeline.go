@@ -58,6 +58,7 @@ type Pipeline struct {
 	mu      sync.Mutex
 	lora    loraState    // guarded by mu; lora.dir by prep
 	control controlState // guarded by mu
+	vaes    vaeState     // guarded by mu (see vae.go)
 	prep    sync.Mutex   // Prepare's LoRA look-ups run beside a generation
 }
 
@@ -82,6 +83,11 @@ type LoadOptions struct {
 	Embeddings string
 	// LoRADir sets Pipeline.LoRADir.
 	LoRADir string
+	// VAE replaces the checkpoint's VAE (see SetVAE); TAESD is a TAESD for
+	// previews; VAEDir is the folder of VAEs a request may name; Preview is
+	// PreviewApprox, PreviewTAESD or "taesd:PATH"; VAETiling chooses tiling.
+	VAE, TAESD, VAEDir, Preview string
+	VAETiling                   VAETiling
 }
 
 // Load opens a diffusers folder or a single-file checkpoint and loads every
@@ -167,6 +173,9 @@ func Load(path string, o LoadOptions) (*Pipeline, error) {
 		return nil, err
 	}
 	p.Hash = shortHash(path)
+	if err := p.initVAE(o); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -531,6 +540,12 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 		add("Model hash", p.Hash)
 	}
 	add("Model", p.Name)
+	if p.vaes.name != "" {
+		if p.vaes.hash != "" {
+			add("VAE hash", p.vaes.hash)
+		}
+		add("VAE", p.vaes.name)
+	}
 	if req.InitImage != nil {
 		add("Denoising strength", fmt.Sprint(req.Strength))
 	}

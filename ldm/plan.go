@@ -131,6 +131,9 @@ func (p *Pipeline) Prepare(req Request, l Limits) (*Plan, error) {
 			pl.pos = append(pl.pos, Chunk{})
 		}
 	}
-	pl.key += fmt.Sprintf(" chunks %d loras %s", len(pl.pos), p.loraSetKey(pl.loras))
+	if err := p.checkRequestVAE(r.VAE); err != nil {
+		return nil, err
+	}
+	pl.key += fmt.Sprintf(" chunks %d loras %s vae %q", len(pl.pos), p.loraSetKey(pl.loras), r.VAE)
 	return pl, nil
 }

@@ -309,6 +309,7 @@ func (it Infotext) Request() (Request, error) {
 		r.MaskBlur = NoMaskBlur // written for an unblurred mask
 	}
 	r.Sampler, _ = it.Get("Sampler")
+	r.VAE, _ = it.Get("VAE")
 	r.Schedule, _ = it.Get("Schedule type")
 	if v, ok := it.Get("Size"); ok {
 		w, h, found := strings.Cut(v, "x")

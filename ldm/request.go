@@ -55,6 +55,11 @@ type Request struct {
 
 	// ControlNets steer the U-Net with control images (see ControlNetUnit).
 	ControlNets []ControlNetUnit `json:"controlnets,omitempty"`
+
+	// VAE names a VAE of the pipeline's VAE folder for this request
+	// (AUTOMATIC1111's sd_vae override); "" keeps the pipeline's,
+	// "Automatic" or "None" the checkpoint's own.
+	VAE string `json:"vae,omitempty"`
 }
 
 // RandomSeed as Request.Seed asks for a random seed: Prepare draws it and

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/rng"
 	"github.com/ldm-project/ldm/scheduler"
 )
@@ -91,6 +90,12 @@ func (p *Pipeline) runGroup(ctx context.Context, tasks []Task, idx []int, out []
 		fail(err)
 		return
 	}
+	restoreVAE, err := p.requestVAE(tasks[idx[0]].Plan.req.VAE) // and one VAE
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer restoreVAE()
 	embeds := make([]*promptEmbeds, len(idx))
 	batches := 0
 	for k, i := range idx {
@@ -257,7 +262,7 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 			pr := Progress{Image: b + 1, Images: r.BatchCount, Step: done, Total: total, Elapsed: time.Since(start),
 				ETA: time.Duration(float64(el) / float64(done) * float64(left))}
 			if o.PreviewEvery > 0 && (done%o.PreviewEvery == 0 || done == total) {
-				pr.Preview = LatentPreview(x[m.off*per:(m.off+m.n)*per], append([]int{m.n}, shape[1:]...))
+				pr.Preview = p.preview(x[m.off*per:(m.off+m.n)*per], append([]int{m.n}, shape[1:]...))
 			}
 			o.Progress(pr)
 		}
@@ -292,12 +297,6 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 		}
 	}
 	return nil
-}
-
-// decode turns latents into NCHW pixel values in [-1, 1].
-func (p *Pipeline) decode(x []float32, shape []int) ([]float32, []int, error) {
-	nn.ReleaseBuffers(p.Backend) // the decode reuses the U-Net's memory
-	return p.VAE.DecodeRun(p.VAE.Config.UnscaleValues(x), shape)
 }
 
 // denoise runs the sampling loop from step begin; step is called after

@@ -41,6 +41,7 @@ func (m *modelFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&m.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
 	f.StringVar(&m.load.WeightsDType, "weights-dtype", "", `keep weights in "f32" or "f16" (half the memory, computed in float32); default $LDM_WEIGHTS_DTYPE, else f32`)
 	f.StringVar(&m.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that <lora:name:weight> prompt tags name (env LDM_LORA_DIR)")
+	registerVAEFlags(f, &m.load)
 }
 
 // open loads the model, logging what it skipped.
@@ -79,6 +80,7 @@ type requestFlags struct {
 	output               string
 	loras                []string
 	control              controlFlags
+	previewPath          string
 }
 
 // flagOfField maps Request JSON field names (FieldError.Field) to flags.
@@ -303,6 +305,7 @@ LoRAs apply with --lora FILE[:WEIGHT], or with <lora:name:weight> in the prompt 
 	rf.register(f)
 	model.register(f)
 	f.StringVarP(&rf.output, "output", "o", ".", "output file (.png, .jpg) or folder")
+	f.StringVar(&rf.previewPath, "preview-path", "", "write the live preview of each step to this PNG (see --preview)")
 	return cmd
 }
 
@@ -327,7 +330,19 @@ func runGenerate(cmd *cobra.Command, rf *requestFlags, model *modelFlags) error 
 	defer stop()
 	bar := newStepBar(cmd.ErrOrStderr())
 	start := time.Now()
-	results, err := p.Generate(ctx, req, ldm.Options{Progress: bar.update})
+	opts := ldm.Options{Progress: bar.update}
+	if rf.previewPath != "" {
+		opts.PreviewEvery = 1
+		opts.Progress = func(pr ldm.Progress) {
+			bar.update(pr)
+			if pr.Preview != nil {
+				if err := writePreview(rf.previewPath, pr.Preview); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "preview:", err)
+				}
+			}
+		}
+	}
+	results, err := p.Generate(ctx, req, opts)
 	bar.finish()
 	interrupted := errors.Is(err, context.Canceled)
 	if err != nil && !interrupted {

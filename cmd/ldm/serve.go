@@ -69,6 +69,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
 	fl.StringVar(&f.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that requests name with <lora:name:weight> tags or \"loras\" (env LDM_LORA_DIR)")
 	fl.StringVar(&f.controlNetDir, "controlnet-dir", os.Getenv("LDM_CONTROLNET_DIR"), "folder of ControlNets (.safetensors files, diffusers folders) that ControlNet units name (env LDM_CONTROLNET_DIR)")
+	registerVAEFlags(fl, &f.load)
 	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out, e.g. https://ldm.example.org (default: the address a client connected to); its host is allowed as --allowed-hosts")
 	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "host names served besides localhost and IP addresses, comma-separated (\"*\": any; protects against DNS rebinding)")
 	fl.StringSliceVar(&f.corsOrigins, "cors-allow-origins", nil, "origins whose web pages may call the API, comma-separated, e.g. http://localhost:3000 (\"*\": any), as AUTOMATIC1111's")
