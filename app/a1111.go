@@ -30,7 +30,8 @@ func (s *Server) a1111Routes(g *gin.RouterGroup) {
 	g.POST("/options", s.a1111SetOptions)
 	g.POST("/png-info", s.a1111PNGInfo)
 	// Listings clients read at start-up; this server has none of these.
-	for _, p := range []string{"/upscalers", "/latent-upscale-modes", "/sd-vae", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
+	g.GET("/sd-vae", s.a1111SDVAE)
+	for _, p := range []string{"/upscalers", "/latent-upscale-modes", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
 		g.GET(p, func(c *gin.Context) { c.JSON(http.StatusOK, []any{}) })
 	}
 	g.GET("/loras", s.a1111LoRAs)
@@ -93,6 +94,9 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 	}
 	req.ClipSkip = clip
 	if req.ControlNets, err = a1111ControlNets(ar.AlwaysOnScripts); err != nil {
+		return req, err
+	}
+	if err := a1111OverrideVAE(ar, &req); err != nil {
 		return req, err
 	}
 	if raw, ok := ar.OverrideSettings["sd_model_checkpoint"]; ok {
@@ -363,6 +367,7 @@ func (s *Server) a1111GetOptions(c *gin.Context) {
 		out[k] = v
 	}
 	s.mu.Unlock()
+	out["sd_vae"] = s.sdVAE()
 	out["sd_model_checkpoint"] = m.title()
 	out["sd_checkpoint_hash"] = m.Hash
 	c.JSON(http.StatusOK, out)
@@ -387,9 +392,15 @@ func (s *Server) a1111SetOptions(c *gin.Context) {
 			return
 		}
 	}
+	if raw, ok := opts["sd_vae"]; ok {
+		if err := s.setSDVAE(raw); err != nil {
+			s.fail(c, http.StatusBadRequest, "sd_vae", err)
+			return
+		}
+	}
 	values := map[string]any{}
 	for k, raw := range opts {
-		if k == "sd_model_checkpoint" {
+		if k == "sd_model_checkpoint" || k == "sd_vae" {
 			continue
 		}
 		if k == "CLIP_stop_at_last_layers" {
