@@ -29,8 +29,8 @@ func (s *Server) a1111Routes(g *gin.RouterGroup) {
 	g.GET("/options", s.a1111GetOptions)
 	g.POST("/options", s.a1111SetOptions)
 	g.POST("/png-info", s.a1111PNGInfo)
-	// Listings clients read at start-up; this server has none of these.
 	g.GET("/sd-vae", s.a1111SDVAE)
+	// Listings clients read at start-up; this server has none of these.
 	for _, p := range []string{"/upscalers", "/latent-upscale-modes", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
 		g.GET(p, func(c *gin.Context) { c.JSON(http.StatusOK, []any{}) })
 	}
