@@ -28,9 +28,9 @@ func TestA1111ClientPayloadsSucceedUnchanged(t *testing.T) {
 		seeds    []int64 // nil: random
 		contains []string
 	}{
-		{"openwebui_txt2img.json", 2, nil, []string{"Sampler: Euler a", "Schedule type: Automatic", "Negative prompt: blurry, low quality"}},
+		{"openwebui_txt2img.json", 2, nil, []string{"Sampler: Euler a, CFG", "Negative prompt: blurry, low quality"}},
 		{"sillytavern_txt2img.json", 1, []int64{1234}, []string{"Sampler: DPM++ 2M", "Schedule type: Karras", "Clip skip: 2", "Seed: 1234"}},
-		{"a1111_api_defaults_txt2img.json", 2, nil, []string{"Sampler: DPM++ 2M Karras", "CFG scale: 7"}},
+		{"a1111_api_defaults_txt2img.json", 2, nil, []string{"Sampler: DPM++ 2M, Schedule type: Karras", "CFG scale: 7"}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

@@ -529,9 +529,10 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 	it := Infotext{Prompt: req.Prompt, NegativePrompt: req.NegativePrompt}
 	add := func(k, v string) { it.Params = append(it.Params, KV{k, v}) }
 	add("Steps", fmt.Sprint(req.Steps))
-	add("Sampler", req.Sampler)
-	if req.Schedule != "" {
-		add("Schedule type", req.Schedule)
+	sampler, schedule := scheduler.InfotextNames(req.Sampler, req.Schedule)
+	add("Sampler", sampler)
+	if schedule != "" {
+		add("Schedule type", schedule)
 	}
 	add("CFG scale", fmt.Sprint(req.GuidanceScale))
 	add("Seed", fmt.Sprint(seed))

@@ -433,3 +433,77 @@ func (c Choice) apply(className string, cfg Config) (Config, bool, error) {
 	}
 	return cfg, false, nil
 }
+
+// InfotextNames is how AUTOMATIC1111 records a sampler and schedule in
+// PNG infotext: the sampler's display name ("DPM++ 2M", also for the legacy
+// "DPM++ 2M Karras" and the ComfyUI "dpmpp_2m") and the label of the
+// schedule that ran ("Karras"; A1111 ≥1.9 writes it even under
+// "Automatic"). Reading the pair back gives the same sampler. A name that
+// is not an A1111 sampler, or whose A1111 form would run differently
+// (ComfyUI's dpmpp_3m_sde keeps the next-to-last sigma), is kept as given.
+func InfotextNames(sampler, schedule string) (name, label string) {
+	ch, err := ParseSamplerSchedule(sampler, schedule)
+	if err != nil {
+		return sampler, schedule
+	}
+	d, _, ok := findSampler(normName(sampler))
+	if !ok {
+		// A legacy combined name, or a diffusers class.
+		for _, def := range samplerDefs {
+			if c, err := def.choice(false, ch.Schedule, true); err == nil && ch.Sampler != "" && sameRun(c, ch) {
+				d, ok = def, true
+				break
+			}
+		}
+	}
+	if !ok || d.class != "" && ch.Class != d.class {
+		return sampler, schedule
+	}
+	kind := ch.Schedule
+	if ch.Sampler != "" && d.auto == "" && !ch.explicitNamed(sampler, schedule) {
+		// A1111 under "Automatic" with no default schedule runs
+		// get_sigmas and records no schedule.
+		return d.name, ""
+	}
+	if ch.Class != "" {
+		switch {
+		case ch.Karras:
+			kind = "karras"
+		case ch.Exponential:
+			kind = "exponential"
+		case strings.TrimSpace(schedule) == "":
+			return d.name, ""
+		default:
+			kind = "normal"
+		}
+	}
+	for _, sd := range scheduleDefs {
+		if sd.kind == kind {
+			label = sd.label
+			break
+		}
+	}
+	if kind == "normal" {
+		label = "Uniform" // A1111's name for k-diffusion's default sigmas
+	}
+	if back, err := ParseSamplerSchedule(d.name, label); err != nil || !sameRun(back, ch) {
+		return sampler, schedule
+	}
+	return d.name, label
+}
+
+// explicitNamed reports whether the user named a schedule (split or in a
+// legacy combined name) other than Automatic.
+func (c Choice) explicitNamed(sampler, schedule string) bool {
+	if k, err := parseSchedule(schedule); err == nil && strings.TrimSpace(schedule) != "" && k != "auto" {
+		return true
+	}
+	_, _, direct := findSampler(normName(sampler))
+	return !direct
+}
+
+// sameRun reports whether two choices run the same algorithm.
+func sameRun(a, b Choice) bool {
+	return a.Class == b.Class && a.Sampler == b.Sampler && a.Schedule == b.Schedule && a.Karras == b.Karras &&
+		a.Exponential == b.Exponential && a.k == b.k
+}

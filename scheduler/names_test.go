@@ -231,3 +231,36 @@ func TestAcceptedSamplerNamesParse(t *testing.T) {
 		}
 	}
 }
+
+// Infotext records A1111's display name and the schedule label, and reads
+// back to the same sampler.
+func TestInfotextNamesAreA1111s(t *testing.T) {
+	for _, tc := range []struct{ sampler, schedule, name, label string }{
+		{"DPM++ 2M Karras", "", "DPM++ 2M", "Karras"},
+		{"DPM++ 2M", "", "DPM++ 2M", "Karras"},
+		{"DPM++ 2M", "Automatic", "DPM++ 2M", "Karras"},
+		{"dpmpp_2m", "karras", "DPM++ 2M", "Karras"},
+		{"dpmpp_2m", "", "DPM++ 2M", "Uniform"},
+		{"Euler a", "", "Euler a", ""},
+		{"Euler a", "Automatic", "Euler a", ""},
+		{"Euler a", "Uniform", "Euler a", "Uniform"},
+		{"euler_ancestral", "sgm_uniform", "Euler a", "SGM Uniform"},
+		{"DPM++ 2M SDE", "", "DPM++ 2M SDE", "Exponential"},
+		{"k_lms_ka", "", "LMS", "Karras"},
+		{"LCM", "", "LCM", ""},
+		{"dpmpp_3m_sde", "normal", "dpmpp_3m_sde", "normal"}, // A1111's would drop a sigma
+		{"DDIM", "", "DDIM", ""},
+		{"UniPC", "Karras", "UniPC", "Karras"},
+		{"EulerDiscreteScheduler", "", "EulerDiscreteScheduler", ""},
+	} {
+		name, label := InfotextNames(tc.sampler, tc.schedule)
+		if name != tc.name || label != tc.label {
+			t.Errorf("%q + %q: recorded %q + %q, want %q + %q", tc.sampler, tc.schedule, name, label, tc.name, tc.label)
+		}
+		a, _ := ParseSamplerSchedule(tc.sampler, tc.schedule)
+		b, err := ParseSamplerSchedule(name, label)
+		if err != nil || !sameRun(a, b) {
+			t.Errorf("%q + %q: read back as %+v (%v), want %+v", name, label, b, err, a)
+		}
+	}
+}

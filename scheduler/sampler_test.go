@@ -534,13 +534,18 @@ func TestAnyStepCountRuns(t *testing.T) {
 }
 
 // BenchmarkStep measures one ScaleModelInput + Step for SD latents of
-// 512² (4×64×64) and 128² (4×16×16) images, averaged over a 50-step run.
+// 512² (4×64×64) and 128² (4×16×16) images, averaged over a 50-step run
+// (for the few-step LCM and TCD, their 50 steps).
 func BenchmarkStep(b *testing.B) {
 	for _, size := range []struct {
 		name string
 		n    int
 	}{{"4x16x16", 4 * 16 * 16}, {"4x64x64", 4 * 64 * 64}} {
-		for _, name := range []string{"DDIM", "DDPM", "PLMS", "LMS", "Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "UniPC"} {
+		// Every named sampler (A1111's names: k-diffusion's functions and
+		// the diffusers classes), plus the diffusers classes the names do
+		// not reach.
+		names := append(SamplerNames()[:len(samplerDefs)], ClassEuler, ClassEulerAncestral, ClassLMS, ClassHeun, ClassDPMSolver, ClassLCM)
+		for _, name := range names {
 			b.Run(name+"/"+size.name, func(b *testing.B) {
 				s, err := New(name, sd15Config)
 				if err != nil {
