@@ -37,6 +37,7 @@ type benchPart struct {
 	What    string    `json:"what"`
 	Compile float64   `json:"first_run_s"` // includes building and compiling the graph
 	Runs    []float64 `json:"runs_s"`
+	CPU     []float64 `json:"runs_cpu_s,omitempty"` // the process's CPU time (all threads) of each run
 	Median  float64   `json:"median_s"`
 	Min     float64   `json:"min_s"`
 	GFLOPs  float64   `json:"gflop_per_run,omitempty"`
@@ -230,21 +231,51 @@ func sdVAEConfig() vae.Config {
 	return c
 }
 
-// timeRuns calls fn once (compiling) and then n times.
-func timeRuns(n int, fn func() error) (first float64, runs []float64, err error) {
+// timeRuns calls fn once (compiling) and then n times, timing each run
+// (wall and, where /proc has it, the process's CPU time: on a shared
+// machine the steadier number).
+func timeRuns(n int, fn func() error) (first float64, runs, cpu []float64, err error) {
 	for i := 0; i <= n; i++ {
 		start := time.Now()
+		c0, cok := processCPU()
 		if err := fn(); err != nil {
-			return 0, nil, err
+			return 0, nil, nil, err
 		}
 		d := time.Since(start).Seconds()
+		c1, cok1 := processCPU()
 		if i == 0 {
 			first = d
 		} else {
 			runs = append(runs, d)
+			if cok && cok1 {
+				cpu = append(cpu, c1-c0)
+			}
 		}
 	}
-	return first, runs, nil
+	return first, runs, cpu, nil
+}
+
+// processCPU is the process's user+system CPU seconds (Linux /proc).
+func processCPU() (float64, bool) {
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return (ut + st) / 100, true // clock ticks: 100 per second on Linux
 }
 
 func summarise(p benchPart) benchPart {
@@ -270,6 +301,9 @@ func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Ran
 	} else {
 		err = m.InitWeights(ms.seed)
 	}
+	if err == nil {
+		err = nn.MaterializeWeights(b, m.Ctx) // as ldm.Load does
+	}
 	if err != nil {
 		return benchPart{}, err
 	}
@@ -291,7 +325,7 @@ func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Ran
 	}
 	p := benchPart{Part: "unet", What: fmt.Sprintf("one CFG step: batch 2 × %d×%d×%d latents, %d tokens", ms.unet.InChannels, h, h, tokens),
 		GFLOPs: float64(flops) / 1e9}
-	p.Compile, p.Runs, err = timeRuns(runs, func() error {
+	p.Compile, p.Runs, p.CPU, err = timeRuns(runs, func() error {
 		_, err := m.Run(b, sample, shape, []float32{981, 981}, ehs, ehsShape)
 		return err
 	})
@@ -319,7 +353,7 @@ func benchText(b backends.Backend, ms benchModelSet, runs int) (benchPart, error
 		ids[i] = int32(i % ms.text.VocabSize)
 	}
 	p := benchPart{Part: "text", What: fmt.Sprintf("text encoder: 2 × %d tokens", n)}
-	p.Compile, p.Runs, err = timeRuns(runs, func() error {
+	p.Compile, p.Runs, p.CPU, err = timeRuns(runs, func() error {
 		_, _, err := m.Encode(b, ids, 2, n, 0)
 		return err
 	})
@@ -346,7 +380,7 @@ func benchVAE(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand
 	shape := []int{1, ms.vae.LatentChannels, h, h}
 	z := train.Normal(r, ms.vae.LatentChannels*h*h)
 	p := benchPart{Part: "vae", What: fmt.Sprintf("VAE decode: 1 × %d×%d×%d → %d²", ms.vae.LatentChannels, h, h, size)}
-	p.Compile, p.Runs, err = timeRuns(runs, func() error {
+	p.Compile, p.Runs, p.CPU, err = timeRuns(runs, func() error {
 		_, _, err := m.DecodeRun(z, shape)
 		return err
 	})
@@ -378,6 +412,13 @@ func printBenchPart(w io.Writer, p benchPart) {
 		p.Part, p.What, p.Compile, strings.Join(rs, " "), p.Median, p.Min)
 	if p.GFLOPS > 0 {
 		fmt.Fprintf(w, "; %.1f GFLOP a run, %.1f GFLOP/s", p.GFLOPs, p.GFLOPS)
+	}
+	if len(p.CPU) > 0 {
+		var cs []string
+		for _, c := range p.CPU {
+			cs = append(cs, fmt.Sprintf("%.2f", c))
+		}
+		fmt.Fprintf(w, "\n  CPU time of the process per run %s s", strings.Join(cs, " "))
 	}
 	fmt.Fprintln(w)
 }
