@@ -1,6 +1,8 @@
 package ldm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ type Embedding struct {
 	Name    string      // the trigger word: the file name without extension
 	Vectors [][]float32 // one per token position it occupies, each the text encoder's width
 	Path    string
+	Hash    string // AUTOMATIC1111's short hash: the file's SHA-256, 12 hex digits (infotext "TI hashes")
 
 	ids []int // the trigger word's tokens, matched in prompts
 }
@@ -54,6 +57,10 @@ func LoadEmbedding(path string) (*Embedding, error) {
 		return nil, fmt.Errorf("%s: empty embedding tensor %q", path, key)
 	}
 	e := &Embedding{Name: strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)), Path: path}
+	if b, err := os.ReadFile(path); err == nil {
+		sum := sha256.Sum256(b)
+		e.Hash = hex.EncodeToString(sum[:6])
+	}
 	for i := range n {
 		e.Vectors = append(e.Vectors, data[i*d:(i+1)*d])
 	}
@@ -147,6 +154,34 @@ func (p *Pipeline) tokenize(text string) []token {
 		i += len(hit.ids)
 	}
 	return out
+}
+
+// tiHashes is the infotext's "TI hashes" value (A1111: "name: hash, ..."):
+// the embeddings whose trigger the prompt or negative prompt uses, matched
+// as tokenize matches them, in order of first use; "" when none.
+func (p *Pipeline) tiHashes(req Request) string {
+	if len(p.Embeddings) == 0 || p.Tokenizer == nil {
+		return ""
+	}
+	triggers := p.sortedEmbeddings()
+	seen := map[*Embedding]bool{}
+	var parts []string
+	for _, text := range []string{req.Prompt, req.NegativePrompt} {
+		ids := p.Tokenizer.TokenIDs(stripLoRATags(text))
+		for i := 0; i < len(ids); i++ {
+			for _, e := range triggers {
+				if hasPrefix(ids[i:], e.ids) {
+					if !seen[e] && e.Hash != "" {
+						seen[e] = true
+						parts = append(parts, strings.NewReplacer(":", "", ",", "").Replace(e.Name)+": "+e.Hash)
+					}
+					i += len(e.ids) - 1
+					break
+				}
+			}
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sortedEmbeddings lists the embeddings longest trigger first.

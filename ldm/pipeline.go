@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -526,7 +527,7 @@ func toRGBA(x []float32, c, h, w int) *image.RGBA {
 
 // infotext records every parameter that reproduces the image.
 func (p *Pipeline) infotext(req Request, seed int64) Infotext {
-	it := Infotext{Prompt: req.Prompt, NegativePrompt: req.NegativePrompt}
+	it := Infotext{Prompt: req.Prompt + loraFieldTags(req.LoRAs), NegativePrompt: req.NegativePrompt}
 	add := func(k, v string) { it.Params = append(it.Params, KV{k, v}) }
 	add("Steps", fmt.Sprint(req.Steps))
 	sampler, schedule := scheduler.InfotextNames(req.Sampler, req.Schedule)
@@ -567,6 +568,28 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 	if h := p.loraHashes(); h != "" {
 		add("Lora hashes", h)
 	}
+	if h := p.tiHashes(req); h != "" {
+		add("TI hashes", h)
+	}
 	add("Version", "ldm")
 	return it
+}
+
+// loraFieldTags writes the LoRAs given beside the prompt (--lora, an API's
+// loras field) as the <lora:name:weight> tags A1111 records every LoRA as,
+// so that the infotext's prompt reproduces the image in A1111 (and here).
+func loraFieldTags(specs []LoRASpec) string {
+	var b strings.Builder
+	for _, s := range specs {
+		name := s.Name
+		if s.Path != "" {
+			name = strings.TrimSuffix(filepath.Base(s.Path), filepath.Ext(s.Path))
+		}
+		fmt.Fprintf(&b, " <lora:%s:%s", name, strconv.FormatFloat(s.Weight, 'g', -1, 64))
+		if s.UNetWeight != nil {
+			b.WriteString(":" + strconv.FormatFloat(*s.UNetWeight, 'g', -1, 64))
+		}
+		b.WriteString(">")
+	}
+	return b.String()
 }
