@@ -65,6 +65,9 @@ type a1111Request struct {
 	DenoisingStrength    flexFloat                  `json:"denoising_strength"`
 	MaskBlur             flexInt                    `json:"mask_blur"`
 	InpaintingMaskInvert flexInt                    `json:"inpainting_mask_invert"`
+	InpaintingFill       flexInt                    `json:"inpainting_fill"`
+	InpaintFullRes       flexBool                   `json:"inpaint_full_res"`
+	InpaintFullResPad    flexInt                    `json:"inpaint_full_res_padding"`
 	SendImages           *bool                      `json:"send_images"`
 	AlwaysOnScripts      map[string]json.RawMessage `json:"alwayson_scripts"`
 }
@@ -133,6 +136,10 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 			m = invertMask(m)
 		}
 		req.Mask = m
+		if req.InpaintingFill, err = a1111Fill(ar.InpaintingFill); err != nil {
+			return req, err
+		}
+		req.InpaintFullRes, req.InpaintFullResPadding = ar.InpaintFullRes.V, ar.InpaintFullResPad.Int(0)
 		req.MaskBlur = ar.MaskBlur.Int(0)
 		if ar.MaskBlur.Set && ar.MaskBlur.V == 0 {
 			req.MaskBlur = ldm.NoMaskBlur // A1111: mask_blur 0 is no blur; absent is 4

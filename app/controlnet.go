@@ -287,3 +287,29 @@ func nativeControlNets(units []nativeUnit) ([]ldm.ControlNetUnit, error) {
 	}
 	return out, nil
 }
+
+// a1111Fill maps inpainting_fill (0 fill, 1 original, 2 latent noise,
+// 3 latent nothing; absent is A1111's default, 0) to ldm's names.
+func a1111Fill(f flexInt) (string, error) {
+	v := f.Int(0)
+	if v < 0 || v >= len(ldm.FillModes) {
+		return "", &ldm.FieldError{Field: "inpainting_fill", Msg: fmt.Sprintf("%d: want 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)", v)}
+	}
+	return ldm.FillModes[v], nil
+}
+
+// flexBool is a boolean that A1111 clients also send as 0/1 or a string.
+type flexBool struct{ V, Set bool }
+
+func (f *flexBool) UnmarshalJSON(b []byte) error {
+	switch strings.ToLower(strings.Trim(strings.TrimSpace(string(b)), `"`)) {
+	case "true", "1":
+		f.V, f.Set = true, true
+	case "false", "0", "":
+		f.V, f.Set = false, true
+	case "null":
+	default:
+		return fmt.Errorf("want true or false, got %s", b)
+	}
+	return nil
+}

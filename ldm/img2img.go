@@ -27,6 +27,7 @@ type img2imgState struct {
 	unetMask      []float32     // [B,1,h,w] input of a 9-channel inpainting U-Net
 	maskedLatents []float32     // [B,C,h,w] latents of the image with the hole blanked
 	inpaint       *inpaintInput // until maskedLatents are made, after the noise draw
+	fullRes       *fullRes      // "Only masked": where the result goes back
 }
 
 // joinInits stacks the init states of the plans sharing one batch (in
@@ -85,8 +86,12 @@ func resizeTo(img image.Image, w, h int) *image.RGBA {
 func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*img2imgState, error) {
 	B, h, w := shape[0], shape[2], shape[3]
 	st := &img2imgState{shape: shape}
+	req, st.fullRes = prepareFullRes(req)
 	st.original = resizeTo(req.InitImage, req.Width, req.Height)
-	pix, H, W := ImageToTensor(st.original)
+	if req.Mask != nil {
+		st.pixelMask = outputMask(req)
+	}
+	pix, H, W := ImageToTensor(filledInit(req, st.original, st.pixelMask))
 	batch := make([]float32, 0, B*len(pix))
 	for i := 0; i < B; i++ {
 		batch = append(batch, pix...)
@@ -112,14 +117,6 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 			}
 		}
 		return st, nil
-	}
-	mask := imaging.Grayscale(imaging.Resize(req.Mask, req.Width, req.Height, imaging.NearestNeighbor))
-	if req.MaskBlur > 0 {
-		mask = imaging.Blur(mask, float64(req.MaskBlur)/2)
-	}
-	st.pixelMask = image.NewGray(mask.Bounds())
-	for i := range st.pixelMask.Pix {
-		st.pixelMask.Pix[i] = mask.Pix[4*i]
 	}
 	small := areaDownsample(st.pixelMask, w, h)
 	if p.isInpaintingUNet() {

@@ -48,6 +48,16 @@ type Request struct {
 	// MaskBlur is the Gaussian blur of the mask edge in pixels (σ =
 	// MaskBlur/2): 0 takes AUTOMATIC1111's default 4, NoMaskBlur (-1) none.
 	MaskBlur int `json:"mask_blur,omitempty"`
+	// MaskInvert repaints the mask's black part instead; InpaintingFill is
+	// what the repainted region starts from (FillModes; "original" by
+	// default); InpaintFullRes inpaints only the mask's region (grown by
+	// InpaintFullResPadding pixels) at the full output size and pastes it
+	// back (AUTOMATIC1111's inpainting_mask_invert, inpainting_fill,
+	// inpaint_full_res and inpaint_full_res_padding).
+	MaskInvert            bool   `json:"inpainting_mask_invert,omitempty"`
+	InpaintingFill        string `json:"inpainting_fill,omitempty"`
+	InpaintFullRes        bool   `json:"inpaint_full_res,omitempty"`
+	InpaintFullResPadding int    `json:"inpaint_full_res_padding,omitempty"`
 
 	// LoRAs are applied on top of the model for this request, as are the
 	// prompt's <lora:name:weight> tags (see LoRASpec, ParseLoRATags).
@@ -212,6 +222,9 @@ func (r *Request) check(l Limits) (scheduler.Choice, error) {
 		return none, err
 	}
 	if err := validateControlNets(r.ControlNets, l); err != nil {
+		return none, err
+	}
+	if err := r.checkInpaint(); err != nil {
 		return none, err
 	}
 	if _, _, err := ParseLoRATags(r.Prompt); err != nil {

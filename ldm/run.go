@@ -292,6 +292,9 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 			if m.init != nil && m.init.pixelMask != nil {
 				pasteUnmasked(rgba, m.init.original, m.init.pixelMask)
 			}
+			if m.init != nil && m.init.fullRes != nil {
+				rgba = m.init.fullRes.pasteBack(rgba)
+			}
 			seed := m.seed0 + int64(j)
 			m.res.Results = append(m.res.Results, Result{Image: rgba, Seed: seed, Infotext: p.infotext(m.task.Plan.req, seed)})
 		}

@@ -85,25 +85,29 @@ type requestFlags struct {
 
 // flagOfField maps Request JSON field names (FieldError.Field) to flags.
 var flagOfField = map[string]string{
-	"prompt":          "the PROMPT argument",
-	"negative_prompt": "--negative",
-	"width":           "--width",
-	"height":          "--height",
-	"steps":           "--steps",
-	"guidance_scale":  "--cfg",
-	"sampler":         "--sampler",
-	"schedule":        "--schedule",
-	"seed":            "--seed",
-	"eta":             "--eta",
-	"batch_size":      "--batch-size",
-	"batch_count":     "--batch-count",
-	"clip_skip":       "--clip-skip",
-	"noise":           "--noise",
-	"strength":        "--strength",
-	"mask":            "--mask",
-	"mask_blur":       "--mask-blur",
-	"loras":           "--lora",
-	"controlnets":     "--control-net",
+	"prompt":                   "the PROMPT argument",
+	"negative_prompt":          "--negative",
+	"width":                    "--width",
+	"height":                   "--height",
+	"steps":                    "--steps",
+	"guidance_scale":           "--cfg",
+	"sampler":                  "--sampler",
+	"schedule":                 "--schedule",
+	"seed":                     "--seed",
+	"eta":                      "--eta",
+	"batch_size":               "--batch-size",
+	"batch_count":              "--batch-count",
+	"clip_skip":                "--clip-skip",
+	"noise":                    "--noise",
+	"strength":                 "--strength",
+	"mask":                     "--mask",
+	"mask_blur":                "--mask-blur",
+	"inpainting_fill":          "--inpainting-fill",
+	"inpaint_full_res":         "--inpaint-full-res",
+	"inpaint_full_res_padding": "--inpaint-full-res-padding",
+	"inpainting_mask_invert":   "--mask-invert",
+	"loras":                    "--lora",
+	"controlnets":              "--control-net",
 }
 
 // flagHints add what to do for the errors whose fix is another flag: the
@@ -154,6 +158,10 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.Float64Var(&q.Strength, "strength", 0, "img2img: how much of --init-image to repaint, (0, 1] (default 0.75)")
 	f.StringVar(&r.maskImage, "mask", "", "inpaint: white where --init-image is repainted, black where it is kept")
 	f.IntVar(&q.MaskBlur, "mask-blur", 4, "inpaint: blur of the mask edge in pixels (0: none)")
+	f.BoolVar(&q.MaskInvert, "mask-invert", false, "inpaint: repaint the mask's black part instead of its white part")
+	f.StringVar(&q.InpaintingFill, "inpainting-fill", "", "inpaint: what the masked area starts from: original (default), fill (the colours around it), latent_noise, latent_nothing")
+	f.BoolVar(&q.InpaintFullRes, "inpaint-full-res", false, "inpaint only the mask's region at the full output size, then paste it back (A1111's \"Only masked\")")
+	f.IntVar(&q.InpaintFullResPadding, "inpaint-full-res-padding", 32, "pixels around the mask that --inpaint-full-res includes")
 	f.StringVar(&r.format, "format", "", "image format: png or jpeg (default: from -o's extension, else png)")
 	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
 	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
