@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ldm-project/ldm/internal/golden"
 	"github.com/ldm-project/ldm/ldm"
 	"github.com/ldm-project/ldm/models"
 	"github.com/ldm-project/ldm/nn"
@@ -52,8 +53,8 @@ func diffusersProblems(name string, b []byte) []string {
 		}
 	}
 	perBlock := func(k string, v any, scalar func(any) bool) {
-		if scalar(v) {
-			return
+		if _, present := m[k]; !present || scalar(v) {
+			return // absent: diffusers' default, a scalar
 		}
 		l, ok := v.([]any)
 		if !ok || len(l) != n {
@@ -72,11 +73,9 @@ func diffusersProblems(name string, b []byte) []string {
 	for _, k := range []string{"attention_head_dim", "cross_attention_dim", "layers_per_block", "transformer_layers_per_block"} {
 		perBlock(k, m[k], isNum)
 	}
-	heads := m["num_attention_heads"]
-	if heads == nil { // diffusers: num_attention_heads or attention_head_dim
-		heads = m["attention_head_dim"]
+	if heads := m["num_attention_heads"]; heads != nil { // null: diffusers takes attention_head_dim
+		perBlock("num_attention_heads", heads, isNum)
 	}
-	perBlock("num_attention_heads", heads, isNum)
 	return out
 }
 
@@ -184,4 +183,34 @@ func TestExportedConfigsAreWhatDiffusersWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Close()
+	// And back to a folder: the configs ldm convert writes pass too.
+	back := filepath.Join(tmp, "back")
+	if err := ldm.Convert(single, back, ldm.ConvertOptions{ConfigFrom: out}); err != nil {
+		t.Fatalf("converting the single file back to a folder: %v", err)
+	}
+	for p, b := range configFiles(t, os.DirFS(back)) {
+		for _, e := range diffusersProblems("convert/"+p, b) {
+			t.Error(e)
+		}
+	}
+}
+
+// A single file converted to a diffusers folder with configs inferred from
+// its shapes (no --config-from) gets configs diffusers accepts too.
+func TestConvertedConfigsAreWhatDiffusersWrites(t *testing.T) {
+	golden.ForKind(t, "single_file", func(t *testing.T, c golden.Case) {
+		out := filepath.Join(t.TempDir(), "folder")
+		if err := ldm.Convert(c.Path("model"), out, ldm.ConvertOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		files := configFiles(t, os.DirFS(out))
+		if len(files) < 4 {
+			t.Fatalf("%d configs written", len(files))
+		}
+		for p, b := range files {
+			for _, e := range diffusersProblems("convert/"+p, b) {
+				t.Error(e)
+			}
+		}
+	})
 }

@@ -27,6 +27,7 @@ func newConvertCmd() *cobra.Command {
 DST ending in .safetensors becomes an original-layout single file (model.diffusion_model.*,
 first_stage_model.*, cond_stage_model.*); any other DST becomes a diffusers folder (model_index.json,
 one folder per component, the tokenizer copied). DST must not exist; it is written atomically.
+SRC "default" is the embedded model.
 
 A single file holds no configs: converting one to a folder infers them from the tensor shapes, or
 takes them from --config-from (needed for models whose configs shapes cannot tell, e.g. the number
@@ -42,7 +43,11 @@ of attention heads of a small text encoder).`,
 				}
 				opts.DType = dt
 			}
-			src, dst := args[0], filepath.Clean(args[1])
+			src, err := modelArg(args[0])
+			if err != nil {
+				return err
+			}
+			dst := filepath.Clean(args[1])
 			start := time.Now()
 			if err := ldm.Convert(src, dst, opts); err != nil {
 				return err

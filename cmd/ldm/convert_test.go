@@ -84,3 +84,16 @@ func TestPNGInfoWithoutParameters(t *testing.T) {
 		t.Errorf("png-info --json on a non-A1111 text: %v", err)
 	}
 }
+
+// The embedded model, a model this project trained, converts to a single
+// file by the name users know it by. Before, its unet config's
+// layers_per_block list failed ("cannot unmarshal array into ... int").
+func TestConvertTheEmbeddedModel(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "default.safetensors")
+	if _, err := runLDM("convert", "default", out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runLDM("info", out); err != nil {
+		t.Fatalf("the converted file does not open: %v", err)
+	}
+}
