@@ -36,7 +36,9 @@ type Choice struct {
 	// Schedule its sigma schedule kind ("normal", "karras", …); empty for a
 	// diffusers class.
 	Sampler, Schedule string
-	settings          func(*Config)
+	// Spacing overrides a diffusers class's timestep_spacing ("trailing").
+	Spacing  string
+	settings func(*Config)
 	// explicit: a schedule was named, so it also switches off the config's
 	// own Karras/exponential setting.
 	explicit bool
@@ -128,6 +130,10 @@ var scheduleDefs = []scheduleDef{
 	{"DDIM", []string{"ddim", "ddim_uniform"}, "ddim_uniform"},
 	{"Beta", []string{"beta"}, "beta"},
 	{"Linear Quadratic", []string{"linear_quadratic"}, "linear_quadratic"},
+	// Lin et al. 2023's trailing timesteps (SD-Turbo, zero-SNR models):
+	// diffusers' timestep_spacing trailing for a class; for a k-diffusion
+	// sampler the same idea, sgm_uniform.
+	{"Trailing", []string{"trailing"}, "trailing"},
 }
 
 // ScheduleInfo describes one named schedule for a /sdapi/v1/schedulers
@@ -284,6 +290,8 @@ func (d samplerDef) choice(comfy bool, kind string, explicit bool) (Choice, erro
 		ch := Choice{Class: d.class, settings: d.settings, explicit: explicit}
 		switch kind {
 		case "", "auto", "normal":
+		case "trailing":
+			ch.Spacing = "trailing"
 		case "karras":
 			ch.Karras = true
 		case "exponential":
@@ -292,6 +300,9 @@ func (d samplerDef) choice(comfy bool, kind string, explicit bool) (Choice, erro
 			return Choice{}, fmt.Errorf("schedule %q is for the k-diffusion samplers; %s runs diffusers' %s, which takes Uniform, Karras or Exponential", kind, d.name, d.class)
 		}
 		return ch, ch.supported()
+	}
+	if kind == "trailing" {
+		kind = "sgm_uniform"
 	}
 	ch := Choice{Sampler: d.k, Schedule: kind, k: d.opts, explicit: explicit}
 	if kind == "" || kind == "auto" {
@@ -422,6 +433,9 @@ func (c Choice) apply(className string, cfg Config) (Config, bool, error) {
 	if c.explicit {
 		cfg.UseKarrasSigmas, cfg.UseLuLambdas = false, false
 	}
+	if c.Spacing != "" {
+		cfg.TimestepSpacing = c.Spacing
+	}
 	if c.Exponential {
 		cfg.UseLuLambdas = true
 	}
@@ -471,6 +485,8 @@ func InfotextNames(sampler, schedule string) (name, label string) {
 			kind = "karras"
 		case ch.Exponential:
 			kind = "exponential"
+		case ch.Spacing != "":
+			kind = ch.Spacing
 		case strings.TrimSpace(schedule) == "":
 			return d.name, ""
 		default:
@@ -505,5 +521,5 @@ func (c Choice) explicitNamed(sampler, schedule string) bool {
 // sameRun reports whether two choices run the same algorithm.
 func sameRun(a, b Choice) bool {
 	return a.Class == b.Class && a.Sampler == b.Sampler && a.Schedule == b.Schedule && a.Karras == b.Karras &&
-		a.Exponential == b.Exponential && a.k == b.k
+		a.Exponential == b.Exponential && a.Spacing == b.Spacing && a.k == b.k
 }

@@ -104,6 +104,7 @@ func TestParseSamplerScheduleSplitForm(t *testing.T) {
 		{"uni_pc", "karras", ClassUniPC, "", "", true, false},
 		{"DPMSolverMultistepScheduler", "Exponential", ClassDPMSolver, "", "", false, true},
 		{"EulerDiscreteScheduler", "Karras", ClassEuler, "", "", true, false},
+		{"Euler a", "Trailing", "", "euler_ancestral", "sgm_uniform", false, false},
 	} {
 		t.Run(tc.sampler+"/"+tc.schedule, func(t *testing.T) {
 			ch, err := ParseSamplerSchedule(tc.sampler, tc.schedule)
@@ -250,6 +251,8 @@ func TestInfotextNamesAreA1111s(t *testing.T) {
 		{"LCM", "", "LCM", ""},
 		{"dpmpp_3m_sde", "normal", "dpmpp_3m_sde", "normal"}, // A1111's would drop a sigma
 		{"DDIM", "", "DDIM", ""},
+		{"DDIM", "trailing", "DDIM", "Trailing"},
+		{"TCD", "", "TCD", ""},
 		{"UniPC", "Karras", "UniPC", "Karras"},
 		{"EulerDiscreteScheduler", "", "EulerDiscreteScheduler", ""},
 	} {

@@ -147,7 +147,7 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&q.Steps, "steps", 0, "denoising steps (default 20)")
 	f.Float64Var(&q.GuidanceScale, "cfg", 0, "classifier-free guidance scale; 1 skips the unconditional pass (default 7.5; alias --guidance)")
 	f.StringVar(&q.Sampler, "sampler", "", `sampler: AUTOMATIC1111 ("Euler a", "DPM++ 2M Karras"), ComfyUI ("dpmpp_2m") or diffusers class name (default DDIM)`)
-	f.StringVar(&q.Schedule, "schedule", "", `sigma schedule: Automatic, Uniform, Karras or Exponential (default: the sampler's)`)
+	f.StringVar(&q.Schedule, "schedule", "", `sigma schedule: Automatic (the sampler's default), Uniform, Karras, Exponential, Polyexponential, SGM Uniform, KL Optimal, Align Your Steps, Simple, Normal, DDIM, Beta, Linear Quadratic, Trailing (or their ComfyUI names)`)
 	f.Int64Var(&q.Seed, "seed", ldm.Blank().Seed, "seed; -1 picks a random one (reported). Image i of a batch gets seed+i")
 	f.IntVar(&q.BatchSize, "batch-size", 0, "images per model batch (default 1)")
 	f.IntVar(&q.BatchCount, "batch-count", 0, "batches run one after another (default 1)")
