@@ -10,8 +10,15 @@ import (
 // histogram, timbre by spectral centroid.
 type Features struct {
 	OnsetRate float64     // onsets per second (spectral-flux peaks)
+	// BPM is the beat period that best repeats the onset-strength curve
+	// (its autocorrelation's highest peak over 55–165 bpm).
+	BPM float64
 	Chroma    [12]float64 // energy per pitch class (0 = C), summing to 1
 	Centroid  float64     // mean spectral centroid in Hz, weighted by frame energy
+	// Brightness is the median over frames of the spectral centroid divided
+	// by the frame's lowest strong partial (≥ ¼ of its peak, 50–2000 Hz):
+	// the centroid in harmonics, which does not move with the register.
+	Brightness float64
 	RMSDBFS   float64
 }
 
@@ -46,10 +53,23 @@ func Analyze(x []float64, rate int) Features {
 		flux[t] = s
 	}
 	f.OnsetRate = float64(countPeaks(flux, 5)) / (float64(len(x)) / 44100)
+	f.BPM = beatPeriod(flux)
 	// Chroma over 55 Hz–2 kHz; centroid over everything.
 	var wsum float64
+	var ratios []float64
+	lowest := min(bins, int(2000/binHz))
 	for _, fr := range mag {
-		var e, num, den float64
+		var e, num, den, peak float64
+		for k := int(50 / binHz); k < lowest; k++ {
+			peak = math.Max(peak, fr[k])
+		}
+		f0 := 0.0
+		for k := int(50/binHz) + 1; k+1 < lowest && peak > 0; k++ {
+			if fr[k] >= peak/4 && fr[k] >= fr[k-1] && fr[k] >= fr[k+1] {
+				f0 = float64(k) * binHz
+				break
+			}
+		}
 		for k := 1; k < bins; k++ {
 			hz := float64(k) * binHz
 			p := fr[k] * fr[k]
@@ -64,10 +84,17 @@ func Analyze(x []float64, rate int) Features {
 		if den > 0 {
 			f.Centroid += e * num / den
 			wsum += e
+			if f0 > 0 && e > 0 {
+				ratios = append(ratios, num/den/f0)
+			}
 		}
 	}
 	if wsum > 0 {
 		f.Centroid /= wsum
+	}
+	if len(ratios) > 0 {
+		sort.Float64s(ratios)
+		f.Brightness = ratios[len(ratios)/2]
 	}
 	var cs float64
 	for _, v := range f.Chroma {
@@ -147,4 +174,28 @@ func KeyScore(chroma [12]float64, tonic int, mode string) float64 {
 		return 0
 	}
 	return sxy / math.Sqrt(sxx*syy)
+}
+
+// beatPeriod returns the tempo in bpm whose lag (10 ms frames) maximises
+// the autocorrelation of the mean-removed onset-strength curve.
+func beatPeriod(flux []float64) float64 {
+	var mean float64
+	for _, v := range flux {
+		mean += v / float64(len(flux))
+	}
+	best, bestR := 0, math.Inf(-1)
+	for lag := 36; lag <= 109 && lag < len(flux)/2; lag++ { // 165–55 bpm
+		var r float64
+		for t := lag; t < len(flux); t++ {
+			r += (flux[t] - mean) * (flux[t-lag] - mean)
+		}
+		r /= float64(len(flux) - lag)
+		if r > bestR {
+			best, bestR = lag, r
+		}
+	}
+	if best == 0 {
+		return 0
+	}
+	return 6000 / float64(best)
 }

@@ -81,7 +81,27 @@ func scaleName(tonic, mode string) string {
 }
 
 type classifier struct {
-	tempo, timbre map[string]float64 // class mean of log onset rate / log centroid
+	tempo  map[string]float64    // class mean of log onset rate, per kind and tempo
+	timbre map[string][2]float64 // class mean of (log centroid, log brightness), in units of their spread
+	spread [2]float64
+}
+
+// tempoOf is the tempo feature: the log of the onset curve's beat rate.
+func tempoOf(f audio.Features) float64 { return math.Log(f.BPM + 1) }
+
+func timbreOf(f audio.Features) [2]float64 {
+	return [2]float64{math.Log(f.Centroid + 1), math.Log(f.Brightness + 0.1)}
+}
+
+func nearest2(means map[string][2]float64, spread, v [2]float64) string {
+	best, bd := "", math.Inf(1)
+	for k, m := range means {
+		d := math.Pow((m[0]-v[0])/spread[0], 2) + math.Pow((m[1]-v[1])/spread[1], 2)
+		if d < bd || d == bd && k < best {
+			best, bd = k, d
+		}
+	}
+	return best
 }
 
 func nearest(means map[string]float64, v float64) string {
@@ -94,10 +114,25 @@ func nearest(means map[string]float64, v float64) string {
 	return best
 }
 
-func (c classifier) predict(f audio.Features) map[string]string {
+// predict labels a clip's features. The means are per kind of clip
+// (chords sit lower, sound denser and change less often than melodies), so
+// tempo and instrument are chosen among those of the prompt's kind.
+func (c classifier) predict(f audio.Features, kind string) map[string]string {
+	means := map[string][2]float64{}
+	for k, m := range c.timbre {
+		if kd, in, _ := strings.Cut(k, "\x00"); kd == kind {
+			means[in] = m
+		}
+	}
+	tempos := map[string]float64{}
+	for k, m := range c.tempo {
+		if kd, tp, _ := strings.Cut(k, "\x00"); kd == kind {
+			tempos[tp] = m
+		}
+	}
 	p := map[string]string{
-		"tempo":      nearest(c.tempo, math.Log(f.OnsetRate+0.1)),
-		"instrument": nearest(c.timbre, math.Log(f.Centroid+1)),
+		"tempo":      nearest(tempos, tempoOf(f)),
+		"instrument": nearest2(means, c.spread, timbreOf(f)),
 	}
 	best, bs := "", math.Inf(-1)
 	for _, tonic := range data.AudioTonics {
@@ -115,34 +150,51 @@ func (c classifier) predict(f audio.Features) map[string]string {
 }
 
 func fit(o data.AudioOptions, n int) (classifier, error) {
-	sums := map[string][2]float64{}
-	add := func(kind, label string, v float64) {
-		s := sums[kind+"\x00"+label]
-		sums[kind+"\x00"+label] = [2]float64{s[0] + v, s[1] + 1}
-	}
+	c := classifier{tempo: map[string]float64{}, timbre: map[string][2]float64{}}
+	tempo := map[string][]float64{}
+	timbre := map[string][][2]float64{}
+	var all [][2]float64
 	for i, used := 0, 0; used < n && i < o.N; i++ {
 		x, s, err := data.AudioClip(o, i)
 		if err != nil {
-			return classifier{}, err
+			return c, err
 		}
 		if s.Split != "train" {
 			continue
 		}
 		used++
 		f := audio.Analyze(x, o.Params.SampleRate)
-		add("tempo", s.Tempo, math.Log(f.OnsetRate+0.1))
+		tempo[s.Kind+"\x00"+s.Tempo] = append(tempo[s.Kind+"\x00"+s.Tempo], tempoOf(f))
 		if s.Kind != "drum beat" {
-			add("timbre", s.Instrument, math.Log(f.Centroid+1))
+			v := timbreOf(f)
+			timbre[s.Kind+"\x00"+s.Instrument] = append(timbre[s.Kind+"\x00"+s.Instrument], v)
+			all = append(all, v)
 		}
 	}
-	c := classifier{tempo: map[string]float64{}, timbre: map[string]float64{}}
-	for k, v := range sums {
-		kind, label, _ := strings.Cut(k, "\x00")
-		if kind == "tempo" {
-			c.tempo[label] = v[0] / v[1]
-		} else {
-			c.timbre[label] = v[0] / v[1]
+	for k, vs := range tempo {
+		var m float64
+		for _, v := range vs {
+			m += v
 		}
+		c.tempo[k] = m / float64(len(vs))
+	}
+	for k, vs := range timbre {
+		var m [2]float64
+		for _, v := range vs {
+			m[0] += v[0] / float64(len(vs))
+			m[1] += v[1] / float64(len(vs))
+		}
+		c.timbre[k] = m
+	}
+	for d := range 2 {
+		var mean, sd float64
+		for _, v := range all {
+			mean += v[d] / float64(len(all))
+		}
+		for _, v := range all {
+			sd += (v[d] - mean) * (v[d] - mean) / float64(len(all))
+		}
+		c.spread[d] = math.Max(math.Sqrt(sd), 1e-6)
 	}
 	return c, nil
 }
@@ -204,18 +256,18 @@ func Evaluate(ctx context.Context, p *ldm.Pipeline, params audio.Params, o EvalO
 			return nil, err
 		}
 		want := labels(s)
-		tally(r.Real, want, cls.predict(audio.Analyze(x, o.Data.Params.SampleRate)))
+		tally(r.Real, want, cls.predict(audio.Analyze(x, o.Data.Params.SampleRate), s.Kind))
 		img, peak := conv.ImageFromAudio(x)
 		y, err := conv.AudioFromImage(ctx, img, peak, audio.Recovery{Seed: uint64(i)})
 		if err != nil {
 			return nil, err
 		}
-		tally(r.RealThroughImage, want, cls.predict(audio.Analyze(y, o.Data.Params.SampleRate)))
+		tally(r.RealThroughImage, want, cls.predict(audio.Analyze(y, o.Data.Params.SampleRate), s.Kind))
 		res, err := Generate(ctx, p, params, Request{Prompt: s.Caption, Seed: o.Seed + int64(i), Steps: o.Steps}, nil)
 		if err != nil {
 			return nil, err
 		}
-		got := cls.predict(audio.Analyze(res.Audio, res.Rate))
+		got := cls.predict(audio.Analyze(res.Audio, res.Rate), s.Kind)
 		tally(r.Generated, want, got)
 		wants, gots = append(wants, want), append(gots, got)
 		if o.Progress != nil {

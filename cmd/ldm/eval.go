@@ -26,7 +26,7 @@ func newEvalCmd() *cobra.Command {
 		Long: `eval measures a model with the classifiers this project trained (ldm train classifier; the emoji
 and shapes classifiers are embedded). See docs/EVAL.md for what each number means.`,
 	}
-	cmd.AddCommand(newEvalLDMCmd(), newEvalVAECmd(), newEvalShapesCmd())
+	cmd.AddCommand(newEvalLDMCmd(), newEvalVAECmd(), newEvalShapesCmd(), newEvalAudioCmd())
 	return cmd
 }
 
