@@ -367,3 +367,35 @@ func (c *controlRun) residuals(p *Pipeline, x []float32, shape []int, t float64,
 	}
 	return sum, shapes, nil
 }
+
+// controlModeLabels are the extension's names of the control modes.
+var controlModeLabels = map[string]string{
+	ControlBalanced: "Balanced", ControlPrompt: "My prompt is more important", ControlControl: "ControlNet is more important",
+}
+
+// controlNetInfotext is each unit as the ControlNet extension writes it into
+// the infotext ("ControlNet 0": "Module: canny, Model: name, Weight: 0.8, …").
+func controlNetInfotext(units []ControlNetUnit) []string {
+	var out []string
+	for _, u := range units {
+		model := u.Model
+		if model == "" {
+			model = strings.TrimSuffix(filepath.Base(u.Path), filepath.Ext(u.Path))
+		}
+		model = strings.NewReplacer(",", "", ":", "").Replace(model)
+		pre, _ := controlnet.FindPreprocessor(u.Module)
+		resize, _ := controlnet.ParseResizeMode(u.ResizeMode)
+		mode, _ := ParseControlMode(u.ControlMode)
+		parts := []string{"Module: " + pre.Name, "Model: " + model, fmt.Sprintf("Weight: %g", u.Weight), "Resize Mode: " + resize}
+		if u.ThresholdA >= 0 && pre.A.Valid {
+			parts = append(parts, fmt.Sprintf("Threshold A: %g", u.ThresholdA))
+		}
+		if u.ThresholdB >= 0 && pre.B.Valid {
+			parts = append(parts, fmt.Sprintf("Threshold B: %g", u.ThresholdB))
+		}
+		parts = append(parts, fmt.Sprintf("Guidance Start: %g", u.GuidanceStart), fmt.Sprintf("Guidance End: %g", u.GuidanceEnd),
+			"Control Mode: "+controlModeLabels[mode])
+		out = append(out, strings.Join(parts, ", "))
+	}
+	return out
+}

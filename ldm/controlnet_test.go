@@ -274,3 +274,25 @@ func TestControlNetCannyMapSteersTheImageToItsEdges(t *testing.T) {
 		t.Errorf("the canny map changes the image by %.2f near its edges and %.2f away from them: want the change concentrated on the edges", near, far)
 	}
 }
+
+func TestControlNetUnitsAreWrittenToTheInfotextAsTheExtension(t *testing.T) {
+	p := loadTiny(t)
+	dir, img := tinyControlNet(t)
+	req := quick()
+	req.Steps = 1
+	u := NewControlNetUnit()
+	u.Path, u.Image, u.Weight, u.Module, u.ThresholdA, u.ControlMode, u.GuidanceEnd = dir, img, 0.5, "canny", 50, ControlPrompt, 0.75
+	req.ControlNets = []ControlNetUnit{u}
+	res, err := p.Generate(context.Background(), req, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := res[0].Infotext.Get("ControlNet 0")
+	want := "Module: canny, Model: " + filepath.Base(dir) + ", Weight: 0.5, Resize Mode: Crop and Resize, Threshold A: 50, Guidance Start: 0, Guidance End: 0.75, Control Mode: My prompt is more important"
+	if got != want {
+		t.Errorf("ControlNet 0 = %q\nwant %q", got, want)
+	}
+	if s := res[0].Infotext.String(); !strings.Contains(s, `ControlNet 0: "Module: canny, `) {
+		t.Errorf("infotext %q does not quote the unit", s)
+	}
+}

@@ -568,6 +568,9 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 	if h := p.loraHashes(); h != "" {
 		add("Lora hashes", h)
 	}
+	for i, v := range controlNetInfotext(req.ControlNets) {
+		add(fmt.Sprintf("ControlNet %d", i), v)
+	}
 	if h := p.tiHashes(req); h != "" {
 		add("TI hashes", h)
 	}
