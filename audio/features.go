@@ -9,17 +9,17 @@ import (
 // clip against its prompt: tempo by onset rate, key by pitch-class
 // histogram, timbre by spectral centroid.
 type Features struct {
-	OnsetRate float64     // onsets per second (spectral-flux peaks)
+	OnsetRate float64 // onsets per second (spectral-flux peaks)
 	// BPM is the beat period that best repeats the onset-strength curve
 	// (its autocorrelation's highest peak over 55–165 bpm).
-	BPM float64
-	Chroma    [12]float64 // energy per pitch class (0 = C), summing to 1
-	Centroid  float64     // mean spectral centroid in Hz, weighted by frame energy
+	BPM      float64
+	Chroma   [12]float64 // energy per pitch class (0 = C), summing to 1
+	Centroid float64     // mean spectral centroid in Hz, weighted by frame energy
 	// Brightness is the median over frames of the spectral centroid divided
 	// by the frame's lowest strong partial (≥ ¼ of its peak, 50–2000 Hz):
 	// the centroid in harmonics, which does not move with the register.
 	Brightness float64
-	RMSDBFS   float64
+	RMSDBFS    float64
 }
 
 // featureParams: 10 ms hop, 50 ms window in a 100 ms FFT (10 Hz bins).
