@@ -73,10 +73,7 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				}
 			}
 			if c.Kind == "inpaint_txt2img" { // StableDiffusionInpaintPipeline: the model with a 9-channel U-Net
-				if v.dtype == "f16" {
-					t.Skip("the swapped-in inpainting U-Net is loaded in float32 only")
-				}
-				p.UNet = loadUNet(t, c.Path("unet"))
+				p.UNet = loadUNet(t, c.Path("unet"), v.dtype)
 			}
 			var sc map[string]any
 			if err := c.Decode("scheduler_config", &sc); err != nil {
@@ -232,9 +229,9 @@ func readPNG(t *testing.T, path string) image.Image {
 }
 
 // loadUNet reads a diffusers U-Net folder.
-func loadUNet(t *testing.T, dir string) *unet.Model {
+func loadUNet(t *testing.T, dir, dtype string) *unet.Model {
 	t.Helper()
-	wm, err := weights.OpenModel(dir, weights.OpenOptions{})
+	wm, err := weights.OpenModel(dir, weights.OpenOptions{WeightsDType: dtype})
 	if err != nil {
 		t.Fatal(err)
 	}
