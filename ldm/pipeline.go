@@ -67,6 +67,10 @@ type Pipeline struct {
 type LoadOptions struct {
 	// Backend is "", "auto", "go" or "xla" (see nn.NewBackend).
 	Backend string
+	// Engine, when set, is the backend to load into instead of a new one
+	// named by Backend: pipelines that share one backend share its buffer
+	// pool, and a caller may wrap it (a test counts compilations).
+	Engine backends.Backend
 	// ConfigFrom, PredictionType and Variant are passed to weights.OpenModel.
 	ConfigFrom, PredictionType, Variant string
 	// WeightsDType keeps the weights in float32 ("f32") or 16 bits ("f16":
@@ -94,9 +98,12 @@ type LoadOptions struct {
 // Load opens a diffusers folder or a single-file checkpoint and loads every
 // component's weights.
 func Load(path string, o LoadOptions) (*Pipeline, error) {
-	b, err := nn.NewBackend(o.Backend)
-	if err != nil {
-		return nil, err
+	b := o.Engine
+	if b == nil {
+		var err error
+		if b, err = nn.NewBackend(o.Backend); err != nil {
+			return nil, err
+		}
 	}
 	m, err := weights.OpenModel(path, weights.OpenOptions{ConfigFrom: o.ConfigFrom, PredictionType: o.PredictionType, Variant: o.Variant, WeightsDType: o.WeightsDType})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/backends"
 
 	"github.com/ldm-project/ldm/internal/golden"
+	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/unet"
 )
 
@@ -199,10 +200,18 @@ func (b countingBuilder) Compile(outputs []backends.Op, shardings []*backends.Sh
 }
 
 func TestCompiledGraphsAreReusedAcrossCalls(t *testing.T) {
-	p := loadTiny(t)
+	folder, _ := tinyModel(t)
+	b, err := nn.NewBackend("go")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var n atomic.Int64
-	p.Backend = countingBackend{p.Backend, &n}
-	p.VAE.Backend = p.Backend
+	// Loaded into the counting backend: Load moves the weights onto the
+	// backend it loads into, and a tensor cannot move between instances.
+	p, err := Load(folder, LoadOptions{Engine: countingBackend{b, &n}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	req := quick()
 	if _, err := p.Generate(context.Background(), req, Options{}); err != nil {
 		t.Fatal(err)
