@@ -64,6 +64,7 @@ var kFuncs = map[string]kFunc{
 	"dpmpp_2m_sde":       kDPMpp2MSDE,
 	"dpmpp_3m_sde":       kDPMpp3MSDE,
 	"lcm":                kLCM,
+	"restart":            kRestart,
 }
 
 // KSamplerNames lists the k-diffusion sampler functions.
@@ -459,6 +460,71 @@ func kLCM(k *kCtx, x []float32, sig []float64) []float32 {
 	return x
 }
 
+// kRestart is Restart sampling (Xu et al. 2023, arXiv:2306.14878) as
+// AUTOMATIC1111's sd_samplers_extra.restart_sampler runs it: Heun steps;
+// from 20 steps on, a Karras schedule with fewer steps plus restart
+// segments that add noise back up from σ≈0.1 to σ≈2 and descend again
+// (9 steps once, or steps/4 twice from 36 steps on).
+func kRestart(k *kCtx, x []float32, sig []float64) []float32 {
+	k.mark(0) // it rebuilds the schedule: a run starts at the top only
+	steps := len(sig) - 1
+	type seg struct{ from, to float64 }
+	restart := map[int][3]float64{} // index → restart steps, times, max σ
+	if steps >= 20 {
+		rs, rt := 9, 1
+		if steps >= 36 {
+			rs, rt = steps/4, 2
+		}
+		sig = append(karrasSigmas(sig[len(sig)-2], sig[0], steps-rs*rt), 0)
+		restart[nearest(sig, 0.1)] = [3]float64{float64(rs + 1), float64(rt), 2}
+	}
+	var list []seg
+	for i := 0; i < len(sig)-1; i++ {
+		list = append(list, seg{sig[i], sig[i+1]})
+		r, ok := restart[i+1]
+		if !ok {
+			continue
+		}
+		lo, hi := i+1, nearest(sig, r[2])
+		if hi < lo {
+			rs := karrasSigmas(sig[lo], sig[hi], int(r[0]))
+			for t := 0; t < int(r[1]); t++ {
+				for j := 0; j+1 < len(rs); j++ {
+					list = append(list, seg{rs[j], rs[j+1]})
+				}
+			}
+		}
+	}
+	last := math.NaN()
+	for _, st := range list {
+		if !math.IsNaN(last) && last < st.from {
+			x = k.addNoise(x, math.Sqrt(st.from*st.from-last*last))
+		}
+		d := toD(x, st.from, k.model(x, st.from))
+		dt := st.to - st.from
+		if st.to == 0 {
+			x = axpy(x, dt, d)
+		} else {
+			x2 := axpy(x, dt, d)
+			d2 := toD(x2, st.to, k.model(x2, st.to))
+			x = axpy(x, dt, lin2(0.5, d, 0.5, d2))
+		}
+		last = st.to
+	}
+	return x
+}
+
+// nearest is the index of the sigma closest to v (torch.argmin |σ − v|).
+func nearest(sig []float64, v float64) int {
+	best, bi := math.Inf(1), 0
+	for i, s := range sig {
+		if d := math.Abs(s - v); d < best {
+			best, bi = d, i
+		}
+	}
+	return bi
+}
+
 // kDPMFast is DPM-Solver-Fast (Lu et al. 2022, arXiv:2206.00927; k-diffusion's
 // sample_dpm_fast with eta 0): n model calls in third-order steps evenly
 // spaced in t = −log σ from σ_max (sigmas[0]) to σ_min (the last nonzero
@@ -697,7 +763,7 @@ func (k *kdiff) start(i int, x []float32) error {
 				break
 			}
 		}
-		if j < 0 || k.name == "dpm_fast" {
+		if j < 0 || k.name == "dpm_fast" || k.name == "restart" {
 			return fmt.Errorf("%s cannot start at model call %d (img2img starts at a step)", k.name, i)
 		}
 	}

@@ -58,3 +58,44 @@ func TestLCMWithTheConsistencyFunctionSamplesTheData(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartReachesTheDataDistribution: A1111's Restart sampler with the
+// exact Gaussian model. Below 20 steps it is Heun on Karras sigmas (whose
+// ODE error the deterministic test bounds); from 20 steps on its restart
+// segments re-noise and re-descend, and the result stays distributed as
+// the data.
+func TestRestartReachesTheDataDistribution(t *testing.T) {
+	const std = 0.8
+	r := rand.New(rand.NewPCG(7, 8))
+	x0 := make([]float32, 20000)
+	randNoise{r}.Normal(x0)
+	for _, steps := range []int{12, 24, 40} {
+		s, err := New("Restart", sd15Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		draws := 0
+		noise := NoiseFunc(func(dst []float32) { draws++; randNoise{r}.Normal(dst) })
+		got := sampleGauss(t, s, steps, x0, std, noise)
+		if steps < 20 {
+			// No restart: exactly Heun over the same Karras sigmas.
+			h, _ := New("Heun Karras", sd15Config)
+			want := sampleGauss(t, h, steps, x0, std, nil)
+			for k := range got {
+				if got[k] != want[k] || draws != 0 {
+					t.Fatalf("%d steps: Restart %v differs from Heun Karras %v at %d (%d draws)", steps, got[k], want[k], k, draws)
+				}
+			}
+			continue
+		}
+		var v float64
+		for _, g := range got {
+			v += float64(g) * float64(g)
+		}
+		sd := math.Sqrt(v / float64(len(got)))
+		t.Logf("%d steps: %d calls, std %.4f (data %.2f), %d draws", steps, len(s.Timesteps()), sd, std, draws)
+		if math.Abs(sd/std-1) > 0.03 || draws == 0 {
+			t.Errorf("%d steps: std %.4f with %d restarts, want %.2f", steps, sd, draws, std)
+		}
+	}
+}

@@ -96,6 +96,7 @@ var samplerDefs = []samplerDef{
 	{name: "DPM fast", aliases: []string{"k_dpm_fast"}, comfy: []string{"dpm_fast"}, k: "dpm_fast"},
 	{name: "HeunPP2", aliases: []string{"heunpp2", "Heun++"}, comfy: []string{"heunpp2"}, k: "heunpp2"},
 	{name: "LCM", aliases: []string{"k_lcm"}, comfy: []string{"lcm"}, k: "lcm"},
+	{name: "Restart", aliases: []string{"restart"}, k: "restart", auto: "karras"},
 	{name: "DDIM", aliases: []string{"ddim"}, comfy: []string{"ddim"}, class: ClassDDIM},
 	{name: "PLMS", aliases: []string{"plms", "pndm"}, class: ClassPNDM, settings: plms},
 	{name: "UniPC", aliases: []string{"uni_pc"}, comfy: []string{"uni_pc", "uni_pc_bh2"}, class: ClassUniPC},
