@@ -408,19 +408,17 @@ func (s *Server) a1111SetOptions(c *gin.Context) {
 	values := map[string]any{}
 	for k, raw := range opts {
 		if k == "sd_model_checkpoint" || k == "sd_vae" {
-			continue
+			continue // handled above
 		}
-		if k == "CLIP_stop_at_last_layers" {
-			var v flexInt
-			if err := json.Unmarshal(raw, &v); err != nil || v.V < 1 || v.V > 12 {
-				s.fail(c, http.StatusBadRequest, k, errors.New("must be an integer from 1 to 12"))
-				return
-			}
-			values[k] = int(v.V)
-			continue
+		parse, known := a1111Options[k]
+		if !known {
+			continue // kept nowhere: a client cannot grow the server's memory with options
 		}
-		var v any
-		_ = json.Unmarshal(raw, &v)
+		v, err := parse(raw)
+		if err != nil {
+			s.fail(c, http.StatusBadRequest, k, err)
+			return
+		}
 		values[k] = v
 	}
 	s.mu.Lock()
@@ -429,6 +427,36 @@ func (s *Server) a1111SetOptions(c *gin.Context) {
 	}
 	s.mu.Unlock()
 	c.JSON(http.StatusOK, nil)
+}
+
+// a1111Options are the options POST /sdapi/v1/options keeps (and GET
+// echoes), each with its parser; sd_model_checkpoint switches the model.
+// Others are accepted and ignored.
+var a1111Options = map[string]func(json.RawMessage) (any, error){
+	"CLIP_stop_at_last_layers": func(raw json.RawMessage) (any, error) {
+		var v flexInt
+		if err := json.Unmarshal(raw, &v); err != nil || v.V < 1 || v.V > 12 {
+			return nil, errors.New("must be an integer from 1 to 12")
+		}
+		return int(v.V), nil
+	},
+	"eta_noise_seed_delta": func(raw json.RawMessage) (any, error) {
+		var v flexInt
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, errors.New("must be an integer")
+		}
+		return v.V, nil
+	},
+	"samples_format": optionString,
+}
+
+// optionString is a short string option.
+func optionString(raw json.RawMessage) (any, error) {
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil || len(v) > 256 {
+		return nil, errors.New("must be a string of at most 256 bytes")
+	}
+	return v, nil
 }
 
 func (s *Server) a1111PNGInfo(c *gin.Context) {

@@ -186,7 +186,7 @@ func (e *errContentType) Error() string {
 	if got == "" {
 		got = "none"
 	}
-	return fmt.Sprintf("Content-Type %s: send application/json", got)
+	return fmt.Sprintf("Content-Type %s: send application/json (curl: -H 'Content-Type: application/json')", got)
 }
 
 // checkJSONType refuses a body that is not declared JSON: a browser sends

@@ -55,6 +55,11 @@ type Loader func(path string) (*Loaded, error)
 type Config struct {
 	// Limits bound every request (default ldm.DefaultLimits).
 	Limits ldm.Limits
+	// MaxMemory is the memory budget: a request whose estimated peak
+	// (MemoryEstimator, with the loaded model) exceeds it is refused with
+	// 413 naming the field to lower, and request batching never combines
+	// jobs beyond it. 0 takes 3/4 of MachineMemory; <0 turns it off.
+	MaxMemory int64
 	// QueueSize is how many jobs may wait behind the running one (default 16).
 	QueueSize int
 	// JobTimeout bounds one job's run time (default 10 minutes).
@@ -113,6 +118,9 @@ func (c *Config) defaults() {
 	c.Limits.LoRAPaths = false // clients name LoRAs in the model's LoRA folder: a path could open any file here
 	if c.QueueSize <= 0 {
 		c.QueueSize = 16
+	}
+	if c.MaxMemory == 0 {
+		c.MaxMemory = int64(defaultMemoryShare * float64(MachineMemory()))
 	}
 	if c.JobTimeout <= 0 {
 		c.JobTimeout = 10 * time.Minute
@@ -218,6 +226,9 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	s.engine = s.routes()
+	if cfg.MaxMemory > 0 {
+		s.log.Info("memory budget", "max", ldm.FormatBytes(cfg.MaxMemory))
+	}
 	go s.work()
 	return s, nil
 }
@@ -289,6 +300,10 @@ func (s *Server) submit(req ldm.Request, ephemeral bool) (*Job, int, error) {
 	pl, err := m.Model.Prepare(req, s.cfg.Limits)
 	if err != nil {
 		s.metrics.rejected("invalid")
+		return nil, 0, err
+	}
+	if err := s.checkMemory(m.Model, pl.Request()); err != nil {
+		s.metrics.rejected("memory")
 		return nil, 0, err
 	}
 	j := newJob(pl, m.Name, ephemeral)
@@ -396,7 +411,23 @@ func (s *Server) work() {
 		}
 		jobs := []*Job{j}
 		if s.cfg.BatchJobs > 1 {
-			jobs = append(jobs, s.q.takeIf(s.cfg.BatchJobs-1, func(k *Job) bool { return k.plan.Key() == j.plan.Key() })...)
+			// Jobs batched together share one U-Net batch: together they
+			// must fit the memory budget as one request would.
+			model := s.current().Model
+			together := j.plan.Request()
+			jobs = append(jobs, s.q.takeIf(s.cfg.BatchJobs-1, func(k *Job) bool {
+				if k.plan.Key() != j.plan.Key() {
+					return false
+				}
+				t, kr := together, k.plan.Request()
+				t.BatchSize += kr.BatchSize
+				t.BatchCount = max(t.BatchCount, kr.BatchCount)
+				if s.checkMemory(model, t) != nil {
+					return false
+				}
+				together = t
+				return true
+			})...)
 		}
 		s.run(jobs)
 	}
@@ -576,6 +607,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case isContentTypeError(err):
 		return http.StatusUnsupportedMediaType
+	case isOverBudget(err):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errQueueFull):
 		return http.StatusTooManyRequests
 	case errors.Is(err, errShuttingDown):
@@ -638,6 +671,7 @@ func (s *Server) fail(c *gin.Context, status int, field string, err error) {
 
 // failErr answers a submit or decode error, naming the field if it has one.
 func (s *Server) failErr(c *gin.Context, err error, rename map[string]string) {
+	status := statusOf(err)
 	field, _ := ldm.IsFieldError(err)
 	if r, ok := rename[field]; ok {
 		var fe *ldm.FieldError
@@ -646,5 +680,5 @@ func (s *Server) failErr(c *gin.Context, err error, rename map[string]string) {
 		}
 		field = r
 	}
-	s.fail(c, statusOf(err), field, err)
+	s.fail(c, status, field, err)
 }

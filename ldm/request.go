@@ -85,11 +85,23 @@ func Blank() Request { return Request{Seed: RandomSeed} }
 // the defaults.
 type Limits struct {
 	MaxSteps, MaxWidth, MaxHeight, MaxBatchSize, MaxBatchCount, MaxPromptChars int
+	// MaxLoRAs bounds the LoRAs of a request (loras and <lora:…> tags
+	// together), MaxPromptChunks the 75-token chunks BREAK starts in a
+	// prompt; 0 takes DefaultMaxLoRAs / DefaultMaxPromptChunks (each costs
+	// a merge or a text-encoder pass and conditioning memory).
+	MaxLoRAs, MaxPromptChunks int
 	// LoRAPaths lets LoRASpec.Path name any file. The CLI allows it; a
 	// server turns it off, so that clients choose LoRAs by name from its
 	// LoRA folder only.
 	LoRAPaths bool
 }
+
+// Defaults of Limits.MaxLoRAs and MaxPromptChunks: more than any
+// AUTOMATIC1111 workflow uses (A1111 itself has no bound).
+const (
+	DefaultMaxLoRAs        = 16
+	DefaultMaxPromptChunks = 32
+)
 
 // DefaultLimits are generous enough for SD1.5/2.1 at their native sizes.
 var DefaultLimits = Limits{MaxSteps: 150, MaxWidth: 2048, MaxHeight: 2048, MaxBatchSize: 16, MaxBatchCount: 100, MaxPromptChars: 10000, LoRAPaths: true}
@@ -221,6 +233,9 @@ func (r *Request) check(l Limits) (scheduler.Choice, error) {
 	if err := validateLoRAs(r.LoRAs, l); err != nil {
 		return none, err
 	}
+	if err := checkCounts(r, l); err != nil {
+		return none, err
+	}
 	if err := validateControlNets(r.ControlNets, l); err != nil {
 		return none, err
 	}
@@ -234,6 +249,33 @@ func (r *Request) check(l Limits) (scheduler.Choice, error) {
 		return none, bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
 	}
 	return choice, nil
+}
+
+// checkCounts bounds the LoRAs and the BREAK chunks of a request.
+func checkCounts(r *Request, l Limits) error {
+	maxLoRAs, maxChunks := l.MaxLoRAs, l.MaxPromptChunks
+	if maxLoRAs <= 0 {
+		maxLoRAs = DefaultMaxLoRAs
+	}
+	if maxChunks <= 0 {
+		maxChunks = DefaultMaxPromptChunks
+	}
+	_, tags, _ := ParseLoRATags(r.Prompt)
+	if n := len(r.LoRAs) + len(tags); n > maxLoRAs {
+		return &FieldError{Field: "loras", Msg: fmt.Sprintf("%d LoRAs (loras and <lora:…> tags): the limit is %d", n, maxLoRAs)}
+	}
+	for _, f := range []struct{ name, text string }{{"prompt", r.Prompt}, {"negative_prompt", r.NegativePrompt}} {
+		n := 1
+		for _, fr := range ParseAttention(f.text) {
+			if fr.Weight == -1 && fr.Text == breakText {
+				n++
+			}
+		}
+		if n > maxChunks {
+			return &FieldError{Field: f.name, Msg: fmt.Sprintf("BREAK makes %d chunks: the limit is %d", n, maxChunks)}
+		}
+	}
+	return nil
 }
 
 // Validate checks r against the limits (Check) and against a model whose

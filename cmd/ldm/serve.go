@@ -23,7 +23,7 @@ func init() { subcommands = append(subcommands, newServeCmd) }
 
 type serveFlags struct {
 	model, listen, apiKey, apiAuth, modelsDir, publicURL string
-	controlNetDir                                        string
+	controlNetDir, maxMemory                             string
 	allowedHosts, corsOrigins                            []string
 	load                                                 ldm.LoadOptions
 	insecure, warmup, verbose                            bool
@@ -85,6 +85,9 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.IntVar(&f.cfg.Limits.MaxBatchSize, "max-batch-size", ldm.DefaultLimits.MaxBatchSize, "most images per model batch")
 	fl.IntVar(&f.cfg.Limits.MaxBatchCount, "max-batch-count", ldm.DefaultLimits.MaxBatchCount, "most batches per request")
 	fl.IntVar(&f.cfg.Limits.MaxPromptChars, "max-prompt-chars", ldm.DefaultLimits.MaxPromptChars, "longest prompt, in bytes")
+	fl.StringVar(&f.maxMemory, "max-memory", "", "memory budget: requests whose estimated peak exceeds it are refused (413), e.g. 12G (default: 3/4 of the machine's or the cgroup's memory; 0: no budget)")
+	fl.IntVar(&f.cfg.Limits.MaxLoRAs, "max-loras", ldm.DefaultMaxLoRAs, "most LoRAs per request (loras and <lora:…> tags)")
+	fl.IntVar(&f.cfg.Limits.MaxPromptChunks, "max-prompt-chunks", ldm.DefaultMaxPromptChunks, "most 75-token chunks BREAK may start in a prompt")
 	fl.DurationVar(&f.cfg.ReadTimeout, "read-timeout", time.Minute, "longest time to read a whole request")
 	fl.DurationVar(&f.cfg.WriteTimeout, "write-timeout", time.Minute, "longest time to write an answer (event streams and waiting for a job excepted)")
 	fl.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle kept-alive connection stays open")
@@ -114,6 +117,20 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	if cmd.Flags().Changed("api-auth") && len(basic) == 0 {
 		return errors.New("--api-auth is empty: give user:password, or leave the flag out")
+	}
+	switch f.maxMemory {
+	case "":
+	case "0":
+		f.cfg.MaxMemory = -1
+	default:
+		n, err := app.ParseBytes(f.maxMemory)
+		if err != nil {
+			return fmt.Errorf("--max-memory: %w", err)
+		}
+		f.cfg.MaxMemory = n
+	}
+	if f.cfg.Limits.MaxLoRAs < 1 || f.cfg.Limits.MaxPromptChunks < 1 {
+		return errors.New("--max-loras and --max-prompt-chunks must be at least 1")
 	}
 	f.cfg.APIKey, f.cfg.BasicAuth, f.cfg.PublicURL = f.apiKey, basic, f.publicURL
 	f.cfg.AllowedHosts, f.cfg.CORSOrigins = f.allowedHosts, f.corsOrigins

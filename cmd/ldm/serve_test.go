@@ -37,6 +37,8 @@ func TestServeRefusesBadSettingsBeforeLoading(t *testing.T) {
 		{[]string{"--listen", "0.0.0.0:7860", "--api-key", "  "}, "--api-key is empty"},
 		{[]string{"--cors-allow-origins-regex", "("}, "regex"},
 		{[]string{"--public-url", "ldm.example.org"}, "public URL"},
+		{[]string{"--max-memory", "lots"}, "--max-memory"},
+		{[]string{"--max-loras", "0"}, "--max-loras"},
 	} {
 		// The model path does not exist: the error must come first.
 		out, err := runLDM(append([]string{"serve", "--model", "/no/such/model"}, c.args...)...)
