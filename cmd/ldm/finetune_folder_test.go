@@ -150,3 +150,25 @@ func TestTrainLDMKeepsPromptsOnResumeAndWritesMetrics(t *testing.T) {
 		t.Errorf("metrics at steps %v, want [2 3]", steps)
 	}
 }
+
+// `train vae` on a kohya folder: everything trains, and --holdout sets a
+// fraction aside for the PSNR/SSIM evaluation (metrics.jsonl counts them).
+func TestTrainVAETakesAKohyaFolderWithHoldout(t *testing.T) {
+	tmp := t.TempDir()
+	data, out := filepath.Join(tmp, "data"), filepath.Join(tmp, "run")
+	os.MkdirAll(data, 0o755)
+	writeSquares(t, data, 10, 16, true)
+	run(t, "train", "vae", data, "-o", out, "--size", "16", "--blocks", "8,8", "--norm-groups", "4", "--batch", "2",
+		"--warmup", "1", "--steps", "1", "--checkpoint-every", "1", "--sample-every", "1", "--holdout", "0.3")
+	b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev train.VAEEval
+	if err := json.Unmarshal(bytes.TrimSpace(b), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Images < 1 || ev.Images > 6 {
+		t.Errorf("evaluated on %d images: want the held-out ones (about 3 of 10)", ev.Images)
+	}
+}
