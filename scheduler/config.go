@@ -73,6 +73,8 @@ const (
 	ClassUniPC          = "UniPCMultistepScheduler"
 	ClassLCM            = "LCMScheduler"
 	ClassTCD            = "TCDScheduler"
+	ClassKDPM2          = "KDPM2DiscreteScheduler"
+	ClassKDPM2Ancestral = "KDPM2AncestralDiscreteScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.

@@ -17,6 +17,9 @@ import (
 
 // callSigma is the noise level σ (x = x0 + σ·ε form) at model call i.
 func callSigma(s *Scheduler, i int) float64 {
+	if c, ok := s.alg.(interface{ callSigmaAt(int) float32 }); ok {
+		return float64(c.callSigmaAt(i))
+	}
 	if sig := s.Sigmas(); sig != nil {
 		return float64(sig[i])
 	}
