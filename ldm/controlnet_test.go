@@ -296,3 +296,28 @@ func TestControlNetUnitsAreWrittenToTheInfotextAsTheExtension(t *testing.T) {
 		t.Errorf("infotext %q does not quote the unit", s)
 	}
 }
+
+// A ControlNet steers a 9-channel inpainting U-Net too: it reads the four
+// latent channels, not the mask and masked-image ones.
+func TestControlNetWithAnInpaintingUNet(t *testing.T) {
+	var unetDir string
+	for _, c := range golden.Load(t).Cases {
+		if c.Kind == "inpaint_txt2img" {
+			unetDir = c.Path("unet")
+		}
+	}
+	if unetDir == "" {
+		t.Skip("the golden manifest has no inpaint_txt2img case")
+	}
+	p := loadTiny(t)
+	p.UNet = loadUNet(t, unetDir, "f32")
+	dir, img := tinyControlNet(t)
+	req := inpaintRequest()
+	plain := latentsOf(t, p, req)
+	u := NewControlNetUnit()
+	u.Path, u.Image, u.Weight = dir, img, 0.8
+	req.ControlNets = []ControlNetUnit{u}
+	if d, _ := golden.MaxAbsDiff(latentsOf(t, p, req), plain); d < 1e-3 {
+		t.Errorf("the ControlNet changes the inpainting U-Net's latents by %g", d)
+	}
+}
