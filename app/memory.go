@@ -17,6 +17,14 @@ type MemoryEstimator interface {
 	EstimateMemory(req ldm.Request) ldm.MemoryEstimate
 }
 
+// countWeights has a model count its weights now, before any job runs on
+// it (EstimateMemory counts them once).
+func countWeights(m Model) {
+	if me, ok := m.(MemoryEstimator); ok {
+		me.EstimateMemory(ldm.Request{})
+	}
+}
+
 // MachineMemory is the memory this process may use: the cgroup's limit
 // when one is set, else the machine's total; 0 when neither can be read.
 func MachineMemory() int64 {
@@ -62,7 +70,7 @@ func (s *Server) checkMemory(m Model, req ldm.Request) error {
 		return nil
 	}
 	est := me.EstimateMemory(req)
-	if est.Peak(false) <= s.cfg.MaxMemory {
+	if est.Peak() <= s.cfg.MaxMemory {
 		return nil
 	}
 	// Name the field whose lowering helps most: the batches' kept images,
@@ -71,9 +79,9 @@ func (s *Server) checkMemory(m Model, req ldm.Request) error {
 	one := req
 	one.BatchSize, one.BatchCount = 1, 1
 	switch {
-	case req.BatchCount > 1 && func() bool { r := req; r.BatchCount = 1; return me.EstimateMemory(r).Peak(false) <= s.cfg.MaxMemory }():
+	case req.BatchCount > 1 && func() bool { r := req; r.BatchCount = 1; return me.EstimateMemory(r).Peak() <= s.cfg.MaxMemory }():
 		field, hint = "batch_count", "lower batch_count"
-	case req.BatchSize > 1 && me.EstimateMemory(one).Peak(false) <= s.cfg.MaxMemory:
+	case req.BatchSize > 1 && me.EstimateMemory(one).Peak() <= s.cfg.MaxMemory:
 		field, hint = "batch_size", "lower batch_size"
 	case req.Height > req.Width:
 		field = "height"

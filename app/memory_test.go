@@ -19,7 +19,7 @@ func TestMemoryBudgetRefusesWhatDoesNotFitNamingTheField(t *testing.T) {
 	p := m.Model.(*ldm.Pipeline)
 	small := ldm.Request{Prompt: "a", Width: 64, Height: 64, Steps: 1}
 	small.Defaults(p.SampleSize())
-	budget := p.EstimateMemory(small).Peak(false) * 3 / 2
+	budget := p.EstimateMemory(small).Peak() * 3 / 2
 	_, ts := testServer(t, m, Config{MaxMemory: budget, PreviewEvery: -1})
 	for _, c := range []struct {
 		name, path, body string

@@ -132,6 +132,7 @@ func (s *Server) switchModel(name string) error {
 	if err != nil {
 		return fmt.Errorf("loading %s: %w", target.Path, err)
 	}
+	countWeights(m.Model)
 	s.mu.Lock()
 	s.model = m
 	s.remember(m)

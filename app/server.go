@@ -225,6 +225,7 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 		quit: make(chan struct{}), workerDone: make(chan struct{}),
 	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
+	countWeights(model.Model)
 	s.engine = s.routes()
 	if cfg.MaxMemory > 0 {
 		s.log.Info("memory budget", "max", ldm.FormatBytes(cfg.MaxMemory))

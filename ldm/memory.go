@@ -7,6 +7,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
 	"github.com/ldm-project/ldm/unet"
+	"github.com/ldm-project/ldm/vae"
 )
 
 // MemoryEstimate is a request's predicted peak memory in bytes, by part,
@@ -29,14 +30,17 @@ type MemoryEstimate struct {
 	Results int64
 	// Overhead is the measured rest: per output pixel and fixed.
 	Overhead int64
+	// Tiled tells that the pipeline will decode in tiles (LoadOptions.
+	// VAETiling: "on", or "auto" with a whole decode above its budget).
+	Tiled bool
 }
 
 // Peak is the estimate of the whole generation: the weights, the larger of
-// a U-Net step and the decode (the pipeline releases the U-Net's buffers
-// before decoding), and the results. tiled picks the tiled decode.
-func (e MemoryEstimate) Peak(tiled bool) int64 {
+// a U-Net step and the decode the pipeline will run (it releases the
+// U-Net's buffers before decoding), the results and the rest.
+func (e MemoryEstimate) Peak() int64 {
 	dec := e.Decode
-	if tiled {
+	if e.Tiled {
 		dec = e.DecodeTiled
 	}
 	return e.Weights + max(e.UNet, dec) + e.Results + e.Overhead
@@ -68,11 +72,16 @@ const (
 // tokenizer for the prompts' chunk counts.
 func (p *Pipeline) EstimateMemory(req Request) MemoryEstimate {
 	var e MemoryEstimate
-	for _, c := range []*context.Context{p.ctxOf("text"), p.ctxOf("unet"), p.ctxOf("vae")} {
-		if c != nil {
-			e.Weights += int64(c.Memory())
+	// Counted once: later the variables change under generations (LoRA
+	// merges replace values, of the same sizes).
+	p.weightsOnce.Do(func() {
+		for _, c := range []*context.Context{p.ctxOf("text"), p.ctxOf("unet"), p.ctxOf("vae")} {
+			if c != nil {
+				p.weightsBytes += int64(c.Memory())
+			}
 		}
-	}
+	})
+	e.Weights = p.weightsBytes
 	f := int64(p.Factor())
 	h, w := int64(req.Height)/max(f, 1), int64(req.Width)/max(f, 1)
 	b := int64(req.BatchSize)
@@ -87,18 +96,21 @@ func (p *Pipeline) EstimateMemory(req Request) MemoryEstimate {
 	if p.UNet != nil {
 		e.UNet = unetPeak(p.UNet.Config, b, h, w, tokens)
 	}
-	if p.VAE != nil {
+	// The VAE that Load made: a request's own VAE (swapped in while it
+	// runs) has the same architecture, and this one is never swapped.
+	if v := p.vaes.own; v != nil {
 		bb := int64(max(1, req.BatchSize))
 		// The mid block's single-head attention over every latent pixel,
-		// chunked as nn.Attention chunks it, with softmax's copies.
+		// chunked as nn.Attention chunks it, with softmax's copies; it runs
+		// whole in a tiled decode too.
 		q := h * w
 		attn := int64(0)
-		if p.VAE.Config.MidBlockAddAttention {
+		if v.Config.MidBlockAddAttention {
 			attn = 3 * min(bb*q*q*4, attentionChunk+bb*q*4)
 		}
-		base := p.VAE.DecodePeakBytes(0, int(h), int(w), false)
-		e.Decode = p.VAE.DecodePeakBytes(int(bb), int(h), int(w), false) - base + attn
-		e.DecodeTiled = p.VAE.DecodePeakBytes(int(bb), int(h), int(w), true) - p.VAE.DecodePeakBytes(0, int(h), int(w), true) + attn
+		e.Decode = v.DecodePeakBytes(int(bb), int(h), int(w), false) - v.DecodePeakBytes(0, int(h), int(w), false) + attn
+		e.DecodeTiled = v.DecodePeakBytes(int(bb), int(h), int(w), true) - v.DecodePeakBytes(0, int(h), int(w), true) + attn
+		e.Tiled = p.willTile(v, int(bb), int(h), int(w))
 	}
 	// What else grows with the image (noise, latents, float and 8-bit
 	// images, the executors' per-shape buffers), and what a first run of a
@@ -151,6 +163,28 @@ func unetPeak(cfg unet.Config, b, h, w, tokens int64) int64 {
 	return unetActFactor*largest + skips
 }
 
+func (e MemoryEstimate) decode() int64 {
+	if e.Tiled {
+		return e.DecodeTiled
+	}
+	return e.Decode
+}
+
+// willTile is Pipeline.tiled's choice, made with the pipeline's own VAE.
+func (p *Pipeline) willTile(v *vae.AutoencoderKL, b, h, w int) bool {
+	switch p.vaes.tiling.Mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	budget := p.vaes.tiling.MaxBytes
+	if budget <= 0 {
+		budget = 2 << 30
+	}
+	return v.DecodePeakBytes(b, h, w, false) > budget
+}
+
 func ceilShift(n int64, l int) int64 { return (n + (1 << l) - 1) >> l }
 
 func perBlock(l unet.IntList, i, def int) int {
@@ -167,7 +201,7 @@ func perBlock(l unet.IntList, i, def int) int {
 // 1.1 GiB, decode 0.4 GiB, results 0.1 GiB)".
 func (e MemoryEstimate) String() string {
 	return fmt.Sprintf("%s (weights %s, U-Net step %s, VAE decode %s, images %s)",
-		FormatBytes(e.Peak(false)), FormatBytes(e.Weights), FormatBytes(e.UNet), FormatBytes(e.Decode), FormatBytes(e.Results+e.Overhead))
+		FormatBytes(e.Peak()), FormatBytes(e.Weights), FormatBytes(e.UNet), FormatBytes(e.decode()), FormatBytes(e.Results+e.Overhead))
 }
 
 // FormatBytes writes n in MiB or GiB.

@@ -89,7 +89,7 @@ func TestMemoryEstimateBoundsMeasuredPeak(t *testing.T) {
 			req := Request{Prompt: "a lighthouse on a cliff", Steps: 1, Width: s.w, Height: s.h, BatchSize: s.batch, Seed: 1}
 			req.Defaults(p.SampleSize())
 			est := p.EstimateMemory(req)
-			act := est.Peak(false) - est.Weights
+			act := est.Peak() - est.Weights
 			got, ok := measurePeak(t, p, req)
 			if !ok {
 				t.Skip("no /proc/self/clear_refs: cannot measure the peak")
@@ -102,6 +102,29 @@ func TestMemoryEstimateBoundsMeasuredPeak(t *testing.T) {
 			if act > 8*got+256<<20 {
 				t.Errorf("%s %dx%d batch %d: estimate %s is far above the measured %s", r.name, s.w, s.h, s.batch, FormatBytes(act), FormatBytes(got))
 			}
+		}
+	}
+}
+
+func TestMemoryEstimateCountsTheDecodeThePipelineWillRun(t *testing.T) {
+	folder, _ := tinyModel(t)
+	req := Request{Prompt: "a", Width: 1024, Height: 1024, BatchSize: 2, Steps: 1}
+	req.Defaults(64)
+	for _, mode := range []string{"on", "off"} {
+		p, err := Load(folder, LoadOptions{Backend: "go", VAETiling: VAETiling{Mode: mode}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := p.EstimateMemory(req)
+		dec := e.Decode
+		if mode == "on" {
+			dec = e.DecodeTiled
+		}
+		if e.Tiled != (mode == "on") || e.Peak() != e.Weights+max(e.UNet, dec)+e.Results+e.Overhead {
+			t.Errorf("tiling %s: %+v, peak %d", mode, e, e.Peak())
+		}
+		if e.DecodeTiled >= e.Decode || e.Weights <= 0 || e.UNet <= 0 {
+			t.Errorf("tiling %s: tiled decode %d, whole %d, weights %d, U-Net %d", mode, e.DecodeTiled, e.Decode, e.Weights, e.UNet)
 		}
 	}
 }

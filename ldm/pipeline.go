@@ -59,8 +59,11 @@ type Pipeline struct {
 	mu      sync.Mutex
 	lora    loraState    // guarded by mu; lora.dir by prep
 	control controlState // guarded by mu
-	vaes    vaeState     // guarded by mu (see vae.go)
-	prep    sync.Mutex   // Prepare's LoRA look-ups run beside a generation
+
+	weightsOnce  sync.Once // EstimateMemory's weights, counted once
+	weightsBytes int64
+	vaes         vaeState   // guarded by mu (see vae.go)
+	prep         sync.Mutex // Prepare's LoRA look-ups run beside a generation
 }
 
 // LoadOptions tunes Load.

@@ -129,6 +129,16 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		}
 		f.cfg.MaxMemory = n
 	}
+	// A decode that would take more than half the budget whole is tiled
+	// (--vae-tiling auto), so that a request fitting only when tiled runs.
+	if budget := f.cfg.MaxMemory; f.load.VAETiling.MaxBytes == 0 {
+		if budget == 0 {
+			budget = int64(0.75 * float64(app.MachineMemory()))
+		}
+		if budget > 0 {
+			f.load.VAETiling.MaxBytes = min(2<<30, budget/2)
+		}
+	}
 	if f.cfg.Limits.MaxLoRAs < 1 || f.cfg.Limits.MaxPromptChunks < 1 {
 		return errors.New("--max-loras and --max-prompt-chunks must be at least 1")
 	}
