@@ -14,7 +14,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/ldm-project/ldm/ldm"
-	"github.com/ldm-project/ldm/scheduler"
 )
 
 func (s *Server) a1111Routes(g *gin.RouterGroup) {
@@ -348,7 +347,7 @@ func (s *Server) a1111LoRAs(c *gin.Context) {
 
 func (s *Server) a1111Samplers(c *gin.Context) {
 	var out []gin.H
-	for _, si := range scheduler.Samplers() {
+	for _, si := range ldm.Samplers() {
 		opts := gin.H{}
 		if si.Schedule != "" {
 			opts["scheduler"] = si.Schedule
@@ -360,7 +359,7 @@ func (s *Server) a1111Samplers(c *gin.Context) {
 
 func (s *Server) a1111Schedulers(c *gin.Context) {
 	var out []gin.H
-	for _, si := range scheduler.Schedules() {
+	for _, si := range ldm.Schedules() {
 		out = append(out, gin.H{"name": si.Name, "label": si.Label, "aliases": si.Aliases, "default_rho": si.DefaultRho, "need_inner_model": false})
 	}
 	c.JSON(http.StatusOK, out)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/ldm-project/ldm/controlnet"
 	"github.com/ldm-project/ldm/ldm"
 )
 
@@ -79,10 +78,10 @@ func oldModelHash(path string) string {
 func controlNetModuleList(c *gin.Context) {
 	names := []string{}
 	detail := gin.H{}
-	for _, p := range controlnet.Preprocessors {
+	for _, p := range ldm.Preprocessors() {
 		names = append(names, p.Name)
 		var sliders []gin.H
-		for _, a := range []controlnet.Param{p.A, p.B} {
+		for _, a := range []ldm.PreprocessorParam{p.A, p.B} {
 			if a.Valid {
 				sliders = append(sliders, gin.H{"name": a.Name, "value": a.Default, "min": a.Min, "max": a.Max})
 			}
@@ -111,7 +110,7 @@ func (s *Server) controlNetDetect(c *gin.Context) {
 		s.failErr(c, err, nil)
 		return
 	}
-	pre, err := controlnet.FindPreprocessor(r.Module)
+	pre, err := ldm.FindPreprocessor(r.Module)
 	if err != nil {
 		s.fail(c, http.StatusUnprocessableEntity, "controlnet_module", err)
 		return

@@ -11,7 +11,6 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/ldm-project/ldm/ldm"
-	"github.com/ldm-project/ldm/scheduler"
 )
 
 func (s *Server) routes() *gin.Engine {
@@ -292,11 +291,11 @@ func (s *Server) listSamplers(c *gin.Context) {
 		Aliases []string `json:"aliases"`
 	}
 	var out []samplerJSON
-	for _, si := range scheduler.Samplers() {
+	for _, si := range ldm.Samplers() {
 		out = append(out, samplerJSON{si.Name, si.Aliases, si.Class, si.KSampler, si.Schedule, si.Karras})
 	}
 	var sch []scheduleJSON
-	for _, si := range scheduler.Schedules() {
+	for _, si := range ldm.Schedules() {
 		sch = append(sch, scheduleJSON{si.Name, si.Label, si.Aliases})
 	}
 	c.JSON(http.StatusOK, gin.H{"samplers": out, "schedules": sch})

@@ -22,6 +22,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/ldm-project/ldm/internal/pyjson"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/unet"
 	"github.com/ldm-project/ldm/weights"
@@ -43,10 +44,10 @@ type Config struct {
 func ParseConfig(data []byte) (Config, error) {
 	c := Config{ConditioningChannels: 3, ConditioningEmbeddingOutChannels: []int{16, 32, 96, 256}, ChannelOrder: "rgb"}
 	var raw map[string]any
-	if err := json.Unmarshal(weights.SanitizeJSON(data), &raw); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(data), &raw); err != nil {
 		return Config{}, fmt.Errorf("controlnet config: %w", err)
 	}
-	if err := json.Unmarshal(weights.SanitizeJSON(data), &c); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(data), &c); err != nil {
 		return Config{}, fmt.Errorf("controlnet config: %w", err)
 	}
 	if cls, _ := raw["_class_name"].(string); cls != "" && cls != "ControlNetModel" {

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/ldm-project/ldm/weights"
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // Config holds the fields of a diffusers scheduler_config.json that the
@@ -163,7 +163,7 @@ func DefaultConfig(className string) (Config, error) {
 func ParseConfig(className string, data []byte) (string, Config, error) {
 	var raw map[string]json.RawMessage
 	if len(strings.TrimSpace(string(data))) > 0 {
-		if err := json.Unmarshal(weights.SanitizeJSON(data), &raw); err != nil {
+		if err := json.Unmarshal(pyjson.Sanitize(data), &raw); err != nil {
 			return "", Config{}, fmt.Errorf("scheduler: parsing scheduler config: %w", err)
 		}
 	}

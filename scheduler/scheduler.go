@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/ldm-project/ldm/weights"
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // ErrSteps is wrapped by the errors of SetTimesteps that refuse the number
@@ -200,7 +200,7 @@ func hasClassName(config []byte) bool {
 	var probe struct {
 		Name string `json:"_class_name"`
 	}
-	_ = json.Unmarshal(weights.SanitizeJSON(config), &probe)
+	_ = json.Unmarshal(pyjson.Sanitize(config), &probe)
 	return probe.Name != ""
 }
 

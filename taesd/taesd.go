@@ -18,6 +18,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 	"github.com/gomlx/gomlx/pkg/ml/context"
 
+	"github.com/ldm-project/ldm/internal/pyjson"
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/weights"
 )
@@ -56,7 +57,7 @@ func DefaultConfig() Config {
 // ParseConfig reads an AutoencoderTiny config.json over the defaults.
 func ParseConfig(data []byte) (Config, error) {
 	cfg := DefaultConfig()
-	if err := json.Unmarshal(weights.SanitizeJSON(data), &cfg); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(data), &cfg); err != nil {
 		return Config{}, fmt.Errorf("taesd config: %w", err)
 	}
 	return cfg, cfg.Validate()

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/ldm-project/ldm/weights"
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // CLIPConfig is transformers' CLIPTextConfig: the JSON tags are its
@@ -65,7 +65,7 @@ func SD15CLIPConfig() CLIPConfig {
 // "text_config_dict" in old files). Absent fields take CLIPTextConfig's
 // defaults. Python's NaN/Infinity literals are accepted.
 func ParseCLIPConfig(data []byte) (CLIPConfig, error) {
-	data = weights.SanitizeJSON(data)
+	data = pyjson.Sanitize(data)
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return CLIPConfig{}, fmt.Errorf("clip config: %w", err)

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ldm-project/ldm/weights"
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // Config is the subset of diffusers' UNet2DConditionModel config.json that
@@ -103,7 +103,7 @@ func DefaultConfig() Config {
 // the class defaults to absent fields and validates the result.
 func ParseConfig(data []byte) (Config, error) {
 	c := DefaultConfig()
-	if err := json.Unmarshal(weights.SanitizeJSON(data), &c); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(data), &c); err != nil {
 		return Config{}, fmt.Errorf("unet config: %w", err)
 	}
 	if err := c.Validate(); err != nil {

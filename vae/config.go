@@ -6,7 +6,7 @@ import (
 
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:staticcheck // the graph DSL reads best unqualified
 
-	"github.com/ldm-project/ldm/weights"
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // Config holds the fields of a diffusers AutoencoderKL config.json. Absent
@@ -66,7 +66,7 @@ func ParseConfig(data []byte) (Config, error) {
 		*Config
 		SampleSize json.RawMessage `json:"sample_size"`
 	}{Config: &cfg}
-	if err := json.Unmarshal(weights.SanitizeJSON(data), &aux); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(data), &aux); err != nil {
 		return Config{}, fmt.Errorf("vae config: %w", err)
 	}
 	if len(aux.SampleSize) > 0 && string(aux.SampleSize) != "null" {

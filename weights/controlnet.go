@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // ControlNet is the component name of a ControlNet (diffusers'
@@ -163,7 +165,7 @@ func controlNetConfig(src *fileSource, unetConfig []byte) ([]byte, error) {
 		return nil, fmt.Errorf("a single-file ControlNet needs the base model's U-Net config")
 	}
 	var cfg map[string]any
-	if err := json.Unmarshal(SanitizeJSON(unetConfig), &cfg); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(unetConfig), &cfg); err != nil {
 		return nil, fmt.Errorf("the base U-Net config: %w", err)
 	}
 	for _, k := range []string{"up_block_types", "out_channels", "conv_out_kernel", "sample_size", "center_input_sample", "_diffusers_version", "_name_or_path"} {

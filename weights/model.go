@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // Model formats.
@@ -237,7 +239,7 @@ func (m *Model) openComponentDir(name, dir string, opts OpenOptions) (*Component
 			if err != nil {
 				return nil, err
 			}
-			c.Config, c.ConfigOrigin = SanitizeJSON(b), p
+			c.Config, c.ConfigOrigin = pyjson.Sanitize(b), p
 			break
 		}
 	}
@@ -437,7 +439,7 @@ func readJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(SanitizeJSON(b), v); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(b), v); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

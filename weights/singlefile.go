@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/ldm-project/ldm/internal/pyjson"
 )
 
 // openCLIPKeptLayers is how many of OpenCLIP ViT-H's 24 layers diffusers'
@@ -287,7 +289,7 @@ func referenceConfigs(dir string) (map[string]*Component, error) {
 		}
 		p := filepath.Join(sub, cfgName)
 		if b, err := os.ReadFile(p); err == nil {
-			c.Config, c.ConfigOrigin = SanitizeJSON(b), p
+			c.Config, c.ConfigOrigin = pyjson.Sanitize(b), p
 		} else if name != Tokenizer {
 			return nil, fmt.Errorf("config folder %s: %w", dir, err)
 		}

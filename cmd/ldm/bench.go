@@ -12,16 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gomlx/gomlx/backends"
 	"github.com/spf13/cobra"
 
 	"github.com/ldm-project/ldm/internal/fsutil"
+	"github.com/ldm-project/ldm/ldm"
 	"github.com/ldm-project/ldm/nn"
-	"github.com/ldm-project/ldm/textenc"
-	"github.com/ldm-project/ldm/train"
-	"github.com/ldm-project/ldm/unet"
-	"github.com/ldm-project/ldm/vae"
-	"github.com/ldm-project/ldm/weights"
 )
 
 // referenceStep is the project's bar for one classifier-free-guidance U-Net
@@ -98,10 +93,8 @@ embedded model, measures those weights.`,
 			if err != nil {
 				return err
 			}
-			if ms.close != nil {
-				defer ms.close()
-			}
-			rep := benchReport{Model: ms.name, Backend: b.Name(), CPUs: runtime.NumCPU(), Size: size,
+			defer ms.Close()
+			rep := benchReport{Model: ms.Name, Backend: b.Name(), CPUs: runtime.NumCPU(), Size: size,
 				Date: time.Now().Format("2006-01-02 15:04")}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "ldm bench: %s on %s, %d CPUs, %d², %d runs after the first\n", rep.Model, rep.Backend, rep.CPUs, size, runs)
@@ -113,21 +106,26 @@ embedded model, measures those weights.`,
 			r := rand.New(rand.NewPCG(seed, 7))
 			for _, p := range parts {
 				nn.ReleaseBuffers(b) // as the pipeline does between the U-Net and the decode
-				var part benchPart
+				var lp ldm.Part
 				switch p {
 				case "unet":
-					part, err = benchUNet(b, ms, size, runs, r)
+					lp, err = ms.UNetStep(b, size, r)
 				case "text":
-					part, err = benchText(b, ms, runs)
+					lp, err = ms.TextEncode(b)
 				case "vae":
-					part, err = benchVAE(b, ms, size, runs, r)
+					lp, err = ms.VAEDecode(b, size, r)
 				}
 				if err != nil {
 					return fmt.Errorf("%s: %w", p, err)
 				}
+				part := benchPart{Part: p, What: lp.What, GFLOPs: lp.GFLOPs}
+				if part.Compile, part.Runs, part.CPU, err = timeRuns(runs, lp.Run); err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				part = summarise(part)
 				rep.Parts = append(rep.Parts, part)
 				printBenchPart(out, part)
-				if p == "unet" && ms.sd15 {
+				if p == "unet" && ms.Preset == "sd15" {
 					if ref, ok := referenceStep[size]; ok {
 						fmt.Fprintf(out, "  bar (2-core machines, SD1.5): PyTorch %.1f s, stable-diffusion.cpp %.1f s; this run's best is %.2f× PyTorch's time\n",
 							ref.PyTorch, ref.SDCpp, part.Min/ref.PyTorch)
@@ -159,76 +157,26 @@ embedded model, measures those weights.`,
 	return cmd
 }
 
-// benchModelSet is what bench measures: configs plus, for a real model,
-// its weight sources (nil: random weights).
-type benchModelSet struct {
-	name  string
-	sd15  bool // the SD1.5 architecture, for the comparison with the bar
-	unet  unet.Config
-	text  textenc.CLIPConfig
-	vae   vae.Config
-	src   map[string]nn.Source
-	seed  uint64
-	close func()
-}
-
-func benchModels(model string, seed uint64, weightsDType string) (benchModelSet, error) {
+// benchModels opens what bench measures: "sd15" and "sd2" are the weights
+// presets' architectures with random weights, "default" the embedded model.
+func benchModels(model string, seed uint64, weightsDType string) (*ldm.Parts, error) {
 	switch model {
-	case "sd15", "":
-		u := unet.DefaultConfig()
-		u.CrossAttentionDim, u.SampleSize = []int{768}, 64
-		return benchModelSet{name: "SD1.5 architecture, random weights", sd15: true, unet: u,
-			text: textenc.SD15CLIPConfig(), vae: sdVAEConfig(), seed: seed}, nil
+	case "", "sd15":
+		model = "sd15"
 	case "sd2":
-		u := unet.DefaultConfig()
-		u.SampleSize = 64
-		u.CrossAttentionDim = []int{1024}
-		u.AttentionHeadDim = []int{5, 10, 20, 20}
-		u.UseLinearProjection = true
-		t := textenc.SD15CLIPConfig()
-		t.HiddenSize, t.IntermediateSize, t.NumHiddenLayers, t.NumAttentionHeads, t.HiddenAct = 1024, 4096, 23, 16, "gelu"
-		return benchModelSet{name: "SD2 architecture, random weights", unet: u, text: t, vae: sdVAEConfig(), seed: seed}, nil
+		model = "sd21"
 	case "default":
 		p, err := defaultModel()
 		if err != nil {
-			return benchModelSet{}, err
+			return nil, err
 		}
-		ms, err := benchModels(p, seed, weightsDType)
-		ms.name = "the embedded default model"
+		ms, err := ldm.OpenParts(p, seed, weightsDType)
+		if err == nil {
+			ms.Name = "the embedded default model"
+		}
 		return ms, err
 	}
-	m, err := weights.OpenModel(model, weights.OpenOptions{WeightsDType: weightsDType})
-	if err != nil {
-		return benchModelSet{}, err
-	}
-	ms := benchModelSet{name: model, src: map[string]nn.Source{}, seed: seed}
-	for _, c := range []string{weights.UNet, weights.TextEncoder, weights.VAE} {
-		if m.Components[c] == nil {
-			m.Close()
-			return benchModelSet{}, fmt.Errorf("%s has no %s", model, c)
-		}
-		ms.src[c] = m.Components[c].Source
-	}
-	if ms.unet, err = unet.ParseConfig(m.Components[weights.UNet].Config); err == nil {
-		if ms.text, err = textenc.ParseCLIPConfig(m.Components[weights.TextEncoder].Config); err == nil {
-			ms.vae, err = vae.ParseConfig(m.Components[weights.VAE].Config)
-		}
-	}
-	if err != nil {
-		m.Close()
-		return benchModelSet{}, err
-	}
-	ms.close = func() { m.Close() }
-	return ms, nil
-}
-
-// sdVAEConfig is Stable Diffusion's f8 KL-VAE (SD 1.x and 2.x).
-func sdVAEConfig() vae.Config {
-	c := vae.DefaultConfig()
-	c.BlockOutChannels, c.LayersPerBlock, c.SampleSize = []int{128, 256, 512, 512}, 2, 512
-	c.DownBlockTypes = []string{vae.DownEncoderBlock2D, vae.DownEncoderBlock2D, vae.DownEncoderBlock2D, vae.DownEncoderBlock2D}
-	c.UpBlockTypes = []string{vae.UpDecoderBlock2D, vae.UpDecoderBlock2D, vae.UpDecoderBlock2D, vae.UpDecoderBlock2D}
-	return c
+	return ldm.OpenParts(model, seed, weightsDType)
 }
 
 // timeRuns calls fn once (compiling) and then n times, timing each run
@@ -289,118 +237,6 @@ func summarise(p benchPart) benchPart {
 		p.GFLOPS = p.GFLOPs / p.Median
 	}
 	return p
-}
-
-func benchUNet(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand) (benchPart, error) {
-	m, err := unet.New(ms.unet)
-	if err != nil {
-		return benchPart{}, err
-	}
-	if src := ms.src[weights.UNet]; src != nil {
-		err = m.LoadWeights(src)
-	} else {
-		err = m.InitWeights(ms.seed)
-	}
-	if err == nil {
-		err = nn.MaterializeWeights(b, m.Ctx) // as ldm.Load does
-	}
-	if err != nil {
-		return benchPart{}, err
-	}
-	f := ms.vae.DownsampleFactor()
-	if size%f != 0 || (size/f)%m.Config.DownFactor() != 0 {
-		return benchPart{}, fmt.Errorf("--size %d: the latents (size/%d) must be a multiple of %d", size, f, m.Config.DownFactor())
-	}
-	h := size / f
-	cross := ms.text.HiddenSize
-	if len(ms.unet.CrossAttentionDim) > 0 {
-		cross = ms.unet.CrossAttentionDim[0]
-	}
-	tokens := ms.text.MaxPositionEmbeddings
-	shape, ehsShape := []int{2, ms.unet.InChannels, h, h}, []int{2, tokens, cross}
-	sample, ehs := train.Normal(r, 2*ms.unet.InChannels*h*h), train.Normal(r, 2*tokens*cross)
-	flops, err := unet.FLOPs(ms.unet, 2, h, h, tokens)
-	if err != nil {
-		return benchPart{}, err
-	}
-	p := benchPart{Part: "unet", What: fmt.Sprintf("one CFG step: batch 2 × %d×%d×%d latents, %d tokens", ms.unet.InChannels, h, h, tokens),
-		GFLOPs: float64(flops) / 1e9}
-	p.Compile, p.Runs, p.CPU, err = timeRuns(runs, func() error {
-		_, err := m.Run(b, sample, shape, []float32{981, 981}, ehs, ehsShape)
-		return err
-	})
-	if err != nil {
-		return benchPart{}, err
-	}
-	return summarise(p), nil
-}
-
-func benchText(b backends.Backend, ms benchModelSet, runs int) (benchPart, error) {
-	m, err := textenc.NewCLIPTextModel(ms.text)
-	if err != nil {
-		return benchPart{}, err
-	}
-	src, err := weightsOrRandom(ms.src[weights.TextEncoder], m.ExpectedKeys, ms.seed+1)
-	if err != nil {
-		return benchPart{}, err
-	}
-	if err := m.LoadWeights(src); err != nil {
-		return benchPart{}, err
-	}
-	n := ms.text.MaxPositionEmbeddings
-	ids := make([]int32, 2*n)
-	for i := range ids {
-		ids[i] = int32(i % ms.text.VocabSize)
-	}
-	p := benchPart{Part: "text", What: fmt.Sprintf("text encoder: 2 × %d tokens", n)}
-	p.Compile, p.Runs, p.CPU, err = timeRuns(runs, func() error {
-		_, _, err := m.Encode(b, ids, 2, n, 0)
-		return err
-	})
-	if err != nil {
-		return benchPart{}, err
-	}
-	return summarise(p), nil
-}
-
-func benchVAE(b backends.Backend, ms benchModelSet, size, runs int, r *rand.Rand) (benchPart, error) {
-	m, err := vae.New(ms.vae)
-	if err != nil {
-		return benchPart{}, err
-	}
-	m.Backend = b
-	src, err := weightsOrRandom(ms.src[weights.VAE], m.ExpectedKeys, ms.seed+2)
-	if err != nil {
-		return benchPart{}, err
-	}
-	if err := m.LoadWeights(src); err != nil {
-		return benchPart{}, err
-	}
-	h := size / ms.vae.DownsampleFactor()
-	shape := []int{1, ms.vae.LatentChannels, h, h}
-	z := train.Normal(r, ms.vae.LatentChannels*h*h)
-	p := benchPart{Part: "vae", What: fmt.Sprintf("VAE decode: 1 × %d×%d×%d → %d²", ms.vae.LatentChannels, h, h, size)}
-	p.Compile, p.Runs, p.CPU, err = timeRuns(runs, func() error {
-		_, _, err := m.DecodeRun(z, shape)
-		return err
-	})
-	if err != nil {
-		return benchPart{}, err
-	}
-	return summarise(p), nil
-}
-
-// weightsOrRandom returns src, or random weights of the expected shapes when
-// the model set has none (the SD presets).
-func weightsOrRandom(src nn.Source, expected func() (map[string][]int, error), seed uint64) (nn.Source, error) {
-	if src != nil {
-		return src, nil
-	}
-	keys, err := expected()
-	if err != nil {
-		return nil, err
-	}
-	return nn.RandomSource(keys, seed), nil
 }
 
 func printBenchPart(w io.Writer, p benchPart) {

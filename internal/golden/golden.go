@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ldm-project/ldm/internal/pyjson"
 	"github.com/ldm-project/ldm/weights"
 )
 
@@ -83,7 +84,7 @@ func LoadManifest(dir string) (*Manifest, error) {
 	var raw struct {
 		Cases []map[string]json.RawMessage `json:"cases"`
 	}
-	if err := json.Unmarshal(weights.SanitizeJSON(data), &raw); err != nil {
+	if err := json.Unmarshal(pyjson.Sanitize(data), &raw); err != nil {
 		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
 	}
 	m := &Manifest{Dir: dir}

@@ -1,12 +1,14 @@
-package weights
+// Package pyjson reads the JSON Python writes: the one helper every config
+// reader shares, a leaf so that the model packages need not import weights.
+package pyjson
 
 import "bytes"
 
-// SanitizeJSON rewrites the non-standard literals Python's json module emits
+// Sanitize rewrites the non-standard literals Python's json module emits
 // (NaN, Infinity, -Infinity) outside strings, so encoding/json accepts the
 // file. diffusers writes them into real configs (e.g. DPMSolverMultistep's
 // lambda_min_clipped = -inf). Infinities become ±1e308 and NaN becomes null.
-func SanitizeJSON(b []byte) []byte {
+func Sanitize(b []byte) []byte {
 	if !bytes.Contains(b, []byte("Infinity")) && !bytes.Contains(b, []byte("NaN")) {
 		return b
 	}

@@ -1,14 +1,14 @@
-package weights
+package pyjson
 
 import (
 	"encoding/json"
 	"testing"
 )
 
-func TestSanitizeJSONAcceptsPythonLiterals(t *testing.T) {
+func TestSanitizeAcceptsPythonLiterals(t *testing.T) {
 	in := `{"a": -Infinity, "b": Infinity, "c": NaN, "s": "NaN -Infinity \" Infinity"}`
 	var v map[string]any
-	if err := json.Unmarshal(SanitizeJSON([]byte(in)), &v); err != nil {
+	if err := json.Unmarshal(Sanitize([]byte(in)), &v); err != nil {
 		t.Fatal(err)
 	}
 	if v["a"].(float64) != -1e308 || v["b"].(float64) != 1e308 || v["c"] != nil {
