@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ldm-project/ldm/internal/controltest"
 	"github.com/ldm-project/ldm/internal/golden"
 	"github.com/ldm-project/ldm/ldm"
 )
@@ -188,4 +189,49 @@ func pix(img image.Image) string {
 		}
 	}
 	return b.String()
+}
+
+// The acceptance of issue 17: an A1111 txt2img call with a ControlNet unit
+// (canny of a square) changes the image where the square's edges are, more
+// than away from them, against the same call with a blank map. The
+// ControlNet is hand-built to add its map to the first skip connection
+// (controltest.EdgeControlNet), so where the change lands is the test.
+func TestA1111CannyUnitSteersTheImageToTheEdges(t *testing.T) {
+	var dir string
+	for _, c := range golden.Load(t).Cases {
+		if c.Kind == "controlnet" {
+			dir = c.Path("model")
+		}
+	}
+	if dir == "" {
+		t.Skip("the golden manifest has no controlnet case")
+	}
+	m, err := loadTiny(tinyPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := controltest.EdgeControlNet(t, dir, 600)
+	m.Model.(*ldm.Pipeline).ControlNetDir = filepath.Dir(cn)
+	_, ts := testServer(t, m, Config{})
+	const n, lo, hi = 64, 16, 48
+	gen := func(img image.Image) image.Image {
+		t.Helper()
+		r := call(t, "POST", ts.URL+"/sdapi/v1/txt2img", map[string]any{"prompt": "a red (apple:1.2) on a table", "negative_prompt": "blurry",
+			"seed": 42, "steps": 4, "sampler_name": "DDIM", "width": n, "height": n,
+			"alwayson_scripts": map[string]any{"controlnet": map[string]any{"args": []map[string]any{{
+				"module": "canny", "model": "edges", "image": pngB64(t, img), "threshold_a": 100, "threshold_b": 200}}}}})
+		if r.Status != 200 {
+			t.Fatalf("txt2img: %d %s", r.Status, r.Body)
+		}
+		out, params := decodePNG(t, r.json(t)["images"].([]any)[0].(string))
+		if !strings.Contains(params, `ControlNet 0: "Module: canny, Model: edges`) {
+			t.Errorf("infotext %q has no ControlNet unit", params)
+		}
+		return out
+	}
+	near, far := controltest.EdgeChange(gen(controltest.Square(n, lo, hi)), gen(image.NewRGBA(image.Rect(0, 0, n, n))), lo, hi)
+	t.Logf("mean change near the edges %.2f, away from them %.2f (levels, summed over RGB)", near, far)
+	if near < 3 || near < 1.5*far {
+		t.Errorf("the canny unit changes the image by %.2f near the square's edges and %.2f away: want it concentrated on the edges", near, far)
+	}
 }

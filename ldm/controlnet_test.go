@@ -2,17 +2,14 @@ package ldm
 
 import (
 	"context"
-	"fmt"
 	"image"
-	"image/color"
 	"math"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/ldm-project/ldm/controlnet"
+	"github.com/ldm-project/ldm/internal/controltest"
 	"github.com/ldm-project/ldm/internal/golden"
-	"github.com/ldm-project/ldm/weights"
 )
 
 // tinyControlNet is the golden ControlNet for the tiny model (a diffusers
@@ -145,94 +142,13 @@ func TestControlNetUnitsCombineAndScale(t *testing.T) {
 	}
 }
 
-// square is a white square on black, the shape whose canny edges steer the
-// image in TestControlNetCannyMapSteersTheImageToItsEdges.
-func square(n, lo, hi int) *image.RGBA {
-	img := image.NewRGBA(image.Rect(0, 0, n, n))
-	for y := range n {
-		for x := range n {
-			c := uint8(0)
-			if x >= lo && x < hi && y >= lo && y < hi {
-				c = 255
-			}
-			img.SetRGBA(x, y, color.RGBA{c, c, c, 255})
-		}
-	}
-	return img
-}
-
-// edgeControlNet writes a ControlNet for the tiny model whose only effect is
-// to add gain × (the control map, box-filtered to the latent size) to the
-// U-Net's first skip connection: every weight is zero except the
-// conditioning embedding (channel averages and box filters) and the first
-// zero convolution (the identity). The random golden ControlNet responds
-// too weakly to its image (its embedding's output is ~0.03) to show where a
-// map steers; this one steers exactly there, so the test checks the
-// pipeline puts a unit's map where it belongs.
-func edgeControlNet(t *testing.T, gain float64) string {
-	t.Helper()
-	dir, _ := tinyControlNet(t)
-	m, err := controlnet.Open(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := m.ExpectedKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ts []weights.WriteTensor
-	for key, shape := range keys {
-		n := 1
-		for _, d := range shape {
-			n *= d
-		}
-		v := make([]float32, n)
-		conv := func(centreOnly bool, scale float64) { // [o, i, 3, 3]
-			o, in := shape[0], shape[1]
-			for a := range o {
-				for b := range in {
-					for k := range 9 {
-						if centreOnly && k != 4 {
-							continue
-						}
-						w := scale / float64(in)
-						if !centreOnly {
-							w /= 9
-						}
-						v[((a*in+b)*9)+k] = float32(w)
-					}
-				}
-			}
-		}
-		switch {
-		case key == "controlnet_cond_embedding.conv_in.weight":
-			conv(true, 1)
-		case key == "controlnet_cond_embedding.conv_out.weight":
-			conv(true, gain)
-		case strings.HasPrefix(key, "controlnet_cond_embedding.blocks.") && strings.HasSuffix(key, ".weight"):
-			var i int
-			fmt.Sscanf(key, "controlnet_cond_embedding.blocks.%d.weight", &i)
-			conv(i%2 == 0, 1) // the stride-2 ones average their 3×3 window
-		case key == "controlnet_down_blocks.0.weight":
-			for a := range shape[0] {
-				v[a*shape[1]+a] = 1
-			}
-		}
-		ts = append(ts, weights.WriteTensor{Name: key, DType: weights.F32, Shape: shape, Float32: v})
-	}
-	path := filepath.Join(t.TempDir(), "edges.safetensors")
-	if err := weights.WriteFile(path, ts, nil); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // A canny map of a shape changes the image where the shape's edges are: the
 // change from the same run with a blank control map is larger in a band
 // around the square's outline than away from it.
 func TestControlNetCannyMapSteersTheImageToItsEdges(t *testing.T) {
 	p := loadTiny(t)
-	cn := edgeControlNet(t, 600)
+	dir, _ := tinyControlNet(t)
+	cn := controltest.EdgeControlNet(t, dir, 600)
 	const n, lo, hi = 64, 16, 48
 	req := quick()
 	req.Sampler, req.Steps = "DDIM", 4
@@ -247,28 +163,9 @@ func TestControlNetCannyMapSteersTheImageToItsEdges(t *testing.T) {
 		}
 		return res[0].Image
 	}
-	edges := run(square(n, lo, hi))
+	edges := run(controltest.Square(n, lo, hi))
 	blank := run(image.NewRGBA(image.Rect(0, 0, n, n)))
-	var near, far float64
-	var nNear, nFar int
-	for y := range n {
-		for x := range n {
-			d := 0.0
-			for ch := range 3 {
-				d += math.Abs(float64(edges.Pix[4*(y*n+x)+ch]) - float64(blank.Pix[4*(y*n+x)+ch]))
-			}
-			// Chebyshev distance to the square's outline
-			dx := math.Max(float64(lo-x), float64(x-(hi-1)))
-			dy := math.Max(float64(lo-y), float64(y-(hi-1)))
-			dist := math.Abs(math.Max(dx, dy))
-			if dist <= 4 {
-				near, nNear = near+d, nNear+1
-			} else if dist >= 10 {
-				far, nFar = far+d, nFar+1
-			}
-		}
-	}
-	near, far = near/float64(nNear), far/float64(nFar)
+	near, far := controltest.EdgeChange(edges, blank, lo, hi)
 	t.Logf("mean change near the edges %.2f, away from them %.2f (levels, summed over RGB)", near, far)
 	if near < 3 || near < 1.5*far { // measured: 1.85× (a random 8×8-latent VAE spreads each latent widely)
 		t.Errorf("the canny map changes the image by %.2f near its edges and %.2f away from them: want the change concentrated on the edges", near, far)
