@@ -58,6 +58,12 @@ type Config struct {
 	// written for another class keeps these classes' defaults).
 	OriginalInferenceSteps int     `json:"original_inference_steps,omitempty"`
 	TimestepScaling        float64 `json:"timestep_scaling,omitempty"`
+
+	// EDM (Karras et al. 2022) schedulers: σ_data, the sigma schedule
+	// (karras, exponential) and its ρ; sigma_min/sigma_max above.
+	SigmaData     float64 `json:"sigma_data,omitempty"`
+	SigmaSchedule string  `json:"sigma_schedule,omitempty"`
+	Rho           float64 `json:"rho,omitempty"`
 }
 
 // Diffusers class names.
@@ -75,6 +81,7 @@ const (
 	ClassTCD            = "TCDScheduler"
 	ClassKDPM2          = "KDPM2DiscreteScheduler"
 	ClassKDPM2Ancestral = "KDPM2AncestralDiscreteScheduler"
+	ClassEDMEuler       = "EDMEulerScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.
