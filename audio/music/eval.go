@@ -285,7 +285,7 @@ func Evaluate(ctx context.Context, p *ldm.Pipeline, params audio.Params, o EvalO
 func (r *EvalReport) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| attribute (DSP measure) | generated | real held-out | real through image + Griffin-Lim | shuffled prompts | chance |\n|---|---|---|---|---|---|\n")
-	names := map[string]string{"tempo": "tempo (onset rate)", "key": "key (pitch-class histogram, 14 keys)",
+	names := map[string]string{"tempo": "tempo (beat period of the onset curve, 3)", "key": "key (pitch-class histogram, 14 keys)",
 		"scale": "scale (key signature, 7)", "instrument": "instrument (spectral centroid, 5)"}
 	for _, a := range Attributes {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f %% |\n", names[a], r.Generated[a], r.Real[a], r.RealThroughImage[a], r.Shuffled[a], 100*r.Chance[a])
