@@ -80,3 +80,25 @@ func TestWaitingJobsWithEqualPlanKeysShareABatch(t *testing.T) {
 		}
 	}
 }
+
+// preferring is a stand-in that states its batching preference.
+type preferring struct {
+	fakeModel
+	n int
+}
+
+func (p *preferring) PreferredBatchJobs() int { return p.n }
+
+// TestBatchJobsDefaultIsTheModelsPreference: the batching policy belongs to
+// the model (ldm.Pipeline.PreferredBatchJobs), not to the command.
+func TestBatchJobsDefaultIsTheModelsPreference(t *testing.T) {
+	for _, tc := range []struct {
+		m         Model
+		set, want int
+	}{{&preferring{n: 1}, 0, 1}, {&preferring{n: 4}, 0, 4}, {&preferring{n: 1}, 3, 3}, {&fakeModel{}, 0, 4}} {
+		s, _ := testServer(t, &Loaded{Model: tc.m, Name: "fake"}, Config{BatchJobs: tc.set})
+		if s.cfg.BatchJobs != tc.want {
+			t.Errorf("%T set %d: BatchJobs %d, want %d", tc.m, tc.set, s.cfg.BatchJobs, tc.want)
+		}
+	}
+}

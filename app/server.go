@@ -106,7 +106,8 @@ type Config struct {
 	// (default 2 minutes). HTTPServer applies them.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// BatchJobs is the most queued jobs with equal plan keys run together
-	// in one model batch (default 4; 1 turns batching off).
+	// in one model batch (default: the model's PreferredBatchJobs when it
+	// has one, else 4; 1 turns batching off).
 	BatchJobs int
 	Logger    *slog.Logger
 }
@@ -206,6 +207,9 @@ type Server struct {
 func New(model *Loaded, cfg Config) (*Server, error) {
 	if model == nil || model.Model == nil {
 		return nil, errors.New("app: no model")
+	}
+	if bp, ok := model.Model.(interface{ PreferredBatchJobs() int }); ok && cfg.BatchJobs <= 0 {
+		cfg.BatchJobs = bp.PreferredBatchJobs()
 	}
 	cfg.defaults()
 	if err := cfg.Limits.Check(); err != nil {

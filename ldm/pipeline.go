@@ -258,6 +258,18 @@ func readHashCache(path string) map[string]hashEntry {
 	return m
 }
 
+// PreferredBatchJobs is how many waiting requests a server should batch
+// together on this pipeline's backend: 4 on an accelerator (XLA), where a
+// batch of one leaves the device idle, 1 on the pure-Go CPU backend, where
+// the load test measured no throughput gain and longer latency
+// (docs/PERFORMANCE.md).
+func (p *Pipeline) PreferredBatchJobs() int {
+	if nn.IsGo(p.Backend) {
+		return 1
+	}
+	return 4
+}
+
 // Factor is the VAE's spatial downsampling factor (8 for SD).
 func (p *Pipeline) Factor() int { return p.VAE.Config.DownsampleFactor() }
 

@@ -66,3 +66,9 @@ func TestLimitsCheckRefusesALimitThatBoundsNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestPreferredBatchJobsIsOffOnThePureGoBackend(t *testing.T) {
+	if n := loadTiny(t).PreferredBatchJobs(); n != 1 {
+		t.Errorf("pure-Go backend: %d, want 1", n)
+	}
+}

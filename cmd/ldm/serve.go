@@ -22,13 +22,13 @@ import (
 func init() { subcommands = append(subcommands, newServeCmd) }
 
 type serveFlags struct {
-	model, listen, apiKey, apiAuth, modelsDir, publicURL string
-	controlNetDir, maxMemory                             string
-	allowedHosts, corsOrigins                            []string
-	load                                                 ldm.LoadOptions
-	insecure, warmup, verbose                            bool
-	shutdownTimeout                                      time.Duration
-	cfg                                                  app.Config
+	listen, apiKey, apiAuth, modelsDir, publicURL string
+	controlNetDir, maxMemory                      string
+	allowedHosts, corsOrigins                     []string
+	mf                                            modelFlags // the model flags generate and batch have
+	insecure, warmup, verbose                     bool
+	shutdownTimeout                               time.Duration
+	cfg                                           app.Config
 }
 
 func newServeCmd() *cobra.Command {
@@ -50,16 +50,12 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if v, _ := cmd.Flags().GetString("backend"); v != "" {
-				f.load.Backend = v
+				f.mf.load.Backend = v
 			}
 			return runServe(cmd, &f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.model, "model", "", "model to load: diffusers folder or single .safetensors file (default: the embedded emoji model)")
-	fl.StringVar(&f.load.ConfigFrom, "config-from", "", "single file: take configs, tokenizer and scheduler from this diffusers folder")
-	fl.StringVar(&f.load.Variant, "variant", "", `diffusers folder: prefer *.<variant>.safetensors weights (e.g. "fp16")`)
-	fl.StringVar(&f.load.WeightsDType, "weights-dtype", "", `keep weights in "f32" or "f16" (half the memory, computed in float32); default $LDM_WEIGHTS_DTYPE, else f32`)
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7860", "address to listen on (host:port)")
 	// The secrets' defaults come from the environment in runServe, so that
 	// --help never prints them.
@@ -67,15 +63,14 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.apiAuth, "api-auth", "", "require HTTP Basic auth: user:password[,user2:password2] (default: env LDM_API_AUTH)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without authentication")
 	fl.StringVar(&f.modelsDir, "models-dir", "", "folder of models that /sdapi/v1/options may switch to")
-	fl.StringVar(&f.load.LoRADir, "lora-dir", os.Getenv("LDM_LORA_DIR"), "folder of LoRA files that requests name with <lora:name:weight> tags or \"loras\" (env LDM_LORA_DIR)")
 	fl.StringVar(&f.controlNetDir, "controlnet-dir", os.Getenv("LDM_CONTROLNET_DIR"), "folder of ControlNets (.safetensors files, diffusers folders) that ControlNet units name (env LDM_CONTROLNET_DIR)")
-	registerVAEFlags(fl, &f.load)
+	f.mf.register(fl)
 	fl.StringVar(&f.publicURL, "public-url", "", "base URL for image links handed out, e.g. https://ldm.example.org (default: the address a client connected to); its host is allowed as --allowed-hosts")
 	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "host names served besides localhost and IP addresses, comma-separated (\"*\": any; protects against DNS rebinding)")
 	fl.StringSliceVar(&f.corsOrigins, "cors-allow-origins", nil, "origins whose web pages may call the API, comma-separated, e.g. http://localhost:3000 (\"*\": any), as AUTOMATIC1111's")
 	fl.StringVar(&f.cfg.CORSOriginRegex, "cors-allow-origins-regex", "", "origins whose pages may call the API, as one regular expression matching the whole origin, as AUTOMATIC1111's")
 	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
-	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
+	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: the model's preference, 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
 	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", 10*time.Minute, "longest a job may run")
 	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", 1, "send a preview image every n steps (-1: never)")
 	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", time.Hour, "how long images returned as URLs (OpenAI response_format=url) are served")
@@ -131,12 +126,12 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	}
 	// A decode that would take more than half the budget whole is tiled
 	// (--vae-tiling auto), so that a request fitting only when tiled runs.
-	if budget := f.cfg.MaxMemory; f.load.VAETiling.MaxBytes == 0 {
+	if budget := f.cfg.MaxMemory; f.mf.load.VAETiling.MaxBytes == 0 {
 		if budget == 0 {
 			budget = int64(0.75 * float64(app.MachineMemory()))
 		}
 		if budget > 0 {
-			f.load.VAETiling.MaxBytes = min(2<<30, budget/2)
+			f.mf.load.VAETiling.MaxBytes = min(2<<30, budget/2)
 		}
 	}
 	if f.cfg.Limits.MaxLoRAs < 1 || f.cfg.Limits.MaxPromptChunks < 1 {
@@ -163,7 +158,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 	// every other model is named after its file or folder.
 	defaultPath := ""
 	load := func(path string) (*app.Loaded, error) {
-		o := f.load
+		o := f.mf.load
 		if path == defaultPath {
 			o.Name = models.Name
 		}
@@ -174,15 +169,15 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		p.ControlNetDir = f.controlNetDir
 		return &app.Loaded{Model: p, Name: p.Name, Hash: p.Hash, Path: path}, nil
 	}
-	if f.model == "" {
+	if f.mf.path == "" {
 		path, err := defaultModel()
 		if err != nil {
 			return err
 		}
-		f.model, defaultPath = path, path
+		f.mf.path, defaultPath = path, path
 	}
 	start := time.Now()
-	model, err := load(f.model)
+	model, err := load(f.mf.path)
 	if err != nil {
 		return err
 	}
@@ -195,10 +190,7 @@ func runServe(cmd *cobra.Command, f *serveFlags) error {
 		log.Info("graphs compiled", "took", time.Since(start).Round(time.Millisecond))
 	}
 
-	if f.cfg.BatchJobs == 0 {
-		f.cfg.BatchJobs = autoBatchJobs(model.Model)
-	}
-	f.cfg.ModelsDir, f.cfg.Loader, f.cfg.Logger, f.cfg.LoRADir = f.modelsDir, load, log, f.load.LoRADir
+	f.cfg.ModelsDir, f.cfg.Loader, f.cfg.Logger, f.cfg.LoRADir = f.modelsDir, load, log, f.mf.load.LoRADir
 	srv, err := app.New(model, f.cfg)
 	if err != nil {
 		return err
@@ -242,15 +234,4 @@ func warmUp(ctx context.Context, m app.Model) error {
 		return err
 	}
 	return m.Run(ctx, []ldm.Task{{Plan: pl}})[0].Err
-}
-
-// autoBatchJobs is the default of --batch-jobs: request batching on an
-// accelerator (XLA), where a batch of one leaves the device idle, and off on
-// the pure-Go CPU backend, where the load test measured no throughput gain
-// and longer latency (docs/PERFORMANCE.md).
-func autoBatchJobs(m app.Model) int {
-	if p, ok := m.(*ldm.Pipeline); ok && strings.Contains(strings.ToLower(p.Backend.Name()), "xla") {
-		return 4
-	}
-	return 1
 }

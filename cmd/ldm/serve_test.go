@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ldm-project/ldm/internal/golden"
 )
 
@@ -229,5 +231,27 @@ func TestServeModelSwitchKeepsEveryModelUnderItsOwnName(t *testing.T) {
 	}
 	if m := drawnBy(); m != "ldm-emoji-small" {
 		t.Errorf("after switching back, images are drawn as %q", m)
+	}
+}
+
+// TestServeSharesTheModelFlags: serve declares its model flags through
+// modelFlags, as generate and batch do (it lacked LDM_MODEL, --tokenizer,
+// --embeddings and --prediction-type).
+func TestServeSharesTheModelFlags(t *testing.T) {
+	var want modelFlags
+	fs := pflag.NewFlagSet("model", pflag.ContinueOnError)
+	want.register(fs)
+	root := newRootCmd()
+	for _, name := range []string{"serve", "generate", "batch"} {
+		cmd, _, err := root.Find([]string{name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs.VisitAll(func(f *pflag.Flag) {
+			got := cmd.Flags().Lookup(f.Name)
+			if got == nil || got.Usage != f.Usage || got.DefValue != f.DefValue {
+				t.Errorf("%s: --%s is not the shared model flag (%v)", name, f.Name, got)
+			}
+		})
 	}
 }
