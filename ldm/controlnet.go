@@ -126,15 +126,38 @@ func validateControlNets(units []ControlNetUnit, l Limits) error {
 	return nil
 }
 
-// controlState caches the ControlNets the pipeline has loaded, by path.
+// controlState caches the ControlNets the pipeline has loaded, by path:
+// the last request's, and up to keepControlNets in all (an SD1.5
+// ControlNet holds 1.4 GB in float32).
 type controlState struct {
 	models map[string]cachedControlNet
+	clock  int // counts requests, for least-recently-used eviction
 }
+
+const keepControlNets = 2
 
 type cachedControlNet struct {
 	size  int64
 	mtime time.Time
 	model *controlnet.Model
+	used  int // the clock of the last request that used it
+}
+
+// evictControlNets drops the least recently used ControlNets beyond
+// keepControlNets, never those of the request now prepared.
+func (p *Pipeline) evictControlNets() {
+	for len(p.control.models) > keepControlNets {
+		oldest, at := "", p.control.clock
+		for path, c := range p.control.models {
+			if c.used < at {
+				oldest, at = path, c.used
+			}
+		}
+		if oldest == "" {
+			return
+		}
+		delete(p.control.models, oldest)
+	}
 }
 
 // ControlNetModels lists the ControlNets of the ControlNet folder by name:
@@ -224,6 +247,8 @@ func (p *Pipeline) controlNet(u ControlNetUnit) (*controlnet.Model, error) {
 		return nil, &FieldError{Field: "controlnets", Msg: fmt.Sprintf("ControlNet: %v", err)}
 	}
 	if c, ok := p.control.models[path]; ok && c.size == st.Size() && c.mtime.Equal(st.ModTime()) {
+		c.used = p.control.clock
+		p.control.models[path] = c
 		return c.model, nil
 	}
 	unetConfig, err := json.Marshal(p.UNet.Config)
@@ -245,7 +270,7 @@ func (p *Pipeline) controlNet(u ControlNetUnit) (*controlnet.Model, error) {
 	if p.control.models == nil {
 		p.control.models = map[string]cachedControlNet{}
 	}
-	p.control.models[path] = cachedControlNet{size: st.Size(), mtime: st.ModTime(), model: m}
+	p.control.models[path] = cachedControlNet{size: st.Size(), mtime: st.ModTime(), model: m, used: p.control.clock}
 	return m, nil
 }
 
@@ -290,6 +315,8 @@ func (p *Pipeline) prepareControl(req Request, B int, cfg bool) (*controlRun, er
 	if cfg {
 		rows *= 2
 	}
+	p.control.clock++
+	defer p.evictControlNets()
 	c := &controlRun{}
 	for _, u := range req.ControlNets {
 		m, err := p.controlNet(u)

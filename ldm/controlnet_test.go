@@ -2,9 +2,12 @@ package ldm
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"math"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -216,5 +219,64 @@ func TestControlNetWithAnInpaintingUNet(t *testing.T) {
 	req.ControlNets = []ControlNetUnit{u}
 	if d, _ := golden.MaxAbsDiff(latentsOf(t, p, req), plain); d < 1e-3 {
 		t.Errorf("the ControlNet changes the inpainting U-Net's latents by %g", d)
+	}
+}
+
+// The pipeline keeps the ControlNets of the last request and at most
+// keepControlNets in all, dropping the least recently used.
+func TestControlNetCacheKeepsTheRecentOnes(t *testing.T) {
+	p := loadTiny(t)
+	dir, img := tinyControlNet(t)
+	paths := []string{}
+	for i := range 3 {
+		d := filepath.Join(t.TempDir(), fmt.Sprintf("cn%d", i))
+		for _, f := range []string{"config.json", "diffusion_pytorch_model.safetensors"} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		paths = append(paths, d)
+	}
+	use := func(ps ...string) {
+		req := quick()
+		req.Steps = 1
+		for _, path := range ps {
+			u := NewControlNetUnit()
+			u.Path, u.Image = path, img
+			req.ControlNets = append(req.ControlNets, u)
+		}
+		if _, err := p.Generate(context.Background(), req, Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cached := func() []string {
+		var out []string
+		for path := range p.control.models {
+			out = append(out, filepath.Base(path))
+		}
+		slices.Sort(out)
+		return out
+	}
+	use(paths[0])
+	use(paths[1])
+	use(paths[2])
+	if got := cached(); !slices.Equal(got, []string{"cn1", "cn2"}) {
+		t.Errorf("after cn0, cn1, cn2: cached %v, want cn1 cn2", got)
+	}
+	use(paths[1])
+	use(paths[0], paths[1], paths[2]) // a request's own ControlNets all stay
+	if got := cached(); len(got) != 3 {
+		t.Errorf("a request with three ControlNets: cached %v", got)
+	}
+	use(paths[2])
+	if got := cached(); len(got) != 2 || !slices.Contains(got, "cn2") {
+		t.Errorf("after cn2 alone: cached %v, want two including cn2", got)
 	}
 }
