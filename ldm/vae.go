@@ -52,7 +52,8 @@ type VAETiling struct {
 	// Mode is "auto" (tile when the whole-image decode would need more than
 	// MaxBytes), "on" or "off". "" is "auto".
 	Mode string
-	// MaxBytes is the memory budget of one decode for "auto" (0: 2 GiB).
+	// MaxBytes is the memory budget of one decode for "auto" (0: 6 GiB,
+	// which SD's VAE exceeds above about 512²; see vae.DecodePeakBytes).
 	MaxBytes int64
 }
 
@@ -358,7 +359,7 @@ func (p *Pipeline) tiled(shape []int) bool {
 	}
 	budget := p.vaes.tiling.MaxBytes
 	if budget <= 0 {
-		budget = 2 << 30
+		budget = 6 << 30
 	}
 	return p.VAE.DecodePeakBytes(shape[0], shape[2], shape[3], false) > budget
 }

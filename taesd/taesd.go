@@ -101,7 +101,7 @@ func activation(name string) (func(*Node) *Node, error) {
 	return nil, fmt.Errorf("taesd config: act_fn %q is not supported (relu, silu, gelu)", name)
 }
 
-func relu(x *Node) *Node { return Max(x, ZerosLike(x)) }
+func relu(x *Node) *Node { return MaxScalar(x, 0) } // a scalar: no zeros tensor is materialised
 
 // Taps collects outputs of the Sequential entries by diffusers name
 // ("decoder.layers.4"), NCHW, as forward hooks see them. nil: none.
@@ -273,6 +273,19 @@ func (m *Model) expected() (enc, dec map[string][]int, err error) {
 		return nil, nil, fmt.Errorf("taesd: building the decoder: %w", err)
 	}
 	return enc, dec, nil
+}
+
+// ExpectedKeys returns every weight key of the encoder and the decoder with
+// its shape.
+func (m *Model) ExpectedKeys() (map[string][]int, error) {
+	enc, dec, err := m.expected()
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range dec {
+		enc[k] = v
+	}
+	return enc, nil
 }
 
 // LoadWeights copies an AutoencoderTiny state dict (diffusers keys). Either

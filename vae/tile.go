@@ -512,9 +512,11 @@ func (m *AutoencoderKL) DecodePeakBytes(b, h, w int, tiled bool) int64 {
 	return m.wholePeak(b, h, w) + m.weightBytes()
 }
 
-// peakFactor is the measured ratio of a decode's peak memory to its largest
-// activation on the pure-Go backend.
-const peakFactor = 8
+// peakFactor is the ratio of a decode's peak RSS to its largest activation
+// on the pure-Go backend: SD's VAE at 512² peaks at 5.8 GB with Go's default
+// GOGC (2.6 GB with GOGC=25) for a 268 MB largest activation
+// (docs/PERFORMANCE.md, "VAE decode memory at 512²").
+const peakFactor = 21
 
 func (m *AutoencoderKL) wholePeak(b, h, w int) int64 {
 	ch := m.Config.BlockOutChannels

@@ -26,6 +26,9 @@ var referenceStep = map[int]struct{ PyTorch, SDCpp float64 }{
 	512: {19.7, 23.5},
 }
 
+// benchParts are the parts bench can measure.
+var benchParts = []string{"unet", "text", "vae", "vae-tiled", "taesd"}
+
 // benchPart is one measured component.
 type benchPart struct {
 	Part    string    `json:"part"`
@@ -56,6 +59,7 @@ func newBenchCmd() *cobra.Command {
 	var model, jsonOut, weightsDType string
 	var size, runs int
 	var parts []string
+	var vaeTile int
 	var seed uint64
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -81,8 +85,8 @@ embedded model, measures those weights.`,
 				return fmt.Errorf("--runs %d: give at least 1", runs)
 			}
 			for _, p := range parts {
-				if p != "unet" && p != "text" && p != "vae" {
-					return fmt.Errorf("--parts: unknown part %q (use unet, text, vae)", p)
+				if !slices.Contains(benchParts, p) {
+					return fmt.Errorf("--parts: unknown part %q (use %s)", p, strings.Join(benchParts, ", "))
 				}
 			}
 			b, err := nn.NewBackend(backendFlag(cmd))
@@ -114,6 +118,10 @@ embedded model, measures those weights.`,
 					lp, err = ms.TextEncode(b)
 				case "vae":
 					lp, err = ms.VAEDecode(b, size, r)
+				case "vae-tiled":
+					lp, err = ms.VAEDecodeTiled(b, size, max(vaeTile, 1), r)
+				case "taesd":
+					lp, err = ms.TAESDDecode(b, size, r)
 				}
 				if err != nil {
 					return fmt.Errorf("%s: %w", p, err)
@@ -150,7 +158,8 @@ embedded model, measures those weights.`,
 	f.StringVar(&model, "model", "sd15", `"sd15" or "sd2" (that architecture, random weights), "default" (the embedded model), or a model folder or file`)
 	f.IntVar(&size, "size", 256, "image side in pixels (latents are size/8 for SD, size/4 for the default model)")
 	f.IntVar(&runs, "runs", 3, "timed runs of each part after the first (compiling) run")
-	f.StringSliceVar(&parts, "parts", []string{"unet", "text", "vae"}, "parts to measure: unet, text, vae")
+	f.StringSliceVar(&parts, "parts", []string{"unet", "text", "vae"}, "parts to measure: "+strings.Join(benchParts, ", ")+" (vae-tiled: the VAE decode in tiles of --vae-tile; taesd: a TAESD decode, random weights)")
+	f.IntVar(&vaeTile, "vae-tile", 32, "vae-tiled: the tile core in latent pixels")
 	f.StringVar(&jsonOut, "json", "", "also write the report to this JSON file")
 	f.Uint64Var(&seed, "seed", 1, "seed of the random weights and inputs")
 	f.StringVar(&weightsDType, "weights-dtype", "", `a model folder or file: keep its weights in "f32" or "f16" (default $LDM_WEIGHTS_DTYPE, else f32)`)

@@ -19,7 +19,7 @@ func registerVAEFlags(f *pflag.FlagSet, o *ldm.LoadOptions) {
 	f.StringVar(&o.TAESD, "taesd", os.Getenv("LDM_TAESD"), "TAESD for previews: a diffusers AutoencoderTiny folder, taesd_decoder.safetensors (ComfyUI's vae_approx) or a diffusers-layout file (env LDM_TAESD)")
 	f.StringVar(&o.Preview, "preview", "", `live previews: "approx" (a latent→RGB map fitted to the model, default), "taesd" (needs --taesd or --vae taesd:PATH) or taesd:PATH`)
 	f.StringVar(&o.VAEDir, "vae-dir", os.Getenv("LDM_VAE_DIR"), "folder of VAEs (*.safetensors, diffusers folders) that requests name (AUTOMATIC1111's sd_vae) (env LDM_VAE_DIR)")
-	f.StringVar(&o.VAETiling.Mode, "vae-tiling", "auto", `tiled VAE decode/encode: "auto" (when a whole-image decode would need more than 2 GiB), "on" or "off"`)
+	f.StringVar(&o.VAETiling.Mode, "vae-tiling", "auto", `tiled VAE decode/encode: "auto" (when a whole-image decode would need more than 6 GiB: SD above about 512²), "on" or "off"`)
 }
 
 // writePreview writes a preview image as PNG, atomically (a viewer watching
