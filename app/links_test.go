@@ -10,7 +10,7 @@ import (
 )
 
 func TestSyncGenerateImageURLLivesUntilItsExpiry(t *testing.T) {
-	const ttl = 700 * time.Millisecond
+	const ttl = 3 * time.Second
 	_, ts := testServer(t, fake(), Config{JobTTL: ttl})
 	r := call(t, "POST", ts.URL+"/api/v1/generate", `{"prompt":"a cat","steps":1}`)
 	v := r.json(t)
@@ -26,11 +26,11 @@ func TestSyncGenerateImageURLLivesUntilItsExpiry(t *testing.T) {
 	if g := call(t, "GET", url, nil); g.Status != http.StatusOK || g.Header.Get("Content-Type") != "image/png" {
 		t.Fatalf("GET %s right after the answer: %d", url, g.Status)
 	}
-	time.Sleep(time.Until(expires) - 200*time.Millisecond)
+	time.Sleep(time.Until(expires) - time.Second)
 	if g := call(t, "GET", url, nil); g.Status != http.StatusOK {
 		t.Errorf("GET %s before it expires: %d", url, g.Status)
 	}
-	time.Sleep(time.Until(expires) + 50*time.Millisecond)
+	time.Sleep(time.Until(expires) + 100*time.Millisecond)
 	if g := call(t, "GET", url, nil); g.Status != http.StatusNotFound {
 		t.Errorf("GET %s after it expired: %d", url, g.Status)
 	}
