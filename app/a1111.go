@@ -44,51 +44,42 @@ func (s *Server) a1111Routes(g *gin.RouterGroup) {
 // uses; the many others clients send are ignored. Numbers accept strings,
 // as A1111's pydantic models do.
 type a1111Request struct {
-	Prompt               string                     `json:"prompt"`
-	NegativePrompt       string                     `json:"negative_prompt"`
-	Seed                 flexInt                    `json:"seed"`
-	SamplerName          string                     `json:"sampler_name"`
+	Prompt               string                     `json:"prompt" ldm:"prompt"`
+	NegativePrompt       string                     `json:"negative_prompt" ldm:"negative_prompt"`
+	Seed                 flexInt                    `json:"seed" ldm:"seed"`
+	SamplerName          string                     `json:"sampler_name" ldm:"sampler"`
 	SamplerIndex         string                     `json:"sampler_index"`
-	Scheduler            string                     `json:"scheduler"`
-	BatchSize            flexInt                    `json:"batch_size"`
-	NIter                flexInt                    `json:"n_iter"`
-	Steps                flexInt                    `json:"steps"`
-	CfgScale             flexFloat                  `json:"cfg_scale"`
-	Width                flexInt                    `json:"width"`
-	Height               flexInt                    `json:"height"`
-	Eta                  flexFloat                  `json:"eta"`
-	ClipSkip             flexInt                    `json:"clip_skip"`
+	Scheduler            string                     `json:"scheduler" ldm:"schedule"`
+	BatchSize            flexInt                    `json:"batch_size" ldm:"batch_size"`
+	NIter                flexInt                    `json:"n_iter" ldm:"batch_count"`
+	Steps                flexInt                    `json:"steps" ldm:"steps"`
+	CfgScale             flexFloat                  `json:"cfg_scale" ldm:"guidance_scale"`
+	Width                flexInt                    `json:"width" ldm:"width"`
+	Height               flexInt                    `json:"height" ldm:"height"`
+	Eta                  flexFloat                  `json:"eta" ldm:"eta"`
+	ClipSkip             flexInt                    `json:"clip_skip" ldm:"clip_skip,byhand"`
 	OverrideSettings     map[string]json.RawMessage `json:"override_settings"`
 	InitImages           []string                   `json:"init_images"`
-	Mask                 string                     `json:"mask"`
-	DenoisingStrength    flexFloat                  `json:"denoising_strength"`
-	MaskBlur             flexInt                    `json:"mask_blur"`
+	Mask                 string                     `json:"mask" ldm:"mask,byhand"`
+	DenoisingStrength    flexFloat                  `json:"denoising_strength" ldm:"strength,byhand"`
+	MaskBlur             flexInt                    `json:"mask_blur" ldm:"mask_blur,byhand"`
 	InpaintingMaskInvert flexInt                    `json:"inpainting_mask_invert"`
-	InpaintingFill       flexInt                    `json:"inpainting_fill"`
+	InpaintingFill       flexInt                    `json:"inpainting_fill" ldm:"inpainting_fill,byhand"`
 	InpaintFullRes       flexBool                   `json:"inpaint_full_res"`
 	InpaintFullResPad    flexInt                    `json:"inpaint_full_res_padding"`
 	SendImages           *bool                      `json:"send_images"`
 	AlwaysOnScripts      map[string]json.RawMessage `json:"alwayson_scripts"`
 }
 
-// a1111Params names A1111's fields for ldm.Request's.
-var a1111Params = map[string]string{
-	"guidance_scale": "cfg_scale", "batch_count": "n_iter", "sampler": "sampler_name",
-	"strength": "denoising_strength", "init_image": "init_images", "schedule": "scheduler",
-}
+// a1111Params names A1111's fields for ldm.Request's (from the ldm tags).
+var a1111Params = fieldNames(a1111Request{})
 
 // toRequest translates an A1111 request; defaults and limits stay ldm's.
 func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, error) {
-	sampler := ar.SamplerName
-	if sampler == "" {
-		sampler = ar.SamplerIndex
-	}
-	req := ldm.Request{
-		Prompt: ar.Prompt, NegativePrompt: ar.NegativePrompt,
-		Width: ar.Width.Int(0), Height: ar.Height.Int(0), Steps: ar.Steps.Int(0), GuidanceScale: ar.CfgScale.V,
-		Sampler: sampler, Schedule: ar.Scheduler, Eta: ar.Eta.V,
-		BatchSize: ar.BatchSize.Int(0), BatchCount: ar.NIter.Int(0),
-		Seed: int64(ar.Seed.Int(ldm.RandomSeed)),
+	req := ldm.Blank()
+	copyFields(ar, &req)
+	if req.Sampler == "" {
+		req.Sampler = ar.SamplerIndex // the legacy name of sampler_name
 	}
 	clip, err := s.a1111ClipSkip(ar)
 	if err != nil {

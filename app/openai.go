@@ -23,20 +23,20 @@ func (s *Server) openAIRoutes(g *gin.RouterGroup) {
 // openAIRequest is OpenAI's images API request. negative_prompt, seed,
 // steps, guidance_scale and sampler are this server's extensions.
 type openAIRequest struct {
-	Prompt         string    `json:"prompt"`
-	N              flexInt   `json:"n"`
-	Size           string    `json:"size"`
+	Prompt         string    `json:"prompt" ldm:"prompt"`
+	N              flexInt   `json:"n" ldm:"batch_size"`
+	Size           string    `json:"size" ldm:"width,height"`
 	ResponseFormat string    `json:"response_format"`
 	Model          string    `json:"model"`
-	NegativePrompt string    `json:"negative_prompt"`
-	Seed           flexInt   `json:"seed"`
-	Steps          flexInt   `json:"steps"`
-	GuidanceScale  flexFloat `json:"guidance_scale"`
-	Sampler        string    `json:"sampler"`
+	NegativePrompt string    `json:"negative_prompt" ldm:"negative_prompt"`
+	Seed           flexInt   `json:"seed" ldm:"seed"`
+	Steps          flexInt   `json:"steps" ldm:"steps"`
+	GuidanceScale  flexFloat `json:"guidance_scale" ldm:"guidance_scale"`
+	Sampler        string    `json:"sampler" ldm:"sampler"`
 }
 
-// openAIParams names OpenAI's fields for ldm.Request's.
-var openAIParams = map[string]string{"batch_size": "n", "width": "size", "height": "size", "guidance_scale": "guidance_scale"}
+// openAIParams names OpenAI's fields for ldm.Request's (from the ldm tags).
+var openAIParams = fieldNames(openAIRequest{})
 
 func (s *Server) openAIGenerate(c *gin.Context) {
 	body, err := readBody(c)
@@ -103,9 +103,8 @@ func (s *Server) decodeOpenAI(body []byte) (ldm.Request, string, error) {
 		return ldm.Request{}, "", &ldm.FieldError{Field: "size", Msg: err.Error()}
 	}
 	req := ldm.Blank()
-	req.Prompt, req.NegativePrompt, req.Width, req.Height = or.Prompt, or.NegativePrompt, w, h
-	req.BatchSize, req.Steps, req.GuidanceScale, req.Sampler = or.N.Int(0), or.Steps.Int(0), or.GuidanceScale.V, or.Sampler
-	req.Seed = int64(or.Seed.Int(int(req.Seed)))
+	copyFields(&or, &req)
+	req.Width, req.Height = w, h
 	return req, format, nil
 }
 
