@@ -298,6 +298,10 @@ type Options struct {
 	PreviewEvery int
 	// Interpolate, if set, blends the request with a second prompt and seed.
 	Interpolate *Interpolation
+	// OnImage, if set, receives each image as soon as it is decoded, before
+	// the next batch runs: a command saves it then, so that an interrupt or
+	// a crash loses none of the finished images.
+	OnImage func(Result)
 
 	// onStep and onPrompt let tests observe the loop (latents after each
 	// step, the prompt embeddings).

@@ -297,6 +297,9 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 			}
 			seed := m.seed0 + int64(j)
 			m.res.Results = append(m.res.Results, Result{Image: rgba, Seed: seed, Infotext: p.infotext(m.task.Plan.req, seed)})
+			if f := m.task.Opts.OnImage; f != nil {
+				f(m.res.Results[len(m.res.Results)-1])
+			}
 		}
 	}
 	return nil

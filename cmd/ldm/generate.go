@@ -350,30 +350,45 @@ func runGenerate(cmd *cobra.Command, rf *requestFlags, model *modelFlags) error 
 			}
 		}
 	}
+	// Each image is saved as it finishes, so that an interrupt (or a crash)
+	// keeps the ones done; a failed save stops the run.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	total := max(req.BatchSize, 1) * max(req.BatchCount, 1)
+	saved := 0
+	var saveErr error
+	opts.OnImage = func(r ldm.Result) {
+		if saveErr != nil {
+			return
+		}
+		name, err := out.name(saved, total, r, format)
+		if err == nil {
+			err = r.Save(name, format, rf.quality)
+		}
+		if err != nil {
+			saveErr = err
+			cancel()
+			return
+		}
+		saved++
+		fmt.Fprintf(cmd.OutOrStdout(), "%s\tseed %d\n", name, r.Seed)
+	}
 	results, err := p.Generate(ctx, req, opts)
 	bar.finish()
+	if saveErr != nil {
+		return saveErr
+	}
 	interrupted := errors.Is(err, context.Canceled)
 	if err != nil && !interrupted {
 		return flagError(err)
 	}
-	if interrupted && len(results) == 0 {
-		return errors.New("interrupted")
-	}
-	// An interrupt keeps the images of the batches that finished.
-	genTime := time.Since(start)
-	names, err := out.names(results, format)
-	if err != nil {
-		return err
-	}
-	for i, r := range results {
-		if err := r.Save(names[i], format, rf.quality); err != nil {
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s\tseed %d\n", names[i], r.Seed)
-	}
 	if interrupted {
-		return fmt.Errorf("interrupted: the %d image(s) finished before it are saved", len(results))
+		if saved == 0 {
+			return errors.New("interrupted")
+		}
+		return fmt.Errorf("interrupted: the %d image(s) finished before it are saved", saved)
 	}
+	genTime := time.Since(start)
 	fmt.Fprintf(cmd.ErrOrStderr(), "%d image(s) in %s (model load %s; %s)\n", len(results), seconds(time.Since(start)+loadTime), seconds(loadTime), bar.timing(genTime))
 	return nil
 }
@@ -421,24 +436,19 @@ func writable(dir string) error {
 
 var numbered = regexp.MustCompile(`^(\d{5,})-`)
 
-// names gives each result its file: the -o file (stem-1, stem-2, … when
-// there are several), or the next free numbers of the folder,
+// name gives image i of total its file: the -o file (stem-1, stem-2, …
+// when there are several), or the next free number of the folder,
 // NNNNN-<seed>.ext, as AUTOMATIC1111 numbers its outputs.
-func (o *outputTarget) names(results []ldm.Result, f ldm.Format) ([]string, error) {
-	var names []string
+func (o *outputTarget) name(i, total int, r ldm.Result, f ldm.Format) (string, error) {
 	if o.ext != "" {
-		if len(results) == 1 {
-			return []string{o.path}, nil
+		if total == 1 {
+			return o.path, nil
 		}
-		stem := strings.TrimSuffix(o.path, o.ext)
-		for i := range results {
-			names = append(names, fmt.Sprintf("%s-%d%s", stem, i+1, o.ext))
-		}
-		return names, nil
+		return fmt.Sprintf("%s-%d%s", strings.TrimSuffix(o.path, o.ext), i+1, o.ext), nil
 	}
 	entries, err := os.ReadDir(o.path)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	next := 1
 	for _, e := range entries {
@@ -448,10 +458,7 @@ func (o *outputTarget) names(results []ldm.Result, f ldm.Format) ([]string, erro
 			}
 		}
 	}
-	for i, r := range results {
-		names = append(names, filepath.Join(o.path, fmt.Sprintf("%05d-%d%s", next+i, r.Seed, f.Ext())))
-	}
-	return names, nil
+	return filepath.Join(o.path, fmt.Sprintf("%05d-%d%s", next, r.Seed, f.Ext())), nil
 }
 
 // stepBar draws generation progress on stderr: a redrawn bar on a terminal,

@@ -296,24 +296,34 @@ type cancelOn struct {
 	marker string
 	cancel context.CancelFunc
 	buf    bytes.Buffer
+	then   func() // runs once, when the marker is first seen
 }
 
 func (c *cancelOn) Write(p []byte) (int, error) {
 	c.buf.Write(p)
 	if strings.Contains(c.buf.String(), c.marker) {
+		if c.then != nil {
+			c.then()
+			c.then = nil
+		}
 		c.cancel()
 	}
 	return len(p), nil
 }
 
-// Ctrl-C during --batch-count keeps the images of the batches that
-// finished; before, they were all discarded ("interrupted", no file).
+// Each image of --batch-count is saved as it finishes (batch 1's file
+// exists while batch 2 runs), so Ctrl-C keeps the finished ones; before,
+// they were all discarded ("interrupted", no file).
 func TestGenerateInterruptKeepsFinishedImages(t *testing.T) {
 	model := tinyFolder(t)
 	out := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stderr := &cancelOn{marker: "batch 2/3", cancel: cancel}
+	savedEarly := false
+	stderr := &cancelOn{marker: "batch 2/3", cancel: cancel, then: func() {
+		_, err := os.Stat(filepath.Join(out, "00001-5.png"))
+		savedEarly = err == nil
+	}}
 	root := newRootCmd()
 	var stdout bytes.Buffer
 	root.SetOut(&stdout)
@@ -329,5 +339,8 @@ func TestGenerateInterruptKeepsFinishedImages(t *testing.T) {
 	}
 	if _, err := ldm.ReadParametersFile(files[0]); err != nil {
 		t.Error(err)
+	}
+	if !savedEarly {
+		t.Error("batch 1's image was not on disk while batch 2 ran")
 	}
 }
