@@ -22,9 +22,16 @@ type rowsKernel func(kc int, a []float32, lda int, b, c []float32, ldc int, accu
 // for k < kc, j < nr.
 type packBTFunc func(kc int, src []float32, ldb int, dst []float32)
 
+// packRowsFunc packs panels full column panels of a row-major B (row k at
+// src[k*ldb:]): dst[p*kc*nr+k*nr+j] = src[k*ldb+p*nr+j].
+type packRowsFunc func(kc, panels int, src []float32, ldb int, dst []float32)
+
 var (
 	// archPackBT is the assembly packBTFunc, nil when there is none.
 	archPackBT packBTFunc
+
+	// archPackRows is the assembly packRowsFunc, nil when there is none.
+	archPackRows packRowsFunc
 
 	// archRowsKernel is the assembly rowsKernel, nil when there is none.
 	archRowsKernel rowsKernel
@@ -68,6 +75,14 @@ func init() {
 	case "generic":
 		kernelLevel = levelGeneric
 	}
+}
+
+// activePackRows returns the assembly row-major packer, or nil.
+func activePackRows() packRowsFunc {
+	if kernelLevel >= levelGeneric {
+		return nil
+	}
+	return archPackRows
 }
 
 // activePackBT returns the assembly panel packer, or nil.

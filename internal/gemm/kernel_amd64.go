@@ -43,8 +43,15 @@ func kernel6x32z(kc int, a, b, c *float32, ldc int, accumulate int)
 //go:noescape
 func kernel6x32zrows(kc int, a *float32, lda int, b, c *float32, ldc int, accumulate int)
 
+// packRows16 scatters kc rows of a row-major B (ldb floats apart) into
+// panels k-major 16-wide panels: dst[p*kc*16+k*16+j] = src[k*ldb+p*16+j].
+//
+//go:noescape
+func packRows16(kc, panels int, src *float32, ldb int, dst *float32)
+
 func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		archPackRows = avx2PackRows
 		archKernel = avx2Kernel
 		archRowsKernel = avx2RowsKernel
 		archPackBT = avx2PackBT
@@ -125,4 +132,14 @@ func avx2PackBT(kc int, src []float32, ldb int, dst []float32) {
 			q[j] = src[j*ldb+kk]
 		}
 	}
+}
+
+// avx2PackRows is packRows16 on slices, bounds checked.
+func avx2PackRows(kc, panels int, src []float32, ldb int, dst []float32) {
+	if kc <= 0 || panels <= 0 {
+		return
+	}
+	_ = src[(kc-1)*ldb+panels*nr-1]
+	_ = dst[panels*kc*nr-1]
+	packRows16(kc, panels, unsafe.SliceData(src), ldb, unsafe.SliceData(dst))
 }

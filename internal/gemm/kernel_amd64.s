@@ -545,6 +545,43 @@ packBT16_done:
 	VZEROUPPER
 	RET
 
+// func packRows16(kc int, panels int, src *float32, ldb int, dst *float32)
+//
+// dst[p*kc*16 + k*16 + j] = src[k*ldb + p*16 + j] for k < kc, p < panels, j < 16.
+TEXT ·packRows16(SB), NOSPLIT, $0-40
+	MOVQ kc+0(FP), CX
+	MOVQ panels+8(FP), R8
+	MOVQ src+16(FP), SI
+	MOVQ ldb+24(FP), R9
+	MOVQ dst+32(FP), DI
+	SHLQ $2, R9
+	MOVQ CX, R10
+	SHLQ $6, R10
+	TESTQ CX, CX
+	JZ packRows16_done
+	TESTQ R8, R8
+	JZ packRows16_done
+packRows16_row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R8, DX
+packRows16_panel:
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ $64, AX
+	ADDQ R10, BX
+	DECQ DX
+	JNZ packRows16_panel
+	ADDQ R9, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ packRows16_row
+packRows16_done:
+	VZEROUPPER
+	RET
+
 // func kernel6x32z(kc int, a *float32, b *float32, c *float32, ldc int, accumulate int)
 //
 // C[6×32] (row stride ldc floats) = or += Σ_k a[k*6+r] · B(k, j), where

@@ -61,7 +61,11 @@ func packB(dst []float32, b *Operand, base, k0, kc, n, jp0, jp1 int, bt packBTFu
 		// Row-major B: each row of the block is read once, left to right,
 		// sixteen values to each full panel.
 		full := min(jp1, n/nr) // panels before full are nr wide
-		if full > jp0 {
+		if pr := activePackRows(); full > jp0 && pr != nil && b.Rows.Offsets == nil && b.Rows.Stride >= 0 {
+			o := base + k0*b.Rows.Stride + jp0*nr
+			pr(kc, full-jp0, data[o:o+(kc-1)*b.Rows.Stride+(full-jp0)*nr], b.Rows.Stride, dst)
+			jp0 = full
+		} else if full > jp0 {
 			for kk := range kc {
 				o := base + b.Rows.at(k0+kk) + jp0*nr
 				row := data[o : o+(full-jp0)*nr]

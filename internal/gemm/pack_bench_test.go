@@ -32,7 +32,13 @@ func BenchmarkPackA(b *testing.B) {
 func BenchmarkPackB(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	const k, n = 2304, 1280
-	for _, kind := range []string{"dense", "transposed", "convweight"} {
+	saved := archPackRows
+	defer func() { archPackRows = saved }()
+	for _, kind := range []string{"dense", "dense-gopack", "transposed", "convweight"} {
+		archPackRows = saved
+		if kind == "dense-gopack" { // the row-major packer in Go, for comparison
+			archPackRows, kind = nil, "dense"
+		}
 		b.Run(kind, func(b *testing.B) {
 			op := benchOperand(r, kind, 1, k, n)
 			nPanels := (n + nr - 1) / nr
