@@ -82,6 +82,7 @@ const (
 	ClassKDPM2          = "KDPM2DiscreteScheduler"
 	ClassKDPM2Ancestral = "KDPM2AncestralDiscreteScheduler"
 	ClassEDMEuler       = "EDMEulerScheduler"
+	ClassDEIS           = "DEISMultistepScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.
