@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -84,31 +85,30 @@ type requestFlags struct {
 }
 
 // flagOfField maps Request JSON field names (FieldError.Field) to flags.
-var flagOfField = map[string]string{
-	"prompt":                   "the PROMPT argument",
-	"negative_prompt":          "--negative",
-	"width":                    "--width",
-	"height":                   "--height",
-	"steps":                    "--steps",
-	"guidance_scale":           "--cfg",
-	"sampler":                  "--sampler",
-	"schedule":                 "--schedule",
-	"seed":                     "--seed",
-	"eta":                      "--eta",
-	"batch_size":               "--batch-size",
-	"batch_count":              "--batch-count",
-	"clip_skip":                "--clip-skip",
-	"noise":                    "--noise",
-	"strength":                 "--strength",
-	"mask":                     "--mask",
-	"mask_blur":                "--mask-blur",
-	"inpainting_fill":          "--inpainting-fill",
-	"inpaint_full_res":         "--inpaint-full-res",
-	"inpaint_full_res_padding": "--inpaint-full-res-padding",
-	"inpainting_mask_invert":   "--mask-invert",
-	"loras":                    "--lora",
-	"controlnets":              "--control-net",
-}
+// A flag bound to a Request field is found by the field's address, so
+// register is the one declaration of both directions; the others are the
+// inputs the command reads itself.
+var flagOfField = func() map[string]string {
+	m := map[string]string{"prompt": "the PROMPT argument", "mask": "--mask", "loras": "--lora", "controlnets": "--control-net"}
+	var r requestFlags
+	fs := pflag.NewFlagSet("fields", pflag.ContinueOnError)
+	r.register(fs)
+	rv := reflect.ValueOf(&r.req).Elem()
+	byAddr := map[uintptr]string{}
+	for i := range rv.NumField() {
+		if name, _, _ := strings.Cut(rv.Type().Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			byAddr[rv.Field(i).Addr().Pointer()] = name
+		}
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if v := reflect.ValueOf(f.Value); v.Kind() == reflect.Pointer {
+			if name, ok := byAddr[v.Pointer()]; ok {
+				m[name] = "--" + f.Name
+			}
+		}
+	})
+	return m
+}()
 
 // flagHints add what to do for the errors whose fix is another flag: the
 // hint applies to a field's errors whose message starts with msg.
