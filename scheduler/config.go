@@ -83,6 +83,7 @@ const (
 	ClassKDPM2Ancestral = "KDPM2AncestralDiscreteScheduler"
 	ClassEDMEuler       = "EDMEulerScheduler"
 	ClassDEIS           = "DEISMultistepScheduler"
+	ClassEDMDPMSolver   = "EDMDPMSolverMultistepScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.

@@ -111,6 +111,21 @@ func (b *vpBase) vpSchedule(n, last int, kind string, karrasFinal bool) ([]float
 type dpmSolver struct {
 	vpBase
 	lowerNums int
+	// edm: the EDM variant (EDMDPMSolverMultistepScheduler): α_t = 1,
+	// σ_t = σ, and the model output converted by EDM's preconditioning.
+	edm *edmEuler
+}
+
+func (d *dpmSolver) alphaSigma(sigma float32) (float32, float32) {
+	if d.edm != nil {
+		return 1, sigma
+	}
+	return vpAlphaSigma(sigma)
+}
+
+func (d *dpmSolver) lambda(sigma float32) float32 {
+	a, s := d.alphaSigma(sigma)
+	return log32(a) - log32(s)
 }
 
 func (d *dpmSolver) plan(n int) ([]float64, []float32, error) {
@@ -138,6 +153,14 @@ func (d *dpmSolver) dataPred() bool {
 // convert turns the model output into what the solver integrates: the x0
 // prediction for the ++ (data prediction) variants, else ε.
 func (d *dpmSolver) convert(out, x []float32, sigma float32) []float32 {
+	if d.edm != nil {
+		l := d.edm.precondition(sigma)
+		m := make([]float32, len(x))
+		for k := range m {
+			m[k] = float32(l.at(x[k], out[k]))
+		}
+		return m
+	}
 	return vpConvert(d.dataPred(), d.s.cfg.PredictionType, sigma, out, x)
 }
 
@@ -231,8 +254,8 @@ func combine(x []float32, cX float64, ms [][]float32, cs []float64, z []float32,
 }
 
 func (d *dpmSolver) firstOrder(i int, x, z []float32) []float32 {
-	at, st := vpAlphaSigma(d.s.sigmas[i+1])
-	as, ss := vpAlphaSigma(d.s.sigmas[i])
+	at, st := d.alphaSigma(d.s.sigmas[i+1])
+	as, ss := d.alphaSigma(d.s.sigmas[i])
 	h := (log32(at) - log32(st)) - (log32(as) - log32(ss))
 	m0 := d.back(0)
 	var cX, c0, cN float32
@@ -253,9 +276,9 @@ func (d *dpmSolver) firstOrder(i int, x, z []float32) []float32 {
 
 func (d *dpmSolver) secondOrder(i int, x, z []float32) []float32 {
 	sig := d.s.sigmas
-	at, st := vpAlphaSigma(sig[i+1])
-	as0, ss0 := vpAlphaSigma(sig[i])
-	lt, l0, l1 := log32(at)-log32(st), log32(as0)-log32(ss0), vpLambda(sig[i-1])
+	at, st := d.alphaSigma(sig[i+1])
+	as0, ss0 := d.alphaSigma(sig[i])
+	lt, l0, l1 := log32(at)-log32(st), log32(as0)-log32(ss0), d.lambda(sig[i-1])
 	h, h0 := lt-l0, l0-l1
 	r0 := h0 / h
 	m0, m1 := d.back(0), d.back(1)
@@ -302,9 +325,9 @@ func (d *dpmSolver) secondOrder(i int, x, z []float32) []float32 {
 
 func (d *dpmSolver) thirdOrder(i int, x []float32) []float32 {
 	sig := d.s.sigmas
-	at, st := vpAlphaSigma(sig[i+1])
-	as0, ss0 := vpAlphaSigma(sig[i])
-	lt, l0, l1, l2 := log32(at)-log32(st), log32(as0)-log32(ss0), vpLambda(sig[i-1]), vpLambda(sig[i-2])
+	at, st := d.alphaSigma(sig[i+1])
+	as0, ss0 := d.alphaSigma(sig[i])
+	lt, l0, l1, l2 := log32(at)-log32(st), log32(as0)-log32(ss0), d.lambda(sig[i-1]), d.lambda(sig[i-2])
 	h, h0, h1 := lt-l0, l0-l1, l1-l2
 	r0, r1 := h0/h, h1/h
 	m0, m1, m2 := d.back(0), d.back(1), d.back(2)
