@@ -39,6 +39,7 @@ func (s *Server) routes() *gin.Engine {
 	s.openAIRoutes(e.Group("/v1"))
 	s.audioRoutes(api)
 	s.webRoutes(e)
+	s.docRoutes(e)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, "", fmt.Errorf("no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
