@@ -84,6 +84,7 @@ const (
 	ClassEDMEuler       = "EDMEulerScheduler"
 	ClassDEIS           = "DEISMultistepScheduler"
 	ClassEDMDPMSolver   = "EDMDPMSolverMultistepScheduler"
+	ClassDPMSingle      = "DPMSolverSinglestepScheduler"
 )
 
 // class describes what a diffusers scheduler class accepts.
