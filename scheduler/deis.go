@@ -59,6 +59,16 @@ func init() {
 		defaults: func(c *Config) { c.AlgorithmType, c.SolverType = "deis", "logrho" },
 		build: func(s *Scheduler) (sampler, error) {
 			cfg := &s.cfg
+			// diffusers maps the DPM-Solver settings a shared config may
+			// carry onto DEIS's own.
+			switch cfg.AlgorithmType {
+			case "dpmsolver", "dpmsolver++":
+				cfg.AlgorithmType = "deis"
+			}
+			switch cfg.SolverType {
+			case "midpoint", "heun", "bh1", "bh2":
+				cfg.SolverType = "logrho"
+			}
 			if cfg.AlgorithmType != "deis" {
 				return nil, fmt.Errorf("scheduler: DEIS algorithm_type %q is not supported (deis)", cfg.AlgorithmType)
 			}

@@ -117,6 +117,13 @@ func init() {
 		defaults: func(c *Config) { c.VarianceType = ""; c.SolverType = "midpoint" },
 		build: func(s *Scheduler) (sampler, error) {
 			cfg := &s.cfg
+			if cfg.AlgorithmType == "deis" { // as diffusers maps it
+				cfg.AlgorithmType = "dpmsolver++"
+			}
+			switch cfg.SolverType {
+			case "logrho", "bh1", "bh2":
+				cfg.SolverType = "midpoint"
+			}
 			if cfg.AlgorithmType != "dpmsolver++" {
 				return nil, fmt.Errorf("scheduler: %s algorithm_type %q is not supported (dpmsolver++)", ClassDPMSingle, cfg.AlgorithmType)
 			}
