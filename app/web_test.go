@@ -63,18 +63,15 @@ func chromium() string {
 	return ""
 }
 
-// TestBrowserGeneratesAnImage drives the page in a real headless Chromium:
-// type a prompt, set the size, click Generate, wait for the gallery, then
-// download the image through the page's own link and check it is a PNG of
-// the requested size with its parameters.
-func TestBrowserGeneratesAnImage(t *testing.T) {
+// browser starts a headless Chromium for the test (skipping when none is
+// installed) and returns a context with a deadline and a function that
+// reports what the page logged as errors.
+func browser(t *testing.T) (context.Context, func() []string) {
+	t.Helper()
 	bin := chromium()
 	if bin == "" {
 		t.Skip("no chromium binary found (Debian: apt-get install -y chromium): skipping the browser test")
 	}
-	m := tinyModel(t)
-	_, ts := testServer(t, m, Config{})
-
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(bin),
 		chromedp.Flag("headless", true),
@@ -87,10 +84,10 @@ func TestBrowserGeneratesAnImage(t *testing.T) {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 	)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	defer cancelBrowser()
-	if err := chromedp.Do(browser); err != nil { // start the browser without a deadline
+	t.Cleanup(cancelAlloc)
+	b, cancelBrowser := chromedp.NewContext(alloc)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(b); err != nil { // start the browser without a deadline
 		t.Skipf("chromium at %s does not start: %v", bin, err)
 	}
 	var (
@@ -98,7 +95,7 @@ func TestBrowserGeneratesAnImage(t *testing.T) {
 		errors []string
 	)
 	go func() {
-		for msg, err := range chromedp.Console(browser) {
+		for msg, err := range chromedp.Console(b) {
 			if err != nil {
 				return
 			}
@@ -109,8 +106,23 @@ func TestBrowserGeneratesAnImage(t *testing.T) {
 			}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(browser, 60*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithTimeout(b, 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), errors...)
+	}
+}
+
+// TestBrowserGeneratesAnImage drives the page in a real headless Chromium:
+// type a prompt, set the size, click Generate, wait for the gallery, then
+// download the image through the page's own link and check it is a PNG of
+// the requested size with its parameters.
+func TestBrowserGeneratesAnImage(t *testing.T) {
+	m := tinyModel(t)
+	_, ts := testServer(t, m, Config{})
+	ctx, pageErrors := browser(t)
 
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(ts.URL+"/"),
@@ -168,9 +180,7 @@ func TestBrowserGeneratesAnImage(t *testing.T) {
 	if want := []string{"done", "1", "data:image/png;base64,", "false"}; strings.Join(state, "|") != strings.Join(want, "|") {
 		t.Errorf("status, progress, preview, button = %q, want %q", state, want)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(errors) > 0 {
-		t.Errorf("the page logged errors: %q", errors)
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
 	}
 }
