@@ -15,6 +15,7 @@ import (
 	"github.com/ldm-project/ldm/audio"
 	"github.com/ldm-project/ldm/audio/music"
 	"github.com/ldm-project/ldm/internal/fsutil"
+	"github.com/ldm-project/ldm/models"
 )
 
 func init() {
@@ -72,6 +73,9 @@ The spectrogram parameters come from the model's spectrogram.json, else Riffusio
 			if model.path == "" {
 				if model.path, err = defaultAudioModel(); err != nil {
 					return err
+				}
+				if model.load.Name == "" {
+					model.load.Name = models.AudioName
 				}
 			}
 			params, err := music.ModelParams(model.path)
@@ -286,7 +290,12 @@ parameters in its EXIF tags (mel inverse, Griffin-Lim, mastering to −12 dBFS).
 	return cmd
 }
 
-// defaultAudioModel is the embedded audio model's folder.
+// defaultAudioModel materialises the embedded music model (once, into the
+// user cache) and returns its folder, used when no --model is given.
 func defaultAudioModel() (string, error) {
-	return "", fmt.Errorf("no audio model is embedded in this build: pass --model (a Riffusion checkpoint or a model trained on ldm data audio)")
+	p, err := models.AudioPath()
+	if err != nil {
+		return "", fmt.Errorf("no --model given and the embedded music model could not be unpacked: %w (pass --model)", err)
+	}
+	return p, nil
 }

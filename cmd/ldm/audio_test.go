@@ -68,3 +68,23 @@ func TestAudioCommandRejectsBadFlagsBeforeLoading(t *testing.T) {
 		}
 	}
 }
+
+// The acceptance command: no --model, the embedded music model, a valid
+// 44.1 kHz WAV of the stated length.
+func TestAudioWithoutModelUsesTheEmbeddedMusicModel(t *testing.T) {
+	t.Setenv("LDM_CACHE", t.TempDir())
+	wav := filepath.Join(t.TempDir(), "a.wav")
+	if _, _, err := runSplit("audio", "a slow piano melody in C major", "--backend", "go", "--steps", "4", "--duration", "7", "-o", wav); err != nil {
+		t.Fatal(err)
+	}
+	c, err := readWAVFile(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Rate != 44100 || len(c.Channels) != 1 || len(c.Channels[0]) != 7*44100 {
+		t.Fatalf("WAV: %d Hz, %d channels, %d samples, want 44100 Hz mono 308700", c.Rate, len(c.Channels), len(c.Channels[0]))
+	}
+	if rms := audio.RMSDBFS(c.Channels[0]); rms < -30 {
+		t.Errorf("RMS %.1f dBFS: nearly silent", rms)
+	}
+}
