@@ -44,7 +44,10 @@ type vaeState struct {
 	preview    string                 // PreviewApprox or PreviewTAESD
 	taesd      *taesd.Model           // previews (and "taesd" without a path)
 	proj       map[string]*Projection // fitted per decoder choice
-	tiling     VAETiling
+	// loaded keeps the last VAEs loaded by path, so that a request's VAE
+	// and the restore after it do not read the files again.
+	loaded map[string]any
+	tiling VAETiling
 }
 
 // VAETiling chooses tiled VAE decoding and encoding (see vae.TileOptions).
@@ -141,10 +144,14 @@ func (p *Pipeline) setVAE(choice string) error {
 	if path, ok := strings.CutPrefix(choice, TAESDPrefix); ok {
 		t := p.vaes.taesd
 		if path != "" || t == nil {
+			t, _ = p.vaes.loaded[TAESDPrefix+path].(*taesd.Model)
+		}
+		if t == nil {
 			var err error
 			if t, err = p.loadTAESD(path); err != nil {
 				return err
 			}
+			p.keepLoaded(TAESDPrefix+path, t)
 		}
 		p.VAE, p.vaes.tiny, p.vaes.cur = p.vaes.own, t, choice
 		p.vaes.name, p.vaes.hash = filepath.Base(filepath.Clean(path)), vaeFileHash(path)
@@ -164,13 +171,28 @@ func (p *Pipeline) setVAE(choice string) error {
 		}
 		path = found
 	}
-	m, err := loadVAE(path, p)
-	if err != nil {
-		return err
+	m, _ := p.vaes.loaded[path].(*vae.AutoencoderKL)
+	if m == nil {
+		var err error
+		if m, err = loadVAE(path, p); err != nil {
+			return err
+		}
+		p.keepLoaded(path, m)
 	}
 	p.VAE, p.vaes.tiny, p.vaes.cur = m, nil, choice
 	p.vaes.name, p.vaes.hash = filepath.Base(filepath.Clean(path)), vaeFileHash(path)
 	return nil
+}
+
+// keepLoaded remembers a loaded decoder; at most two are kept.
+func (p *Pipeline) keepLoaded(key string, m any) {
+	if len(p.vaes.loaded) >= 2 {
+		p.vaes.loaded = nil
+	}
+	if p.vaes.loaded == nil {
+		p.vaes.loaded = map[string]any{}
+	}
+	p.vaes.loaded[key] = m
 }
 
 // loadVAE loads an AutoencoderKL from a diffusers folder (vae/ of a pipeline
