@@ -243,13 +243,14 @@ func (s *Server) a1111Info(req ldm.Request, sn Snapshot) map[string]any {
 	if n > 0 {
 		seed = seeds[0]
 	}
+	vaeName, vaeHash := infotextVAE(infotexts)
 	return map[string]any{
 		"prompt": req.Prompt, "all_prompts": prompts, "negative_prompt": req.NegativePrompt, "all_negative_prompts": negs,
 		"seed": seed, "all_seeds": seeds, "subseed": -1, "all_subseeds": subseeds, "subseed_strength": 0,
 		"width": req.Width, "height": req.Height, "sampler_name": req.Sampler, "scheduler": req.Schedule,
 		"cfg_scale": req.GuidanceScale, "steps": req.Steps, "batch_size": req.BatchSize, "n_iter": req.BatchCount,
 		"restore_faces": false, "face_restoration_model": nil, "sd_model_name": sn.Model, "sd_model_hash": sn.ModelHash,
-		"sd_vae_name": nil, "sd_vae_hash": nil, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+		"sd_vae_name": vaeName, "sd_vae_hash": vaeHash, "seed_resize_from_w": -1, "seed_resize_from_h": -1,
 		"denoising_strength": req.Strength, "extra_generation_params": map[string]any{},
 		"index_of_first_image": 0, "infotexts": infotexts, "styles": []string{},
 		"job_timestamp": sn.Started.Format("20060102150405"), "clip_skip": max(1, req.ClipSkip),

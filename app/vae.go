@@ -74,3 +74,22 @@ func a1111OverrideVAE(ar *a1111Request, req *ldm.Request) error {
 	}
 	return nil
 }
+
+// infotextVAE is the first image's VAE and VAE hash (nil when the
+// checkpoint's own VAE drew it), for A1111's sd_vae_name and sd_vae_hash.
+func infotextVAE(infotexts []string) (name, hash any) {
+	if len(infotexts) == 0 {
+		return nil, nil
+	}
+	it, err := ldm.ParseInfotext(infotexts[0])
+	if err != nil {
+		return nil, nil
+	}
+	if v, ok := it.Get("VAE"); ok {
+		name = v
+	}
+	if v, ok := it.Get("VAE hash"); ok {
+		hash = v
+	}
+	return name, hash
+}

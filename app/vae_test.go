@@ -55,6 +55,10 @@ func TestSDVAEOptionsAndOverride(t *testing.T) {
 	if ps := params(gen); !strings.Contains(ps, "VAE: tiny-vae") || !strings.Contains(ps, "VAE hash: ") {
 		t.Errorf("infotext after sd_vae: %q", ps)
 	}
+	r := call(t, "POST", ts.URL+"/sdapi/v1/txt2img", gen)
+	if info := r.json(t)["info"].(string); !strings.Contains(info, `"sd_vae_name":"tiny-vae"`) {
+		t.Errorf("info after sd_vae: %s", info)
+	}
 	over := map[string]any{"prompt": "a", "steps": 1, "width": 32, "height": 32, "override_settings": map[string]any{"sd_vae": "Automatic"}}
 	if ps := params(over); strings.Contains(ps, "VAE") {
 		t.Errorf("override_settings sd_vae Automatic: %q", ps)
