@@ -56,8 +56,9 @@ func (e MemoryEstimate) Peak() int64 {
 // first run. The pure-Go executor pools a step's intermediates, so the
 // U-Net's sum of its largest tensors is scaled by unetActFactor. With these
 // the estimate is 1.2–4.2× the measured peak on every calibrated shape (the
-// fixed part dominates the smallest), and
-// about the 7.7 GB measured for SD1.5 at 512² (docs/PERFORMANCE.md).
+// fixed part dominates the smallest). For SD1.5 at 512² (f32 weights,
+// computed from its configs, not run here) it gives 7.3 GiB = 7.8 GB, against
+// the 7.7 GB peak measured for U-Net and decode (docs/PERFORMANCE.md).
 const (
 	unetActFactor = 6
 	perPixelBytes = 6 << 10
