@@ -93,3 +93,7 @@ func infotextVAE(infotexts []string) (name, hash any) {
 	}
 	return name, hash
 }
+
+// A request's VAE comes from override_settings.sd_vae, which has no field of
+// its own to carry an ldm tag.
+func init() { a1111Params["vae"] = "override_settings.sd_vae" }

@@ -67,7 +67,7 @@ func TestSDVAEOptionsAndOverride(t *testing.T) {
 		t.Errorf("the override outlived its request: %q", ps)
 	}
 	over["override_settings"] = map[string]any{"sd_vae": "nope"}
-	if r := call(t, "POST", ts.URL+"/sdapi/v1/txt2img", over); r.Status != http.StatusBadRequest {
+	if r := call(t, "POST", ts.URL+"/sdapi/v1/txt2img", over); r.Status != http.StatusBadRequest || r.json(t)["field"] != "override_settings.sd_vae" {
 		t.Errorf("override_settings sd_vae nope: %d %s", r.Status, r.Body)
 	}
 }
