@@ -23,20 +23,23 @@ type Format string
 const (
 	PNG  Format = "png"
 	JPEG Format = "jpeg"
+	WebP Format = "webp" // lossless (VP8L): quality does not apply
 )
 
 // DefaultJPEGQuality is AUTOMATIC1111's default ("jpeg_quality": 80).
 const DefaultJPEGQuality = 80
 
-// ParseFormat accepts "png", "jpeg" and "jpg" (any case).
+// ParseFormat accepts "png", "jpeg", "jpg" and "webp" (any case).
 func ParseFormat(s string) (Format, error) {
 	switch strings.ToLower(strings.TrimPrefix(s, ".")) {
 	case "png":
 		return PNG, nil
 	case "jpeg", "jpg":
 		return JPEG, nil
+	case "webp":
+		return WebP, nil
 	}
-	return "", fmt.Errorf("image format %q: use png or jpeg", s)
+	return "", fmt.Errorf("image format %q: use png, jpeg or webp", s)
 }
 
 // FormatOf returns the format a file name's extension names.
@@ -47,16 +50,20 @@ func FormatOf(path string) (Format, bool) {
 
 // Ext is the file extension of the format, with the dot.
 func (f Format) Ext() string {
-	if f == JPEG {
+	switch f {
+	case JPEG:
 		return ".jpg"
+	case WebP:
+		return ".webp"
 	}
 	return ".png"
 }
 
 // EncodeImage writes img with its infotext the way AUTOMATIC1111 does: a PNG
 // with a "parameters" text chunk, or a JPEG (quality 1–100) whose EXIF
-// UserComment holds the infotext (UNICODE, UTF-16). The same image and
-// infotext always give the same bytes.
+// UserComment holds the infotext (UNICODE, UTF-16), or a lossless WebP
+// with the same EXIF in its EXIF chunk (quality is ignored). The same image
+// and infotext always give the same bytes.
 func EncodeImage(w io.Writer, img image.Image, info Infotext, f Format, quality int) error {
 	text := info.String()
 	switch f {
@@ -84,8 +91,14 @@ func EncodeImage(w io.Writer, img image.Image, info Infotext, f Format, quality 
 			}
 		}
 		return nil
+	case WebP:
+		app1, err := exifUserComment(text)
+		if err != nil {
+			return err
+		}
+		return encodeWebP(w, img, app1)
 	}
-	return fmt.Errorf("image format %q: use png or jpeg", f)
+	return fmt.Errorf("image format %q: use png, jpeg or webp", f)
 }
 
 // SaveImage writes an image file atomically (a killed process leaves either
@@ -100,7 +113,8 @@ func (r Result) Save(path string, f Format, quality int) error {
 }
 
 // ReadParameters returns the generation parameters stored in a PNG
-// ("parameters" text chunk) or JPEG (EXIF UserComment, else a COM segment).
+// ("parameters" text chunk), JPEG (EXIF UserComment, else a COM segment) or
+// WebP (EXIF chunk).
 func ReadParameters(r io.Reader) (string, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 512<<20))
 	if err != nil {
@@ -118,8 +132,17 @@ func ReadParameters(r io.Reader) (string, error) {
 		return "", ErrNoParameters
 	case bytes.HasPrefix(data, []byte{0xFF, 0xD8}):
 		return jpegParameters(data)
+	case len(data) >= 12 && string(data[:4]) == "RIFF" && string(data[8:12]) == "WEBP":
+		tiff, err := webpChunk(data, "EXIF")
+		if err != nil {
+			return "", ErrNoParameters
+		}
+		if p, ok := exifComment(bytes.TrimPrefix(tiff, []byte("Exif\x00\x00"))); ok {
+			return p, nil
+		}
+		return "", ErrNoParameters
 	}
-	return "", errors.New("not a PNG or JPEG file")
+	return "", errors.New("not a PNG, JPEG or WebP file")
 }
 
 // ReadParametersFile is ReadParameters on a file.

@@ -162,7 +162,7 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&q.InpaintingFill, "inpainting-fill", "", "inpaint: what the masked area starts from: original (default), fill (the colours around it), latent_noise, latent_nothing")
 	f.BoolVar(&q.InpaintFullRes, "inpaint-full-res", false, "inpaint only the mask's region at the full output size, then paste it back (A1111's \"Only masked\")")
 	f.IntVar(&q.InpaintFullResPadding, "inpaint-full-res-padding", 32, "pixels around the mask that --inpaint-full-res includes")
-	f.StringVar(&r.format, "format", "", "image format: png or jpeg (default: from -o's extension, else png)")
+	f.StringVar(&r.format, "format", "", "image format: png, jpeg or webp (lossless) (default: from -o's extension, else png)")
 	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
 	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
 	r.control.register(f)
