@@ -18,6 +18,7 @@ func (s *Server) openAIRoutes(g *gin.RouterGroup) {
 	g.POST("/images/generations", s.openAIGenerate)
 	g.GET("/models", s.openAIModels)
 	g.GET("/files/:name", s.serveFile)
+	s.openAIEditRoutes(g)
 }
 
 // openAIRequest is OpenAI's images API request. negative_prompt, seed,
@@ -44,7 +45,12 @@ func (s *Server) openAIGenerate(c *gin.Context) {
 		s.failErr(c, err, nil)
 		return
 	}
-	req, format, err := s.decodeOpenAI(body)
+	req, _, err := s.decodeOpenAI(body)
+	if err != nil {
+		s.failErr(c, err, nil)
+		return
+	}
+	out, err := openAIRequestOpts(body, &req) // gpt-image fields (openai_edits.go)
 	if err != nil {
 		s.failErr(c, err, nil)
 		return
@@ -54,30 +60,7 @@ func (s *Server) openAIGenerate(c *gin.Context) {
 		s.failErr(c, err, openAIParams)
 		return
 	}
-	defer s.forget(j)
-	if !s.waitJob(c, j) {
-		return
-	}
-	sn := j.snapshot()
-	if status, err := outcome(sn); err != nil {
-		field, _ := ldm.IsFieldError(err)
-		if r, ok := openAIParams[field]; ok {
-			field = r
-		}
-		s.fail(c, status, field, err)
-		return
-	}
-	data := make([]gin.H, 0, len(sn.Images))
-	for _, im := range sn.Images {
-		d := gin.H{"revised_prompt": j.Req.Prompt, "seed": im.Seed} // seed: this server's extension
-		if format == "b64_json" {
-			d["b64_json"] = b64(im.PNG)
-		} else {
-			d["url"] = s.baseURL(c) + "/v1/files/" + s.files.put(im.PNG) + ".png"
-		}
-		data = append(data, d)
-	}
-	c.JSON(http.StatusOK, gin.H{"created": time.Now().Unix(), "data": data})
+	s.openAIAnswer(c, j, out, "image_generation", nil)
 }
 
 // decodeOpenAI reads an OpenAI images request: the ldm.Request and the

@@ -32,8 +32,20 @@ type apiGroup struct {
 var apiGroups []apiGroup
 
 // addAPIGroup adds a route family's description (call it from an init in
-// the family's file).
-func addAPIGroup(g apiGroup) { apiGroups = append(apiGroups, g) }
+// the family's file); a second group with the same tag adds its routes to
+// the first (init order is file order).
+func addAPIGroup(g apiGroup) {
+	for i := range apiGroups {
+		if apiGroups[i].Tag == g.Tag {
+			apiGroups[i].Ops = append(apiGroups[i].Ops, g.Ops...)
+			if apiGroups[i].Description == "" {
+				apiGroups[i].Description = g.Description
+			}
+			return
+		}
+	}
+	apiGroups = append(apiGroups, g)
+}
 
 const (
 	ctJSON      = "application/json"
