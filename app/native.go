@@ -37,6 +37,7 @@ func (s *Server) routes() *gin.Engine {
 	s.a1111Routes(e.Group("/sdapi/v1"))
 	s.controlNetRoutes(e.Group("/controlnet"))
 	s.openAIRoutes(e.Group("/v1"))
+	s.comfyRoutes(e)
 	s.audioRoutes(api)
 	s.webRoutes(e)
 	s.docRoutes(e)
