@@ -39,6 +39,7 @@ func (s *Server) routes() *gin.Engine {
 	s.openAIRoutes(e.Group("/v1"))
 	s.comfyRoutes(e)
 	s.audioRoutes(api)
+	s.historyRoutes(api)
 	s.webRoutes(e)
 	s.docRoutes(e)
 	e.NoRoute(func(c *gin.Context) {

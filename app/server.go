@@ -109,7 +109,12 @@ type Config struct {
 	// in one model batch (default: the model's PreferredBatchJobs when it
 	// has one, else 4; 1 turns batching off).
 	BatchJobs int
-	Logger    *slog.Logger
+	// Outputs is the folder where every result is kept (history.go) and
+	// listed by GET /api/v1/history; "" keeps none. OutputsMax caps the
+	// images kept, the oldest going first (default 1000; <0: no cap).
+	Outputs    string
+	OutputsMax int
+	Logger     *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -200,6 +205,7 @@ type Server struct {
 	quit       chan struct{} // closed when shutdown starts
 	quitOnce   sync.Once
 	workerDone chan struct{}
+	history    *history // nil: no Outputs folder
 }
 
 // New starts a server's worker around a loaded model. Serve its Handler;
@@ -227,6 +233,11 @@ func New(model *Loaded, cfg Config) (*Server, error) {
 		metrics: newMetrics(), log: cfg.Logger, model: model,
 		jobs: map[string]*Job{}, options: map[string]any{}, known: []Loaded{{Name: model.Name, Hash: model.Hash, Path: model.Path}},
 		quit: make(chan struct{}), workerDone: make(chan struct{}),
+	}
+	if cfg.Outputs != "" {
+		if s.history, err = openHistory(cfg.Outputs, cfg.OutputsMax); err != nil {
+			return nil, err
+		}
 	}
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	countWeights(model.Model)
@@ -535,6 +546,7 @@ func (s *Server) complete(a *active, results []ldm.Result, err error) {
 	if err == nil {
 		err = encErr
 	}
+	s.keepResults(j, images)
 	took := time.Since(a.start)
 	state, code := Succeeded, ""
 	switch {

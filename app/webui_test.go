@@ -19,6 +19,14 @@ import (
 //go:embed testdata/axe-core/axe.min.js
 var axeJS string
 
+// void drops an action's value, so that it fits chromedp.Do.
+func void[T any](a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := a(ctx, t)
+		return err
+	})
+}
+
 // colorScheme emulates prefers-color-scheme ("light" or "dark").
 func colorScheme(scheme string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
@@ -197,3 +205,76 @@ const contrastJS = `(() => {
 	for (let e = el; rgb(bg).length === 4 && rgb(bg)[3] === 0 && e; e = e.parentElement) bg = getComputedStyle(e).backgroundColor;
 	return [ratio(cs.color, bg), ratio(getComputedStyle(el, "::placeholder").color, bg)];
 })()`
+
+// TestBrowserHistorySurvivesReloadAndRestart: an image generated on the
+// page is listed again after a reload and by a new server on the same
+// outputs folder; "use these settings" fills the form with its
+// parameters, and "delete" removes it from the server.
+func TestBrowserHistorySurvivesReloadAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	_, ts := testServer(t, fake(), Config{Outputs: dir})
+	ctx, pageErrors := browser(t)
+	err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1200, 900),
+		chromedp.Navigate(ts.URL+"/"),
+		chromedp.WaitReady(`#sampler option[value="Euler a"]`),
+		chromedp.SendKeys("#prompt", "kept across restarts"),
+		chromedp.SendKeys("#width", "64"), chromedp.SendKeys("#height", "64"), chromedp.SendKeys("#steps", "3"),
+		chromedp.SendKeys("#seed", "77"),
+		clickCenter("#generate"),
+		chromedp.WaitVisible(`.result[data-id] img`),
+	)
+	if err != nil {
+		t.Fatalf("generating: %v", err)
+	}
+	gallery := func(when string) []string {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".result")].map(f => f.dataset.seed + "|" + f.querySelector("pre.params").textContent + "|" + f.querySelector("img").naturalWidth)`))
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		return got
+	}
+	want := "77|kept across restarts\nSteps: 3, Seed: 77|64"
+	if g := gallery("after generating"); len(g) != 1 || g[0] != want {
+		t.Fatalf("gallery after generating %q, want [%q]", g, want)
+	}
+	for _, step := range []struct {
+		name string
+		url  string
+	}{{"reload", ts.URL}, {"restart", ""}} {
+		if step.url == "" {
+			_, ts2 := testServer(t, fake(), Config{Outputs: dir})
+			step.url = ts2.URL
+		}
+		err := chromedp.Do(ctx, chromedp.Navigate(step.url+"/"), chromedp.WaitVisible(`.result[data-id] img`),
+			void(chromedp.Poll[bool](`document.querySelector(".result img").naturalWidth > 0`)))
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if g := gallery(step.name); len(g) != 1 || g[0] != want {
+			t.Errorf("gallery after a %s %q, want [%q]", step.name, g, want)
+		}
+		if step.name == "restart" {
+			screenshot(t, ctx, "history-desktop")
+		}
+	}
+	form, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(() => {
+		document.querySelector(".result button.use").click();
+		return ["prompt", "width", "steps", "seed"].map(id => document.getElementById(id).value);
+	})()`))
+	if err != nil || strings.Join(form, "|") != "kept across restarts|64|3|77" {
+		t.Errorf("use these settings filled %q (%v), want the entry's prompt, width, steps, seed", form, err)
+	}
+	err = chromedp.Do(ctx, void(chromedp.Evaluate[bool](`document.querySelector(".result button.delete").click(), true`)),
+		void(chromedp.Poll[bool](`document.querySelectorAll(".result").length === 0`)))
+	if err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*")); len(files) != 0 {
+		t.Errorf("after delete the outputs folder holds %q", files)
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
+	}
+}

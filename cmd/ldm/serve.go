@@ -72,6 +72,8 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
 	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: the model's preference, 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
 	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", 10*time.Minute, "longest a job may run")
+	fl.StringVar(&f.cfg.Outputs, "outputs", "outputs", "folder where every result is kept (PNG + parameters) and listed by /api/v1/history and the web page's gallery (\"\": keep none)")
+	fl.IntVar(&f.cfg.OutputsMax, "outputs-max", 1000, "most images kept in --outputs, the oldest removed first (-1: no cap)")
 	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", 1, "send a preview image every n steps (-1: never)")
 	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", time.Hour, "how long images returned as URLs (OpenAI response_format=url) are served")
 	fl.IntVar(&f.cfg.Limits.MaxSteps, "max-steps", ldm.DefaultLimits.MaxSteps, "most sampling steps a request may ask for")

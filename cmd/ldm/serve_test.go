@@ -76,7 +76,7 @@ func TestServeAnswersAndStopsOnSignal(t *testing.T) {
 	pr, pw := io.Pipe()
 	root.SetOut(pw)
 	root.SetErr(io.Discard)
-	root.SetArgs([]string{"serve", "--backend", "go", "--model", model, "--listen", "127.0.0.1:0", "--shutdown-timeout", "5s"})
+	root.SetArgs([]string{"serve", "--backend", "go", "--model", model, "--listen", "127.0.0.1:0", "--shutdown-timeout", "5s", "--outputs", t.TempDir()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -128,7 +128,7 @@ func startServe(t *testing.T, args ...string) string {
 	pr, pw := io.Pipe()
 	root.SetOut(pw)
 	root.SetErr(io.Discard)
-	root.SetArgs(append([]string{"serve", "--backend", "go", "--listen", "127.0.0.1:0", "--warmup=false"}, args...))
+	root.SetArgs(append([]string{"serve", "--backend", "go", "--listen", "127.0.0.1:0", "--warmup=false", "--outputs", t.TempDir()}, args...))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
