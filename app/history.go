@@ -180,6 +180,16 @@ func (s *Server) keepResults(j *Job, images []Image) {
 	}
 }
 
+func init() {
+	addAPIGroup(apiGroup{Tag: "native", Ops: []apiOp{
+		{Method: "GET", Path: "/api/v1/history", Summary: "Kept results, newest first (?offset=&limit=, at most 200)",
+			Notes: "Every image the server generated, kept in its --outputs folder with its parameters; {\"enabled\": false} when it keeps none."},
+		{Method: "GET", Path: "/api/v1/history/:id", Summary: "One kept result's parameters"},
+		{Method: "GET", Path: "/api/v1/history/:id/image", Summary: "One kept result's PNG (infotext in its parameters chunk)", Resp: ctPNG},
+		{Method: "DELETE", Path: "/api/v1/history/:id", Summary: "Delete a kept result (204)"},
+	}})
+}
+
 func (s *Server) historyRoutes(api *gin.RouterGroup) {
 	api.GET("/history", s.listHistory)
 	api.GET("/history/:id", s.historyItem)
