@@ -86,6 +86,7 @@ type cval struct {
 	decoded  *comfySampling // IMAGE decoded from a sampling
 	mask     image.Image    // MASK
 	cnName   string         // CONTROL_NET
+	vae      string         // VAE: a VAELoader's file ("" the checkpoint's); IMAGE: the decoder's
 }
 
 type comfyLatent struct {
@@ -255,7 +256,14 @@ func init() {
 			if l.sampled == nil {
 				return nil, unsupported("samples", "VAEDecode of a latent no sampler drew is not supported by ldm: decode a KSampler's output")
 			}
-			return []*cval{{kind: "IMAGE", decoded: l.sampled}}, nil
+			return []*cval{{kind: "IMAGE", decoded: l.sampled, vae: in["vae"].(*cval).vae}}, nil
+		}})
+	addComfyClass(&comfyClass{Name: "VAELoader", Display: "Load VAE", Category: "loaders",
+		Description: "A VAE of the model's VAE folder, for the VAEDecode that uses it.",
+		Inputs:      []comfyInput{{Name: "vae_name", Type: "COMBO", Choices: (*comfyGraph).vaeNames}},
+		Outputs:     []string{"VAE"}, OutputNames: []string{"VAE"},
+		eval: func(g *comfyGraph, id string, in map[string]any) ([]*cval, *comfyError) {
+			return []*cval{{kind: "VAE", vae: in["vae_name"].(string)}}, nil
 		}})
 	addComfyClass(&comfyClass{Name: "VAEEncode", Display: "VAE Encode", Category: "latent",
 		Inputs:  []comfyInput{{Name: "pixels", Type: "IMAGE"}, {Name: "vae", Type: "VAE"}},
@@ -422,6 +430,16 @@ func (g *comfyGraph) controlNets() []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+func (g *comfyGraph) vaeNames() []string {
+	out := []string{}
+	if vm, ok := g.c.s.current().Model.(vaeModel); ok {
+		for _, e := range vm.VAEs() {
+			out = append(out, e.Name)
+		}
+	}
 	return out
 }
 
@@ -721,15 +739,16 @@ func (c *comfyState) plan(nodes map[string]*comfyNode) (*comfyPlan, *comfyFailur
 			NodeErrors: g.errs}
 	}
 	var sm *comfySampling
+	vae := ""
 	for _, o := range good {
 		d := g.outs[o][0].decoded
-		if sm != nil && d != sm {
+		if sm != nil && (d != sm || g.outs[o][0].vae != vae) {
 			g.nodeError(o, *unsupported("images", "the outputs show images of different samplers: ldm runs one sampler per prompt"))
 			g.errs[o].DependentOutputs = []string{o}
 			return nil, &comfyFailure{Error: comfyError{Type: "prompt_outputs_failed_validation", Message: "Prompt outputs failed validation", ExtraInfo: map[string]any{}},
 				NodeErrors: g.errs}
 		}
-		sm = d
+		sm, vae = d, g.outs[o][0].vae
 	}
 	p := &comfyPlan{sampler: sm.node, saves: good, ckpt: sm.model.ckpt}
 	req := ldm.Blank()
@@ -751,7 +770,7 @@ func (c *comfyState) plan(nodes map[string]*comfyNode) (*comfyPlan, *comfyFailur
 			req.Mask, req.MaskBlur = l.mask, ldm.NoMaskBlur // ComfyUI does not blur the noise mask
 		}
 	}
-	req.Eta = 0
+	req.VAE = vae
 	p.req = req
 	p.fieldAt = map[string][2]string{
 		"width": {l.node, "width"}, "height": {l.node, "height"}, "batch_size": {l.node, "batch_size"},

@@ -421,7 +421,7 @@ func TestComfyQueueInterruptAndInfo(t *testing.T) {
 
 	info := call(t, "GET", ts.URL+"/object_info", nil).json(t)
 	for _, n := range []string{"CheckpointLoaderSimple", "CLIPTextEncode", "CLIPSetLastLayer", "EmptyLatentImage", "KSampler", "KSamplerAdvanced",
-		"VAEDecode", "VAEEncode", "LoadImage", "SaveImage", "LoraLoader", "SetLatentNoiseMask", "ControlNetLoader", "ControlNetApply"} {
+		"VAEDecode", "VAEEncode", "LoadImage", "SaveImage", "LoraLoader", "SetLatentNoiseMask", "ControlNetLoader", "ControlNetApply", "VAELoader"} {
 		if info[n] == nil {
 			t.Fatalf("object_info lacks %s", n)
 		}
