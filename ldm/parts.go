@@ -172,16 +172,8 @@ func (ps *Parts) TextEncode(b backends.Backend) (Part, error) {
 
 // VAEDecode is the VAE decode of one latent of an image of size² pixels.
 func (ps *Parts) VAEDecode(b backends.Backend, size int, r *rand.Rand) (Part, error) {
-	m, err := vae.New(ps.vae)
+	m, err := ps.loadVAE(b)
 	if err != nil {
-		return Part{}, err
-	}
-	m.Backend = b
-	src, err := ps.weightsOrRandom(weights.VAE, m.ExpectedKeys, ps.seed+2)
-	if err != nil {
-		return Part{}, err
-	}
-	if err := m.LoadWeights(src); err != nil {
 		return Part{}, err
 	}
 	h := size / ps.Factor()
@@ -191,6 +183,20 @@ func (ps *Parts) VAEDecode(b backends.Backend, size int, r *rand.Rand) (Part, er
 		_, _, err := m.DecodeRun(z, shape)
 		return err
 	}}, nil
+}
+
+// loadVAE builds the VAE with the model's weights or random ones.
+func (ps *Parts) loadVAE(b backends.Backend) (*vae.AutoencoderKL, error) {
+	m, err := vae.New(ps.vae)
+	if err != nil {
+		return nil, err
+	}
+	m.Backend = b
+	src, err := ps.weightsOrRandom(weights.VAE, m.ExpectedKeys, ps.seed+2)
+	if err != nil {
+		return nil, err
+	}
+	return m, m.LoadWeights(src)
 }
 
 // normal draws n standard normal values.

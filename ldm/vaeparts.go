@@ -9,21 +9,12 @@ import (
 	"github.com/ldm-project/ldm/nn"
 	"github.com/ldm-project/ldm/taesd"
 	"github.com/ldm-project/ldm/vae"
-	"github.com/ldm-project/ldm/weights"
 )
 
 // VAEDecodeTiled is VAEDecode in tiles of tile² latent pixels (vae.DecodeTiled).
 func (ps *Parts) VAEDecodeTiled(b backends.Backend, size, tile int, r *rand.Rand) (Part, error) {
-	m, err := vae.New(ps.vae)
+	m, err := ps.loadVAE(b)
 	if err != nil {
-		return Part{}, err
-	}
-	m.Backend = b
-	src, err := ps.weightsOrRandom(weights.VAE, m.ExpectedKeys, ps.seed+2)
-	if err != nil {
-		return Part{}, err
-	}
-	if err := m.LoadWeights(src); err != nil {
 		return Part{}, err
 	}
 	h := size / ps.Factor()
