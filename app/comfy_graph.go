@@ -623,7 +623,14 @@ func (g *comfyGraph) widget(spec comfyInput, raw json.RawMessage) (any, *comfyEr
 		if spec.Type == "INT" {
 			i, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
-				i = int64(f) // "20.0"
+				if math.Abs(f) >= math.MaxInt64 {
+					return nil, convErr(spec, raw, fmt.Errorf("not an integer of 64 bits"))
+				}
+				i = int64(f) // "20.0", or 2.5: ComfyUI's int() truncates
+			}
+			if float64(i) > spec.Max || i < 0 && spec.Min >= 0 {
+				return nil, &comfyError{Type: "value_bigger_than_max", Message: fmt.Sprintf("Value %s bigger than max of %g", s, spec.Max),
+					Details: spec.Name, ExtraInfo: map[string]any{"input_name": spec.Name, "received_value": f}}
 			}
 			return i, nil
 		}

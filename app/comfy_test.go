@@ -248,6 +248,7 @@ func TestComfyValidationErrors(t *testing.T) {
 		}(), "", "missing_node_type"},
 		{"bad int", set(base(), "3", "steps", "many"), "3", "invalid_input_type"},
 		{"below min", set(base(), "3", "steps", 0), "3", "value_smaller_than_min"},
+		{"seed beyond 64 bits", set(base(), "3", "seed", json.Number("18446744073709551615")), "3", "value_bigger_than_max"},
 		{"unknown sampler", set(base(), "3", "sampler_name", "euler_magic"), "3", "value_not_in_list"},
 		{"unknown checkpoint", set(base(), "4", "ckpt_name", "sdxl.safetensors"), "4", "value_not_in_list"},
 		{"missing input", func() map[string]map[string]any {
