@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/ldm-project/ldm/ldm"
-	"github.com/ldm-project/ldm/scheduler"
 )
 
 // A ComfyUI API-format workflow ({"id": {"class_type", "inputs"}}) is
@@ -147,13 +146,11 @@ var (
 func acceptedComfy(names []string, schedules bool) []string {
 	var out []string
 	for _, n := range names {
-		var err error
+		ok := ldm.AcceptsSampler(n, "normal")
 		if schedules {
-			_, err = scheduler.ParseSamplerSchedule("euler", n)
-		} else {
-			_, err = scheduler.ParseSamplerSchedule(n, "normal")
+			ok = ldm.AcceptsSampler("euler", n)
 		}
-		if err == nil {
+		if ok {
 			out = append(out, n)
 		}
 	}

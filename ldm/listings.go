@@ -27,3 +27,10 @@ func Preprocessors() []Preprocessor { return controlnet.Preprocessors }
 
 // FindPreprocessor finds a preprocessor by name.
 func FindPreprocessor(name string) (Preprocessor, error) { return controlnet.FindPreprocessor(name) }
+
+// AcceptsSampler reports whether Request.Sampler and Request.Schedule may
+// name sampler and schedule together.
+func AcceptsSampler(sampler, schedule string) bool {
+	_, err := scheduler.ParseSamplerSchedule(sampler, schedule)
+	return err == nil
+}
