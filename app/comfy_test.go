@@ -442,3 +442,35 @@ func TestComfyQueueInterruptAndInfo(t *testing.T) {
 		t.Fatalf("embeddings %s", r.Body)
 	}
 }
+
+// An interrupted prompt tells its client execution_interrupted (never
+// execution_success), then the end of the prompt.
+func TestComfyWebsocketInterrupt(t *testing.T) {
+	m, f := gatedFake()
+	_, ts := testServer(t, m, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, wsURL(ts.URL)+"/ws?clientId=c1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	r := call(t, "POST", ts.URL+"/prompt", map[string]any{"prompt": openWebUIWorkflow(t, "fake", "p", 64, 64, 5, 1), "client_id": "c1"})
+	id, _ := r.json(t)["prompt_id"].(string)
+	<-f.started
+	f.gate <- struct{}{} // one step
+	if r := call(t, "POST", ts.URL+"/interrupt", map[string]any{"prompt_id": id}); r.Status != 200 {
+		t.Fatalf("interrupt: %d", r.Status)
+	}
+	msgs, _ := readUntilDone(t, ctx, ws, func() string { return id })
+	var types []string
+	for _, m := range msgs {
+		types = append(types, m.Type)
+		if m.Type == "execution_success" || m.Type == "executed" {
+			t.Fatalf("an interrupted prompt sent %s: %v", m.Type, types)
+		}
+	}
+	if !strings.Contains(strings.Join(types, " "), "execution_interrupted") {
+		t.Fatalf("messages %v lack execution_interrupted", types)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"testing"
+	"time"
 
 	"github.com/ldm-project/ldm/ldm"
 )
@@ -19,10 +20,14 @@ func comfyRun(t *testing.T, url string, wf any, out string) image.Image {
 	}
 	id := body["prompt_id"].(string)
 	var entry map[string]any
-	waitFor(t, "the prompt in /history", func() bool {
+	// The tiny model's run takes seconds, more under -race on a busy
+	// machine: a generous bound only against a hang.
+	for deadline := time.Now().Add(3 * time.Minute); entry == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the prompt never reached /history")
+		}
 		entry, _ = call(t, "GET", url+"/history", nil).json(t)[id].(map[string]any)
-		return entry != nil
-	})
+	}
 	if get(entry, "status", "status_str") != "success" {
 		t.Fatalf("prompt failed: %v", entry["status"])
 	}
