@@ -117,6 +117,15 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
+// DefaultConfig is the Config New runs with when nothing is set: the
+// values each zero field of a Config stands for. Commands take their flag
+// defaults from it, so a changed default changes their help too.
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() {
 	if c.Limits == (ldm.Limits{}) {
 		c.Limits = ldm.DefaultLimits

@@ -56,6 +56,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 		},
 	}
 	fl := cmd.Flags()
+	def := app.DefaultConfig() // the library's defaults, restated nowhere here
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:7860", "address to listen on (host:port)")
 	// The secrets' defaults come from the environment in runServe, so that
 	// --help never prints them.
@@ -69,13 +70,13 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringSliceVar(&f.allowedHosts, "allowed-hosts", nil, "host names served besides localhost and IP addresses, comma-separated (\"*\": any; protects against DNS rebinding)")
 	fl.StringSliceVar(&f.corsOrigins, "cors-allow-origins", nil, "origins whose web pages may call the API, comma-separated, e.g. http://localhost:3000 (\"*\": any), as AUTOMATIC1111's")
 	fl.StringVar(&f.cfg.CORSOriginRegex, "cors-allow-origins-regex", "", "origins whose pages may call the API, as one regular expression matching the whole origin, as AUTOMATIC1111's")
-	fl.IntVar(&f.cfg.QueueSize, "queue-size", 16, "jobs that may wait behind the running one; more are answered 429")
+	fl.IntVar(&f.cfg.QueueSize, "queue-size", def.QueueSize, "jobs that may wait behind the running one; more are answered 429")
 	fl.IntVar(&f.cfg.BatchJobs, "batch-jobs", 0, "most waiting jobs with compatible settings run together in one model batch (1: off; default: the model's preference, 4 on XLA, off on the pure-Go backend, where it does not raise throughput)")
-	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", 10*time.Minute, "longest a job may run")
+	fl.DurationVar(&f.cfg.JobTimeout, "job-timeout", def.JobTimeout, "longest a job may run")
 	fl.StringVar(&f.cfg.Outputs, "outputs", "outputs", "folder where every result is kept (PNG + parameters) and listed by /api/v1/history and the web page's gallery (\"\": keep none)")
 	fl.IntVar(&f.cfg.OutputsMax, "outputs-max", 1000, "most images kept in --outputs, the oldest removed first (-1: no cap)")
-	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", 1, "send a preview image every n steps (-1: never)")
-	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", time.Hour, "how long images returned as URLs (OpenAI response_format=url) are served")
+	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", def.PreviewEvery, "send a preview image every n steps (-1: never)")
+	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", def.FileTTL, "how long images returned as URLs (OpenAI response_format=url) are served")
 	fl.IntVar(&f.cfg.Limits.MaxSteps, "max-steps", ldm.DefaultLimits.MaxSteps, "most sampling steps a request may ask for")
 	fl.IntVar(&f.cfg.Limits.MaxWidth, "max-width", ldm.DefaultLimits.MaxWidth, "widest image a request may ask for")
 	fl.IntVar(&f.cfg.Limits.MaxHeight, "max-height", ldm.DefaultLimits.MaxHeight, "tallest image a request may ask for")
@@ -85,9 +86,9 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.maxMemory, "max-memory", "", "memory budget: requests whose estimated peak exceeds it are refused (413), e.g. 12G (default: 3/4 of the machine's or the cgroup's memory; 0: no budget)")
 	fl.IntVar(&f.cfg.Limits.MaxLoRAs, "max-loras", ldm.DefaultMaxLoRAs, "most LoRAs per request (loras and <lora:…> tags)")
 	fl.IntVar(&f.cfg.Limits.MaxPromptChunks, "max-prompt-chunks", ldm.DefaultMaxPromptChunks, "most 75-token chunks BREAK may start in a prompt")
-	fl.DurationVar(&f.cfg.ReadTimeout, "read-timeout", time.Minute, "longest time to read a whole request")
-	fl.DurationVar(&f.cfg.WriteTimeout, "write-timeout", time.Minute, "longest time to write an answer (event streams and waiting for a job excepted)")
-	fl.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", 2*time.Minute, "how long an idle kept-alive connection stays open")
+	fl.DurationVar(&f.cfg.ReadTimeout, "read-timeout", def.ReadTimeout, "longest time to read a whole request")
+	fl.DurationVar(&f.cfg.WriteTimeout, "write-timeout", def.WriteTimeout, "longest time to write an answer (event streams and waiting for a job excepted)")
+	fl.DurationVar(&f.cfg.IdleTimeout, "idle-timeout", def.IdleTimeout, "how long an idle kept-alive connection stays open")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a running job may finish after SIGTERM")
 	fl.BoolVar(&f.warmup, "warmup", true, "run one 1-step generation at start so the first request finds compiled graphs")
 	fl.BoolVar(&f.verbose, "verbose", false, "log every HTTP request")

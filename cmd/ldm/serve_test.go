@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ldm-project/ldm/app"
 	"github.com/ldm-project/ldm/internal/golden"
 )
 
@@ -253,5 +254,33 @@ func TestServeSharesTheModelFlags(t *testing.T) {
 				t.Errorf("%s: --%s is not the shared model flag (%v)", name, f.Name, got)
 			}
 		})
+	}
+}
+
+// The server flags' defaults are the library's (app.DefaultConfig), not a
+// second copy that could drift from it.
+func TestServeFlagDefaultsAreTheLibrarys(t *testing.T) {
+	def := app.DefaultConfig()
+	cmd := newServeCmd()
+	for name, want := range map[string]string{
+		"queue-size":    fmt.Sprint(def.QueueSize),
+		"job-timeout":   def.JobTimeout.String(),
+		"preview-every": fmt.Sprint(def.PreviewEvery),
+		"url-ttl":       def.FileTTL.String(),
+		"read-timeout":  def.ReadTimeout.String(),
+		"write-timeout": def.WriteTimeout.String(),
+		"idle-timeout":  def.IdleTimeout.String(),
+	} {
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			t.Errorf("serve has no --%s", name)
+			continue
+		}
+		if f.DefValue != want {
+			t.Errorf("--%s defaults to %s, app.DefaultConfig() to %s", name, f.DefValue, want)
+		}
+	}
+	if def.QueueSize <= 0 || def.JobTimeout <= 0 || def.PreviewEvery == 0 || def.FileTTL <= 0 {
+		t.Errorf("DefaultConfig leaves a field unset: %+v", def)
 	}
 }
