@@ -1,13 +1,21 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -273,6 +281,157 @@ func TestBrowserHistorySurvivesReloadAndRestart(t *testing.T) {
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "*")); len(files) != 0 {
 		t.Errorf("after delete the outputs folder holds %q", files)
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
+	}
+}
+
+// sourcePNG is a 64x64 test picture: a colour gradient, so that any pixel
+// that changes is seen.
+func sourcePNG(t *testing.T) (*image.RGBA, string) {
+	img := image.NewRGBA(image.Rect(0, 0, 64, 64))
+	for y := 0; y < 64; y++ {
+		for x := 0; x < 64; x++ {
+			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(4 * y), uint8(255 - 2*x - 2*y), 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return img, base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// dropJS drops a PNG (base64 in %q) on the page's drop zone, as a file
+// dragged from the desktop arrives.
+const dropJS = `(() => {
+	const bytes = Uint8Array.from(atob(%q), c => c.charCodeAt(0));
+	const dt = new DataTransfer();
+	dt.items.add(new File([bytes], "source.png", {type: "image/png"}));
+	document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+	return true;
+})()`
+
+// resultPNG downloads the newest gallery image through its link.
+func resultPNG(t *testing.T, ctx context.Context) (image.Image, string) {
+	t.Helper()
+	b64, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(async () => {
+		const buf = new Uint8Array(await (await fetch(document.querySelector(".result a.download").href)).arrayBuffer());
+		let s = "";
+		for (const b of buf) s += String.fromCharCode(b);
+		return btoa(s);
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("downloading the result: %v", err)
+	}
+	data, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pngBytes(t, data)
+}
+
+// TestBrowserImg2ImgAndInpaint: a PNG dropped on the page is the source of
+// img2img (the result carries its denoising strength); then in inpaint
+// mode the test draws a horizontal brush stroke with the mouse, and the
+// result keeps every pixel farther from the stroke than the brush radius
+// plus the mask blur exactly as it was, while the stroke's middle changes.
+func TestBrowserImg2ImgAndInpaint(t *testing.T) {
+	_, ts := testServer(t, tinyModel(t), Config{})
+	ctx, pageErrors := browser(t)
+	src, srcB64 := sourcePNG(t)
+	step, cancelStep := context.WithTimeout(ctx, 40*time.Second)
+	defer cancelStep()
+	err := chromedp.Do(step,
+		chromedp.EmulateViewport(1200, 900),
+		chromedp.Navigate(ts.URL+"/"),
+		chromedp.WaitReady(`#sampler option[value="Euler a"]`),
+		clickCenter(`input[name="mode"][value="img2img"]`),
+		void(chromedp.Poll[bool](`!document.getElementById("source").hidden`)), // (WaitVisible misses an element that was hidden when first looked at)
+		void(chromedp.Evaluate[bool](fmt.Sprintf(dropJS, srcB64))),
+		void(chromedp.Poll[bool](`sourceLoaded`)),
+		chromedp.SendKeys("#prompt", "a painting"),
+		chromedp.SetValue("#steps", "2"),
+		chromedp.SetValue("#strength", "0.5"),
+		clickCenter("#generate"),
+		chromedp.WaitVisible(".result img"),
+	)
+	if err != nil {
+		st, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("status").textContent + " | source loaded: " + sourceLoaded + " | mode " + mode()`))
+		t.Fatalf("img2img: %v (page status %q)", err, st)
+	}
+	img, params := resultPNG(t, ctx)
+	if img.Bounds().Size() != image.Pt(64, 64) || !strings.Contains(params, "Denoising strength: 0.5") {
+		t.Errorf("img2img result %v with parameters %q, want 64x64 with Denoising strength: 0.5", img.Bounds(), params)
+	}
+	screenshot(t, ctx, "img2img-desktop")
+
+	// Inpaint: a stroke of brush 12 along y=32 from x=16 to x=48 (image
+	// pixels; the canvas is shown at its own size or smaller).
+	const brush, blur, y0, x0, x1 = 12, 4, 32, 16, 48
+	box, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => {
+		document.querySelector('input[name="mode"][value="inpaint"]').click();
+		const r = document.getElementById("maskcanvas").getBoundingClientRect();
+		return [r.left, r.top, r.width / 64];
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := func(x, y float64) (float64, float64) { return box[0] + x*box[2], box[1] + y*box[2] }
+	ax, ay := px(x0, y0)
+	bx, by := px(x1, y0)
+	err = chromedp.Do(ctx,
+		chromedp.SetValue("#brush", fmt.Sprint(brush)),
+		chromedp.SetValue("#maskblur", fmt.Sprint(blur)),
+		chromedp.SetValue("#strength", "1"),
+		chromedp.MouseEvent(chromedp.MousePressed, ax, ay, chromedp.ButtonLeft),
+		chromedp.MouseEvent(chromedp.MouseMoved, (ax+bx)/2, ay, chromedp.ButtonLeft),
+		chromedp.MouseEvent(chromedp.MouseMoved, bx, by, chromedp.ButtonLeft),
+		chromedp.MouseEvent(chromedp.MouseReleased, bx, by, chromedp.ButtonLeft),
+		void(chromedp.Evaluate[bool](`document.getElementById("gallery").replaceChildren(), true`)),
+		clickCenter("#generate"),
+		chromedp.WaitVisible(".result img"),
+	)
+	if err != nil {
+		t.Fatalf("inpaint: %v", err)
+	}
+	screenshot(t, ctx, "inpaint-desktop")
+	out, params := resultPNG(t, ctx)
+	if !strings.Contains(params, "Mask blur: 4") {
+		t.Errorf("inpaint parameters %q lack Mask blur: 4", params)
+	}
+	// Distance from the stroke's segment; beyond radius + 3σ of the blur
+	// (σ = blur/2) the mask is 0 and the pixel is the source's.
+	dist := func(x, y int) float64 {
+		cx := math.Max(x0, math.Min(x1, float64(x)+0.5))
+		return math.Hypot(float64(x)+0.5-cx, float64(y)+0.5-y0)
+	}
+	keep := float64(brush)/2 + 1.5*blur + 1
+	var kept, changedInside, inside int
+	for y := 0; y < 64; y++ {
+		for x := 0; x < 64; x++ {
+			r0, g0, b0, _ := src.At(x, y).RGBA()
+			r1, g1, b1, _ := out.At(x, y).RGBA()
+			same := r0 == r1 && g0 == g1 && b0 == b1
+			switch d := dist(x, y); {
+			case d > keep:
+				if !same {
+					t.Errorf("pixel (%d,%d), %.1f px from the stroke, changed: %v -> %v", x, y, d, src.At(x, y), out.At(x, y))
+				} else {
+					kept++
+				}
+			case d < float64(brush)/2-1:
+				inside++
+				if !same {
+					changedInside++
+				}
+			}
+		}
+	}
+	t.Logf("inpaint: %d pixels beyond %.0f px of the stroke kept exactly; %d of %d inside it changed", kept, keep, changedInside, inside)
+	if kept == 0 || changedInside < inside/2 {
+		t.Errorf("%d pixels kept outside the stroke; %d of %d inside it changed: want most of them", kept, changedInside, inside)
 	}
 	if errs := pageErrors(); len(errs) > 0 {
 		t.Errorf("the page logged errors: %q", errs)
