@@ -415,7 +415,7 @@ func newOutputTarget(path string) (*outputTarget, error) {
 		return &outputTarget{path: path, ext: ext}, writable(dir)
 	}
 	if ext != "" && !strings.HasSuffix(path, string(os.PathSeparator)) {
-		return nil, fmt.Errorf("-o %s: unknown image extension %s: use .png or .jpg, or name a folder", path, ext)
+		return nil, fmt.Errorf("-o %s: unknown image extension %s: use .png, .jpg or .webp, or name a folder", path, ext)
 	}
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("-o: %w", err)

@@ -78,7 +78,7 @@ func TestGenerateNamesTheFlagOfEveryBadCombination(t *testing.T) {
 		{[]string{"x", "--format", "jpeg", "--quality", "0"}, "--quality 0: want 1 to 100"},
 		{[]string{"x", "--format", "gif"}, `--format: image format "gif"`},
 		{[]string{"x", "--format", "jpeg", "-o", filepath.Join(dir, "a.png")}, "--format jpeg contradicts the output file's extension .png"},
-		{[]string{"x", "-o", filepath.Join(dir, "a.webp")}, "unknown image extension .webp"},
+		{[]string{"x", "-o", filepath.Join(dir, "a.bmp")}, "unknown image extension .bmp"},
 	} {
 		args := append([]string{"generate"}, tc.args...)
 		_, _, err := runSplit(args...)
