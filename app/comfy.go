@@ -83,7 +83,35 @@ func (s *Server) comfyRoutes(e *gin.Engine) {
 	e.GET("/object_info/:node_class", c.objectInfo)
 	e.GET("/system_stats", c.systemStats)
 	e.GET("/embeddings", func(ctx *gin.Context) { ctx.JSON(http.StatusOK, []string{}) }) // ldm loads no textual inversions
+	e.GET("/models", c.modelFolders)
+	e.GET("/models/:folder", c.modelFolder)
 	e.GET("/ws", c.ws)
+}
+
+// comfyFolders are the model folders /models lists, each with the
+// choices of the loader that reads it.
+var comfyFolders = map[string]func(*comfyGraph) []string{
+	"checkpoints": (*comfyGraph).checkpoints, "loras": (*comfyGraph).loraNames,
+	"controlnet": (*comfyGraph).controlNets, "vae": (*comfyGraph).vaeNames,
+	"embeddings": func(*comfyGraph) []string { return []string{} },
+}
+
+func (c *comfyState) modelFolders(ctx *gin.Context) {
+	names := make([]string, 0, len(comfyFolders))
+	for n := range comfyFolders {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	ctx.JSON(http.StatusOK, names)
+}
+
+func (c *comfyState) modelFolder(ctx *gin.Context) {
+	list, ok := comfyFolders[ctx.Param("folder")]
+	if !ok {
+		comfyFail(ctx, http.StatusNotFound, "invalid_request", fmt.Sprintf("no model folder %q: /models lists them", ctx.Param("folder")))
+		return
+	}
+	ctx.JSON(http.StatusOK, list(&comfyGraph{c: c}))
 }
 
 func init() {
@@ -103,6 +131,8 @@ func init() {
 		{Method: "GET", Path: "/object_info/:node_class", Summary: "One node class"},
 		{Method: "GET", Path: "/system_stats", Summary: "System and device"},
 		{Method: "GET", Path: "/embeddings", Summary: "Textual inversions (none: ldm loads none)"},
+		{Method: "GET", Path: "/models", Summary: "Model folders (checkpoints, loras, controlnet, vae, embeddings)"},
+		{Method: "GET", Path: "/models/:folder", Summary: "A model folder's files, as the loaders' choices list them"},
 		{Method: "GET", Path: "/ws", Summary: "WebSocket of ComfyUI's events (clientId): status, execution_start, executing, progress, executed, execution_success, binary previews", Resp: ctText},
 	}})
 }

@@ -438,6 +438,15 @@ func TestComfyQueueInterruptAndInfo(t *testing.T) {
 	if get(st, "system", "ram_total") == nil || len(st["devices"].([]any)) != 1 {
 		t.Fatalf("system_stats %v", st)
 	}
+	if r := call(t, "GET", ts.URL+"/models/checkpoints", nil); string(r.Body) != `["fake"]` {
+		t.Fatalf("/models/checkpoints %s, want the server's model", r.Body)
+	}
+	if r := call(t, "GET", ts.URL+"/models", nil); !strings.Contains(string(r.Body), `"checkpoints"`) {
+		t.Fatalf("/models %s", r.Body)
+	}
+	if r := call(t, "GET", ts.URL+"/models/upscale_models", nil); r.Status != 404 {
+		t.Fatalf("/models/upscale_models: %d, want 404", r.Status)
+	}
 	if r := call(t, "GET", ts.URL+"/embeddings", nil); string(r.Body) != "[]" {
 		t.Fatalf("embeddings %s", r.Body)
 	}
