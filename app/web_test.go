@@ -42,6 +42,9 @@ func TestPageIsSelfContained(t *testing.T) {
 // at the element's coordinates is the same input event.)
 func clickCenter(sel string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		if _, err := chromedp.ScrollIntoView(sel)(ctx, t); err != nil {
+			return err
+		}
 		box, err := chromedp.Dimensions(sel)(ctx, t)
 		if err != nil {
 			return err

@@ -372,7 +372,9 @@ func TestBrowserImg2ImgAndInpaint(t *testing.T) {
 	const brush, blur, y0, x0, x1 = 12, 4, 32, 16, 48
 	box, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => {
 		document.querySelector('input[name="mode"][value="inpaint"]').click();
-		const r = document.getElementById("maskcanvas").getBoundingClientRect();
+		const mc = document.getElementById("maskcanvas");
+		mc.scrollIntoView({block: "center"});
+		const r = mc.getBoundingClientRect();
 		return [r.left, r.top, r.width / 64];
 	})()`))
 	if err != nil {
