@@ -69,6 +69,7 @@ type a1111Request struct {
 	InpaintFullResPad    flexInt                    `json:"inpaint_full_res_padding"`
 	SendImages           *bool                      `json:"send_images"`
 	AlwaysOnScripts      map[string]json.RawMessage `json:"alwayson_scripts"`
+	a1111HiresFields
 }
 
 // a1111Params names A1111's fields for ldm.Request's (from the ldm tags).
@@ -108,6 +109,7 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 		}
 	}
 	if !img2img {
+		req.Hires = ar.hires(ar.DenoisingStrength)
 		return req, nil
 	}
 	if len(ar.InitImages) == 0 || ar.InitImages[0] == "" {

@@ -96,7 +96,11 @@ func (p *Pipeline) prepareInit(req Request, gens []rng.Source, shape []int) (*im
 	for i := 0; i < B; i++ {
 		batch = append(batch, pix...)
 	}
-	if p.needsInitLatents(req) {
+	if req.initLatents != nil {
+		for range B {
+			st.latents = append(st.latents, req.initLatents...)
+		}
+	} else if p.needsInitLatents(req) {
 		moments, mshape, err := p.encode(batch, []int{B, 3, H, W})
 		if err != nil {
 			return nil, err

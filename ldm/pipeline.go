@@ -317,6 +317,7 @@ type Result struct {
 	Image    *image.RGBA
 	Seed     int64
 	Infotext Infotext
+	latents  []float32 // a hires fix's first pass: the image's latents
 }
 
 // Generate runs a request: txt2img, or img2img / inpainting when an init
@@ -577,6 +578,7 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 	if req.InitImage != nil {
 		add("Denoising strength", fmt.Sprint(req.Strength))
 	}
+	hiresInfotext(add, req)
 	if req.Mask != nil {
 		add("Mask blur", fmt.Sprint(max(req.MaskBlur, 0)))
 	}

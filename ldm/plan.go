@@ -114,6 +114,9 @@ func (p *Pipeline) Prepare(req Request, l Limits) (*Plan, error) {
 			return nil, &FieldError{Field: "strength", Msg: fmt.Sprintf("%g leaves no denoising step with %d steps", r.Strength, r.Steps)}
 		}
 	}
+	if err := p.checkHiresPass(r); err != nil {
+		return nil, err
+	}
 	p.prep.Lock()
 	pl.loras, err = p.requestLoRAs(r)
 	p.prep.Unlock()

@@ -326,5 +326,8 @@ func (it Infotext) Request() (Request, error) {
 	case "Philox":
 		r.Noise = "philox"
 	}
+	if err := hiresFromInfotext(it, &r); err != nil {
+		errs = append(errs, err)
+	}
 	return r, errors.Join(errs...)
 }

@@ -70,6 +70,11 @@ type Request struct {
 	// (AUTOMATIC1111's sd_vae override); "" keeps the pipeline's,
 	// "Automatic" or "None" the checkpoint's own.
 	VAE string `json:"vae,omitempty"`
+
+	// Hires is AUTOMATIC1111's hires fix (nil: none; see HiresFix).
+	Hires *HiresFix `json:"hires,omitempty"`
+	// initLatents replace the init image's encoding (a latent hires pass).
+	initLatents []float32
 }
 
 // RandomSeed as Request.Seed asks for a random seed: Prepare draws it and
@@ -138,6 +143,11 @@ func (r *Request) Defaults(sampleSize int) {
 	}
 	if r.Mask != nil && r.MaskBlur == 0 {
 		r.MaskBlur = 4
+	}
+	if r.Hires != nil {
+		h := *r.Hires
+		h.defaults()
+		r.Hires = &h
 	}
 }
 
@@ -240,6 +250,9 @@ func (r *Request) check(l Limits) (scheduler.Choice, error) {
 		return none, err
 	}
 	if err := r.checkInpaint(); err != nil {
+		return none, err
+	}
+	if err := r.checkHires(l); err != nil {
 		return none, err
 	}
 	if _, _, err := ParseLoRATags(r.Prompt); err != nil {

@@ -59,11 +59,26 @@ func (p *Pipeline) Run(ctx context.Context, tasks []Task) []BatchResult {
 		}
 		groups[g] = append(groups[g], i)
 	}
+	// A hires fix's first pass hands its images to the second pass only.
+	hires := make([]Options, len(tasks))
+	for i, t := range tasks {
+		if t.Plan != nil && t.Plan.req.Hires != nil {
+			hires[i] = t.Opts
+			tasks[i].Opts.OnImage = nil
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, g := range groups {
 		p.runGroup(ctx, tasks, g, out)
 	}
+	tasks = slices.Clone(tasks)
+	for i := range tasks {
+		if tasks[i].Plan != nil && tasks[i].Plan.req.Hires != nil {
+			tasks[i].Opts = hires[i]
+		}
+	}
+	p.runHires(ctx, tasks, hires, out)
 	return out
 }
 
@@ -297,6 +312,9 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 			}
 			seed := m.seed0 + int64(j)
 			m.res.Results = append(m.res.Results, Result{Image: rgba, Seed: seed, Infotext: p.infotext(m.task.Plan.req, seed)})
+			if h := m.task.Plan.req.Hires; h != nil && isLatentUpscaler(h.Upscaler) {
+				m.res.Results[len(m.res.Results)-1].latents = slices.Clone(x[(m.off+j)*per : (m.off+j+1)*per])
+			}
 			if f := m.task.Opts.OnImage; f != nil {
 				f(m.res.Results[len(m.res.Results)-1])
 			}

@@ -81,6 +81,7 @@ type requestFlags struct {
 	output               string
 	loras                []string
 	control              controlFlags
+	hires                hiresFlags
 	previewPath          string
 }
 
@@ -166,9 +167,13 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.IntVar(&r.quality, "quality", 0, fmt.Sprintf("JPEG quality 1-100 (default %d)", ldm.DefaultJPEGQuality))
 	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
 	r.control.register(f)
+	r.hires.register(f)
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "guidance" {
 			name = "cfg"
+		}
+		if name == "denoising-strength" {
+			name = "strength"
 		}
 		return pflag.NormalizedName(name)
 	})
@@ -211,6 +216,7 @@ func (r *requestFlags) build() (ldm.Request, error) {
 			return req, fmt.Errorf("--mask: %w", err)
 		}
 	}
+	r.hires.apply(&req)
 	return req, nil
 }
 
