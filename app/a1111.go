@@ -310,7 +310,7 @@ func (s *Server) a1111Models(c *gin.Context) {
 		if m.Hash != "" {
 			hash = m.Hash
 		}
-		out = append(out, gin.H{"title": m.title(), "model_name": m.Name, "hash": hash, "sha256": nil, "filename": m.Path, "config": nil})
+		out = append(out, gin.H{"title": m.title(), "model_name": m.Name, "hash": hash, "sha256": nil, "filename": m.Path, "config": nil, "native_size": m.nativeJSON()})
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -60,6 +60,8 @@ type Job struct {
 	// ephemeral jobs belong to a synchronous request and are forgotten
 	// when it returns.
 	ephemeral bool
+	// upscale is the size the images are resized to (nativesize.go).
+	upscale upscale
 
 	mu        sync.Mutex
 	modelHash string

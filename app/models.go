@@ -15,6 +15,16 @@ type modelEntry struct {
 	Hash   string // known only for the loaded model (hashing a file is slow)
 	Path   string
 	Loaded bool
+	Native int // native width = height in pixels; known for loaded models only (0: unknown)
+}
+
+// nativeJSON is the listing's "native_size": {"width", "height"}, or null
+// when unknown (a model not loaded).
+func (m modelEntry) nativeJSON() any {
+	if m.Native == 0 {
+		return nil
+	}
+	return map[string]int{"width": m.Native, "height": m.Native}
 }
 
 // title is AUTOMATIC1111's checkpoint title: "file [hash]".
@@ -48,6 +58,9 @@ func (m modelEntry) matches(q string) bool {
 // a cache folder) is listed under that name.
 func entryOf(m *Loaded, loaded bool) modelEntry {
 	e := modelEntry{Name: m.Name, File: filepath.Base(filepath.Clean(m.Path)), Hash: m.Hash, Path: m.Path, Loaded: loaded}
+	if m.Model != nil {
+		e.Native = nativeSize(m.Model)
+	}
 	if m.Path == "" || (m.Name != "" && m.Name != strings.TrimSuffix(e.File, filepath.Ext(e.File)) && m.Name != e.File) {
 		e.File = m.Name
 	}

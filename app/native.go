@@ -269,12 +269,14 @@ type modelJSON struct {
 	Hash   string `json:"hash,omitempty"`
 	Path   string `json:"path"`
 	Loaded bool   `json:"loaded"`
+	// NativeSize is {"width","height"} the model was trained at (null: not loaded).
+	NativeSize any `json:"native_size"`
 }
 
 func (s *Server) listModels(c *gin.Context) {
 	var out []modelJSON
 	for _, m := range s.models() {
-		out = append(out, modelJSON{Name: m.Name, Title: m.title(), Hash: m.Hash, Path: m.Path, Loaded: m.Loaded})
+		out = append(out, modelJSON{Name: m.Name, Title: m.title(), Hash: m.Hash, Path: m.Path, Loaded: m.Loaded, NativeSize: m.nativeJSON()})
 	}
 	c.JSON(http.StatusOK, gin.H{"models": out})
 }

@@ -126,7 +126,7 @@ func parseSize(size string) (int, int, error) {
 func (s *Server) openAIModels(c *gin.Context) {
 	var data []gin.H
 	for _, m := range s.models() {
-		data = append(data, gin.H{"id": m.Name, "object": "model", "created": 0, "owned_by": "ldm"})
+		data = append(data, gin.H{"id": m.Name, "object": "model", "created": 0, "owned_by": "ldm", "native_size": m.nativeJSON()})
 	}
 	c.JSON(http.StatusOK, gin.H{"object": "list", "data": data})
 }

@@ -105,6 +105,11 @@ type Config struct {
 	// job are not counted), IdleTimeout a kept-alive connection's idle time
 	// (default 2 minutes). HTTPServer applies them.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// UpscaleAbove: a request wider or taller than this many times the
+	// model's native size is drawn at about the native area and resized
+	// (Lanczos) to the size asked for, saying so in the infotext (see
+	// nativesize.go; default 2; <0: draw every size as asked).
+	UpscaleAbove float64
 	// BatchJobs is the most queued jobs with equal plan keys run together
 	// in one model batch (default: the model's PreferredBatchJobs when it
 	// has one, else 4; 1 turns batching off).
@@ -160,6 +165,9 @@ func (c *Config) defaults() {
 	}
 	if c.BatchJobs <= 0 {
 		c.BatchJobs = 4
+	}
+	if c.UpscaleAbove == 0 {
+		c.UpscaleAbove = defaultUpscaleAbove
 	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = time.Minute
@@ -322,6 +330,7 @@ func (s *Server) submit(req ldm.Request, ephemeral bool) (*Job, int, error) {
 		return nil, 0, errShuttingDown
 	}
 	m := s.current()
+	req, up := s.fitNative(m.Model, req)
 	pl, err := m.Model.Prepare(req, s.cfg.Limits)
 	if err != nil {
 		s.metrics.rejected("invalid")
@@ -332,6 +341,7 @@ func (s *Server) submit(req ldm.Request, ephemeral bool) (*Job, int, error) {
 		return nil, 0, err
 	}
 	j := newJob(pl, m.Name, ephemeral)
+	j.upscale = up
 	s.mu.Lock()
 	s.gcJobsLocked()
 	s.jobs[j.ID] = j
@@ -551,7 +561,7 @@ func (s *Server) begin(j *Job) *active {
 func (s *Server) complete(a *active, results []ldm.Result, err error) {
 	defer a.cancel()
 	j := a.j
-	images, encErr := encodeResults(results)
+	images, encErr := encodeResults(upscaleResults(results, j.upscale))
 	if err == nil {
 		err = encErr
 	}
@@ -601,6 +611,7 @@ func (s *Server) waitJob(c *gin.Context, j *Job) bool {
 	select {
 	case <-j.Done():
 		s.writeDeadline(c)
+		upscaledHeader(c, j)
 		return true
 	case <-c.Request.Context().Done():
 		s.cancel(j, "the client disconnected")

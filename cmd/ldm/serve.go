@@ -76,6 +76,7 @@ SIGTERM or Ctrl-C stops accepting jobs, lets the running one finish for --shutdo
 	fl.StringVar(&f.cfg.Outputs, "outputs", "outputs", "folder where every result is kept (PNG + parameters) and listed by /api/v1/history and the web page's gallery (\"\": keep none)")
 	fl.IntVar(&f.cfg.OutputsMax, "outputs-max", 1000, "most images kept in --outputs, the oldest removed first (-1: no cap)")
 	fl.IntVar(&f.cfg.PreviewEvery, "preview-every", def.PreviewEvery, "send a preview image every n steps (-1: never)")
+	fl.Float64Var(&f.cfg.UpscaleAbove, "upscale-above", def.UpscaleAbove, "a request wider or taller than this many times the model's native size is drawn at the native size and resized (Lanczos) to the size asked for, said in the infotext (-1: draw every size as asked)")
 	fl.DurationVar(&f.cfg.FileTTL, "url-ttl", def.FileTTL, "how long images returned as URLs (OpenAI response_format=url) are served")
 	fl.IntVar(&f.cfg.Limits.MaxSteps, "max-steps", ldm.DefaultLimits.MaxSteps, "most sampling steps a request may ask for")
 	fl.IntVar(&f.cfg.Limits.MaxWidth, "max-width", ldm.DefaultLimits.MaxWidth, "widest image a request may ask for")
