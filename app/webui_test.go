@@ -11,6 +11,7 @@ import (
 	"image/color"
 	"image/png"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -434,6 +435,40 @@ func TestBrowserImg2ImgAndInpaint(t *testing.T) {
 	t.Logf("inpaint: %d pixels beyond %.0f px of the stroke kept exactly; %d of %d inside it changed", kept, keep, changedInside, inside)
 	if kept == 0 || changedInside < inside/2 {
 		t.Errorf("%d pixels kept outside the stroke; %d of %d inside it changed: want most of them", kept, changedInside, inside)
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
+	}
+}
+
+// TestBrowserPNGInfoDropFillsTheForm: a PNG made by ldm, dropped on the
+// page, has its parameters read through /sdapi/v1/png-info and put in the
+// form (prompt, negative prompt, steps, CFG, seed, size, sampler).
+func TestBrowserPNGInfoDropFillsTheForm(t *testing.T) {
+	_, ts := testServer(t, tinyModel(t), Config{})
+	r := call(t, "POST", ts.URL+"/api/v1/generate", `{"prompt":"a castle at dusk","negative_prompt":"fog","width":64,"height":64,"steps":2,"guidance_scale":5,"seed":4242,"sampler":"Euler a"}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("generate: %d %s", r.Status, r.Body)
+	}
+	png := call(t, "GET", ts.URL+r.json(t)["images"].([]any)[0].(map[string]any)["url"].(string), nil)
+	if png.Status != http.StatusOK {
+		t.Fatalf("image: %d", png.Status)
+	}
+	ctx, pageErrors := browser(t)
+	drop := strings.Replace(dropJS, `document.getElementById("drop")`, `document.body`, 1)
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(ts.URL+"/"),
+		chromedp.WaitReady(`#sampler option[value="Euler a"]`),
+		void(chromedp.Evaluate[bool](fmt.Sprintf(drop, base64.StdEncoding.EncodeToString(png.Body)))),
+		void(chromedp.Poll[bool](`document.getElementById("status").textContent === "parameters read from the image"`)),
+	)
+	if err != nil {
+		st, _ := chromedp.Run(ctx, chromedp.Text("#status"))
+		t.Fatalf("dropping the PNG: %v (status %q)", err, st)
+	}
+	form, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`["prompt", "negative", "steps", "guidance", "seed", "width", "height", "sampler"].map(id => document.getElementById(id).value)`))
+	if want := "a castle at dusk|fog|2|5|4242|64|64|Euler a"; err != nil || strings.Join(form, "|") != want {
+		t.Errorf("form after the drop %q (%v), want %q", strings.Join(form, "|"), err, want)
 	}
 	if errs := pageErrors(); len(errs) > 0 {
 		t.Errorf("the page logged errors: %q", errs)
