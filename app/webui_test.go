@@ -474,3 +474,64 @@ func TestBrowserPNGInfoDropFillsTheForm(t *testing.T) {
 		t.Errorf("the page logged errors: %q", errs)
 	}
 }
+
+// TestEveryModeFitsAPhoneAndPassesAxe: in each mode, with a source image
+// loaded, no element reaches past a 390 px viewport, and axe-core finds no
+// serious or critical violation (light and dark) at desktop width.
+func TestEveryModeFitsAPhoneAndPassesAxe(t *testing.T) {
+	_, ts := testServer(t, fake(), Config{})
+	ctx, pageErrors := browser(t)
+	_, srcB64 := sourcePNG(t)
+	for _, width := range []int64{390, 1200} {
+		for _, m := range []string{"txt2img", "img2img", "inpaint"} {
+			err := chromedp.Do(ctx,
+				chromedp.EmulateViewport(width, 900),
+				colorScheme("light"),
+				chromedp.Navigate(ts.URL+"/"),
+				chromedp.WaitReady(`#sampler option[value="Euler a"]`),
+				void(chromedp.Evaluate[bool](`setMode(`+fmt.Sprintf("%q", m)+`), true`)),
+				void(chromedp.Evaluate[bool](fmt.Sprintf(dropJS, srcB64))),
+				void(chromedp.Poll[bool](`sourceLoaded`)),
+			)
+			if err != nil {
+				t.Fatalf("%s at %d px: %v", m, width, err)
+			}
+			o, err := chromedp.Run(ctx, chromedp.Evaluate[overflow](overflowJS))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Width > int(width) || o.Scroll > o.Width || len(o.Over) > 0 {
+				t.Errorf("%s at %d px: page %d px wide; past the edge: %q", m, width, o.Scroll, o.Over)
+			}
+			kind := map[bool]string{true: "phone", false: "desktop"}[width < 700]
+			screenshot(t, ctx, m+"-mode-"+kind)
+			if width < 700 {
+				continue
+			}
+			for _, scheme := range []string{"light", "dark"} {
+				if err := chromedp.Do(ctx, colorScheme(scheme)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](axeJS+";true")); err != nil {
+					t.Fatalf("injecting axe-core: %v", err)
+				}
+				raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](`axe.run(document, {resultTypes: ["violations"]}).then(r => JSON.stringify(r.violations))`, chromedp.EvalAwaitPromise))
+				if err != nil {
+					t.Fatalf("running axe-core: %v", err)
+				}
+				var vs []axeResult
+				if err := json.Unmarshal([]byte(raw), &vs); err != nil {
+					t.Fatal(err)
+				}
+				for _, v := range vs {
+					if v.Impact == "serious" || v.Impact == "critical" {
+						t.Errorf("%s, %s: axe %s violation %s (%s), %d nodes", m, scheme, v.Impact, v.ID, v.Help, len(v.Nodes))
+					}
+				}
+			}
+		}
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
+	}
+}
