@@ -30,7 +30,8 @@ func (s *Server) a1111Routes(g *gin.RouterGroup) {
 	g.POST("/png-info", s.a1111PNGInfo)
 	g.GET("/sd-vae", s.a1111SDVAE)
 	// Listings clients read at start-up; this server has none of these.
-	for _, p := range []string{"/upscalers", "/latent-upscale-modes", "/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
+	s.a1111UpscaleRoutes(g)
+	for _, p := range []string{"/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
 		g.GET(p, func(c *gin.Context) { c.JSON(http.StatusOK, []any{}) })
 	}
 	g.GET("/loras", s.a1111LoRAs)

@@ -90,6 +90,8 @@ func init() {
 		{Method: "GET", Path: "/sdapi/v1/sd-vae", Summary: "VAEs"},
 		{Method: "GET", Path: "/sdapi/v1/upscalers", Summary: "Upscalers"},
 		{Method: "GET", Path: "/sdapi/v1/latent-upscale-modes", Summary: "Latent upscale modes"},
+		{Method: "POST", Path: "/sdapi/v1/extra-single-image", Summary: "Upscale an image (Lanczos, Nearest)", Body: ctJSON},
+		{Method: "POST", Path: "/sdapi/v1/extra-batch-images", Summary: "Upscale images (Lanczos, Nearest)", Body: ctJSON},
 		{Method: "GET", Path: "/sdapi/v1/hypernetworks", Summary: "Hypernetworks (none)"},
 		{Method: "GET", Path: "/sdapi/v1/face-restorers", Summary: "Face restorers (none)"},
 		{Method: "GET", Path: "/sdapi/v1/prompt-styles", Summary: "Prompt styles"},
