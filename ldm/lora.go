@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomlx/gomlx/pkg/ml/context"
@@ -49,6 +50,10 @@ func (s LoRASpec) unetWeight() float64 {
 	return s.Weight
 }
 
+// loraTagParses counts ParseLoRATags calls, so a test can see that a
+// request's tags are parsed once.
+var loraTagParses atomic.Int64
+
 // loraTagRe matches A1111's extra-network tags for LoRAs (LyCORIS files are
 // named "lyco" in older versions).
 var loraTagRe = regexp.MustCompile(`<(lora|lyco):([^>]*)>`)
@@ -57,6 +62,7 @@ var loraTagRe = regexp.MustCompile(`<(lora|lyco):([^>]*)>`)
 // <lora:name:te_weight:unet_weight> tags (also te=…, unet=…) from a prompt
 // and returns the text left and the LoRAs the tags name, in order.
 func ParseLoRATags(prompt string) (string, []LoRASpec, error) {
+	loraTagParses.Add(1)
 	var specs []LoRASpec
 	var bad error
 	text := loraTagRe.ReplaceAllStringFunc(prompt, func(tag string) string {
@@ -236,12 +242,9 @@ type resolvedLoRA struct {
 }
 
 // requestLoRAs lists the request's LoRAs: the Request field's, then the
-// prompt's tags, each resolved to a file.
-func (p *Pipeline) requestLoRAs(req Request) ([]resolvedLoRA, error) {
-	_, tagged, err := ParseLoRATags(req.Prompt)
-	if err != nil {
-		return nil, err
-	}
+// prompt's tags (as validate parsed them), each resolved to a file.
+func (p *Pipeline) requestLoRAs(req Request, tagged []LoRASpec) ([]resolvedLoRA, error) {
+	var err error
 	var out []resolvedLoRA
 	for i, s := range append(slices.Clone(req.LoRAs), tagged...) {
 		field := "loras"
@@ -391,8 +394,12 @@ func (p *Pipeline) loadCached(r resolvedLoRA) (*LoRA, error) {
 // one costs nothing. Call it with p.mu held, before running the request
 // (Generate does; a batch of requests needs one set: see SameLoRAs).
 func (p *Pipeline) applyLoRAs(req Request) error {
+	_, tags, err := ParseLoRATags(req.Prompt)
+	if err != nil {
+		return err
+	}
 	p.prep.Lock()
-	rs, err := p.requestLoRAs(req)
+	rs, err := p.requestLoRAs(req, tags)
 	p.prep.Unlock()
 	if err != nil {
 		return err

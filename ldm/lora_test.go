@@ -479,3 +479,26 @@ func maxAbsDiffU8(a, b []uint8) int {
 	}
 	return worst
 }
+
+// Preparing a request parses its <lora:…> tags once: validation keeps the
+// parsed tags and the LoRA resolution uses them (they were parsed three
+// times: by check, checkCounts and requestLoRAs).
+func TestPrepareParsesLoRATagsOnce(t *testing.T) {
+	p := loadTiny(t)
+	dir := t.TempDir()
+	writeKohya(t, filepath.Join(dir, "style.safetensors"), tinyAdapters(7))
+	p.LoRADir = dir
+	r := quick()
+	r.Prompt += " <lora:style:0.8>"
+	before := loraTagParses.Load()
+	pl, err := p.Prepare(r, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := loraTagParses.Load() - before; n != 1 {
+		t.Errorf("Prepare parsed the LoRA tags %d times, want once", n)
+	}
+	if len(pl.loras) != 1 || pl.loras[0].name != "style" || pl.loras[0].spec.Weight != 0.8 {
+		t.Errorf("the plan's LoRAs are %+v, want style at 0.8", pl.loras)
+	}
+}

@@ -17,6 +17,7 @@ type Plan struct {
 	limits Limits
 	req    Request
 	choice scheduler.Choice
+	tags   []LoRASpec // the prompt's <lora:…> tags, parsed once by validate
 	loras  []resolvedLoRA
 	// pos and neg are the tokenized prompt and negative prompt, padded to
 	// the same number of chunks when guidance is on (neg is nil otherwise).
@@ -55,14 +56,14 @@ func (pl *Plan) Rows() []Row {
 // it is for front ends without a pipeline (tests' stand-in models).
 func PrepareRequest(req Request, l Limits, sampleSize, factor int) (*Plan, error) {
 	req.Defaults(sampleSize)
-	choice, err := req.validate(l, factor)
+	c, err := req.validate(l, factor)
 	if err != nil {
 		return nil, err
 	}
 	if req.Seed == -1 {
 		req.Seed = int64(rng.RandomSeed())
 	}
-	pl := &Plan{req: req, limits: l, choice: choice}
+	pl := &Plan{req: req, limits: l, choice: c.choice, tags: c.tags}
 	pl.key = pl.baseKey()
 	if len(req.ControlNets) > 0 { // control images are per request: such a plan batches with none other
 		pl.key += fmt.Sprintf(" controlnets %p", pl)
@@ -118,7 +119,7 @@ func (p *Pipeline) Prepare(req Request, l Limits) (*Plan, error) {
 		return nil, err
 	}
 	p.prep.Lock()
-	pl.loras, err = p.requestLoRAs(r)
+	pl.loras, err = p.requestLoRAs(r, pl.tags)
 	p.prep.Unlock()
 	if err != nil {
 		return nil, err

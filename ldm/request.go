@@ -172,9 +172,16 @@ func (r *Request) Check(l Limits) error {
 	return err
 }
 
-// check is Check, also returning the parsed sampler.
-func (r *Request) check(l Limits) (scheduler.Choice, error) {
-	var none scheduler.Choice
+// checked is what checking a request parsed on the way: the sampler and
+// the prompt's LoRA tags, kept so that nothing parses them again.
+type checked struct {
+	choice scheduler.Choice
+	tags   []LoRASpec
+}
+
+// check is Check, also returning what it parsed.
+func (r *Request) check(l Limits) (checked, error) {
+	var none checked
 	bad := func(field, format string, a ...any) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 	}
@@ -243,7 +250,8 @@ func (r *Request) check(l Limits) (scheduler.Choice, error) {
 	if err := validateLoRAs(r.LoRAs, l); err != nil {
 		return none, err
 	}
-	if err := checkCounts(r, l); err != nil {
+	_, tags, tagErr := ParseLoRATags(r.Prompt) // the only parse of the tags (Plan keeps them)
+	if err := checkCounts(r, tags, l); err != nil {
 		return none, err
 	}
 	if err := validateControlNets(r.ControlNets, l); err != nil {
@@ -255,17 +263,18 @@ func (r *Request) check(l Limits) (scheduler.Choice, error) {
 	if err := r.checkHires(l); err != nil {
 		return none, err
 	}
-	if _, _, err := ParseLoRATags(r.Prompt); err != nil {
-		return none, err
+	if tagErr != nil {
+		return none, tagErr
 	}
 	if r.Mask != nil && r.Mask.Bounds().Size() != r.InitImage.Bounds().Size() {
 		return none, bad("mask", "is %v but the init image is %v: they must have the same size", r.Mask.Bounds().Size(), r.InitImage.Bounds().Size())
 	}
-	return choice, nil
+	return checked{choice: choice, tags: tags}, nil
 }
 
-// checkCounts bounds the LoRAs and the BREAK chunks of a request.
-func checkCounts(r *Request, l Limits) error {
+// checkCounts bounds the LoRAs (the field's and the prompt's tags) and the
+// BREAK chunks of a request.
+func checkCounts(r *Request, tags []LoRASpec, l Limits) error {
 	maxLoRAs, maxChunks := l.MaxLoRAs, l.MaxPromptChunks
 	if maxLoRAs <= 0 {
 		maxLoRAs = DefaultMaxLoRAs
@@ -273,7 +282,6 @@ func checkCounts(r *Request, l Limits) error {
 	if maxChunks <= 0 {
 		maxChunks = DefaultMaxPromptChunks
 	}
-	_, tags, _ := ParseLoRATags(r.Prompt)
 	if n := len(r.LoRAs) + len(tags); n > maxLoRAs {
 		return &FieldError{Field: "loras", Msg: fmt.Sprintf("%d LoRAs (loras and <lora:…> tags): the limit is %d", n, maxLoRAs)}
 	}
@@ -298,8 +306,8 @@ func (r *Request) Validate(l Limits, factor int) error {
 	return err
 }
 
-// validate is Validate, also returning the parsed sampler.
-func (r *Request) validate(l Limits, factor int) (scheduler.Choice, error) {
+// validate is Validate, also returning what it parsed.
+func (r *Request) validate(l Limits, factor int) (checked, error) {
 	choice, err := r.check(l)
 	if err != nil {
 		return choice, err
