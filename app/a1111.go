@@ -133,9 +133,8 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 			return req, err
 		}
 		req.InpaintFullRes, req.InpaintFullResPadding = ar.InpaintFullRes.V, ar.InpaintFullResPad.Int(0)
-		req.MaskBlur = ar.MaskBlur.Int(0)
-		if ar.MaskBlur.Set && ar.MaskBlur.V == 0 {
-			req.MaskBlur = ldm.NoMaskBlur // A1111: mask_blur 0 is no blur; absent is 4
+		if ar.MaskBlur.Set {
+			req.MaskBlur = ldm.Blur(int(ar.MaskBlur.V))
 		}
 	}
 	return req, nil

@@ -771,7 +771,7 @@ func (c *comfyState) plan(nodes map[string]*comfyNode) (*comfyPlan, *comfyFailur
 	if l.init != nil {
 		req.InitImage, req.Strength = l.init, sm.denoise
 		if l.mask != nil {
-			req.Mask, req.MaskBlur = l.mask, ldm.NoMaskBlur // ComfyUI does not blur the noise mask
+			req.Mask, req.MaskBlur = l.mask, ldm.Blur(0) // ComfyUI does not blur the noise mask
 		}
 	}
 	req.VAE = vae

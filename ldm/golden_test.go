@@ -134,7 +134,7 @@ func runGoldenPipeline(t *testing.T, c golden.Case) {
 				checkSeedDraw(t, want, req.Seed)
 				req.Strength = c.Float("strength")
 				req.InitImage, req.Mask = readPNG(t, c.Path("init_image")), readPNG(t, c.Path("mask_image"))
-				req.MaskBlur = NoMaskBlur
+				req.MaskBlur = Blur(0)
 			}
 			wantSteps, stepShape := golden.Float32(t, data, "latents_per_step")
 			per := len(wantSteps) / stepShape[0]

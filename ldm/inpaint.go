@@ -171,8 +171,8 @@ func processedMask(req Request) *image.Gray {
 			m.Pix[i] = 255 - m.Pix[i]
 		}
 	}
-	if req.MaskBlur > 0 {
-		b := imaging.Blur(m, float64(req.MaskBlur)/2)
+	if px := req.maskBlur(); px > 0 {
+		b := imaging.Blur(m, float64(px)/2)
 		for i := range m.Pix {
 			m.Pix[i] = b.Pix[4*i]
 		}
@@ -247,7 +247,7 @@ func prepareFullRes(req Request) (Request, *fullRes) {
 	fr := &fullRes{region: region, original: toRGBAImage(req.InitImage), mask: m}
 	req.InitImage = imaging.Resize(imaging.Crop(req.InitImage, region.Add(req.InitImage.Bounds().Min)), req.Width, req.Height, imaging.Lanczos)
 	req.Mask = imaging.Resize(m.SubImage(region), req.Width, req.Height, imaging.Lanczos)
-	req.MaskBlur, req.MaskInvert = NoMaskBlur, false
+	req.MaskBlur, req.MaskInvert = Blur(0), false
 	return req, fr
 }
 
@@ -353,8 +353,8 @@ func outputMask(req Request) *image.Gray {
 			g.Pix[i] = 255 - g.Pix[i]
 		}
 	}
-	if req.MaskBlur > 0 {
-		b := imaging.Blur(g, float64(req.MaskBlur)/2)
+	if px := req.maskBlur(); px > 0 {
+		b := imaging.Blur(g, float64(px)/2)
 		for i := range g.Pix {
 			g.Pix[i] = b.Pix[4*i]
 		}

@@ -85,7 +85,7 @@ func inpaintRequest() Request {
 		}
 	}
 	req := quick()
-	req.InitImage, req.Mask, req.Strength, req.MaskBlur = img, mask, 0.8, NoMaskBlur
+	req.InitImage, req.Mask, req.Strength, req.MaskBlur = img, mask, 0.8, Blur(0)
 	return req
 }
 

@@ -580,7 +580,7 @@ func (p *Pipeline) infotext(req Request, seed int64) Infotext {
 	}
 	hiresInfotext(add, req)
 	if req.Mask != nil {
-		add("Mask blur", fmt.Sprint(max(req.MaskBlur, 0)))
+		add("Mask blur", fmt.Sprint(req.maskBlur()))
 	}
 	if req.ClipSkip > 1 {
 		add("Clip skip", fmt.Sprint(req.ClipSkip))

@@ -263,7 +263,7 @@ func TestInpaintKeepsPixelsOutsideTheMask(t *testing.T) {
 	check := func(t *testing.T, p *Pipeline) {
 		init, mask, hole := testInit()
 		req := quick()
-		req.InitImage, req.Mask, req.MaskBlur, req.Strength = init, mask, 1, 0.9
+		req.InitImage, req.Mask, req.MaskBlur, req.Strength = init, mask, Blur(1), 0.9
 		res, err := p.Generate(context.Background(), req, Options{})
 		if err != nil {
 			t.Fatal(err)

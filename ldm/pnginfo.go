@@ -304,9 +304,9 @@ func (it Infotext) Request() (Request, error) {
 	num("Clip skip", &r.ClipSkip)
 	num("Eta", &r.Eta)
 	num("Denoising strength", &r.Strength)
-	num("Mask blur", &r.MaskBlur)
-	if v, ok := it.Get("Mask blur"); ok && strings.TrimSpace(v) == "0" {
-		r.MaskBlur = NoMaskBlur // written for an unblurred mask
+	if _, ok := it.Get("Mask blur"); ok {
+		r.MaskBlur = Blur(0) // "0" is an unblurred mask, as A1111 writes it
+		num("Mask blur", r.MaskBlur)
 	}
 	r.Sampler, _ = it.Get("Sampler")
 	r.VAE, _ = it.Get("VAE")

@@ -2,6 +2,8 @@ package ldm
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -108,7 +110,7 @@ func TestInfotextRequestRebuildsTheRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Request{Prompt: "a fox, (red:1.2)", NegativePrompt: "blurry", Steps: 12, Sampler: "DPM++ 2M", Schedule: "Karras", GuidanceScale: 5.5,
-		Seed: 123, Width: 512, Height: 768, Strength: 0.4, MaskBlur: 2, ClipSkip: 2, Eta: 0.3, Noise: "torch"}
+		Seed: 123, Width: 512, Height: 768, Strength: 0.4, MaskBlur: Blur(2), ClipSkip: 2, Eta: 0.3, Noise: "torch"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
@@ -118,31 +120,47 @@ func TestInfotextRequestRebuildsTheRequest(t *testing.T) {
 	}
 }
 
-// An unblurred mask (NoMaskBlur) is written as A1111 writes it, "Mask blur:
-// 0", and reads back as NoMaskBlur, not as the default blur.
-func TestNoMaskBlurRoundTrips(t *testing.T) {
-	it, err := ParseInfotext("a fox\nSteps: 2, Seed: 1, Size: 64x64, Denoising strength: 0.5, Mask blur: 0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := it.Request()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.MaskBlur != NoMaskBlur {
-		t.Errorf("Mask blur: 0 read back as %d, want NoMaskBlur", r.MaskBlur)
-	}
+// Mask blur has one representation everywhere: absent (nil) is the
+// default, 0 is no blur. JSON, Defaults, the infotext written and the
+// infotext read agree, with no front end translating.
+func TestMaskBlurAbsentZeroAndSetMeanTheSameEverywhere(t *testing.T) {
+	mask := image.NewGray(image.Rect(0, 0, 64, 64))
 	var p Pipeline
-	r.Mask = image.NewGray(image.Rect(0, 0, 64, 64))
-	if s := p.infotext(r, 1).String(); !strings.Contains(s, "Mask blur: 0") {
-		t.Errorf("infotext of NoMaskBlur: %s", s)
+	for _, c := range []struct {
+		json string
+		want int
+	}{{`{}`, DefaultMaskBlur}, {`{"mask_blur":0}`, 0}, {`{"mask_blur":4}`, 4}, {`{"mask_blur":7}`, 7}} {
+		var r Request
+		if err := json.Unmarshal([]byte(c.json), &r); err != nil {
+			t.Fatal(err)
+		}
+		r.Mask = mask
+		r.Defaults(64)
+		if r.MaskBlur == nil || *r.MaskBlur != c.want {
+			t.Errorf("%s: mask blur after Defaults %v, want %d", c.json, r.MaskBlur, c.want)
+			continue
+		}
+		s := p.infotext(r, 1).String()
+		if !strings.Contains(s, fmt.Sprintf("Mask blur: %d", c.want)) {
+			t.Errorf("%s: infotext %s", c.json, s)
+		}
+		it, err := ParseInfotext("a fox\n" + s[strings.Index(s, "Steps:"):])
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := it.Request()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back.Mask = mask
+		back.Defaults(64)
+		if back.MaskBlur == nil || *back.MaskBlur != c.want {
+			t.Errorf("%s: infotext read back as mask blur %v, want %d", c.json, back.MaskBlur, c.want)
+		}
 	}
+	r := Request{Prompt: "x", MaskBlur: Blur(-1)}
 	r.Defaults(64)
-	if r.MaskBlur != NoMaskBlur {
-		t.Errorf("Defaults turned NoMaskBlur into %d", r.MaskBlur)
-	}
-	r.MaskBlur, r.Strength, r.Mask = -2, 0, nil
 	if err := r.Validate(DefaultLimits, 8); err == nil || !strings.Contains(err.Error(), "mask_blur") {
-		t.Errorf("mask_blur -2: err %v", err)
+		t.Errorf("mask_blur -1: err %v", err)
 	}
 }

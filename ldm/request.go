@@ -46,8 +46,9 @@ type Request struct {
 	Strength  float64     `json:"strength,omitempty"`
 	Mask      image.Image `json:"-"`
 	// MaskBlur is the Gaussian blur of the mask edge in pixels (σ =
-	// MaskBlur/2): 0 takes AUTOMATIC1111's default 4, NoMaskBlur (-1) none.
-	MaskBlur int `json:"mask_blur,omitempty"`
+	// MaskBlur/2); nil (an absent field) takes DefaultMaskBlur, as in
+	// AUTOMATIC1111, and 0 is no blur. Set it with Blur(px).
+	MaskBlur *int `json:"mask_blur,omitempty"`
 	// MaskInvert repaints the mask's black part instead; InpaintingFill is
 	// what the repainted region starts from (FillModes; "original" by
 	// default); InpaintFullRes inpaints only the mask's region (grown by
@@ -141,8 +142,8 @@ func (r *Request) Defaults(sampleSize int) {
 	if r.InitImage != nil && r.Strength == 0 {
 		r.Strength = 0.75
 	}
-	if r.Mask != nil && r.MaskBlur == 0 {
-		r.MaskBlur = 4
+	if r.Mask != nil && r.MaskBlur == nil {
+		r.MaskBlur = Blur(DefaultMaskBlur)
 	}
 	if r.Hires != nil {
 		h := *r.Hires
@@ -151,9 +152,20 @@ func (r *Request) Defaults(sampleSize int) {
 	}
 }
 
-// NoMaskBlur as Request.MaskBlur means an unblurred mask (a plain 0 means
-// the default blur, as an absent field does).
-const NoMaskBlur = -1
+// DefaultMaskBlur is the mask blur of a request that sets none
+// (AUTOMATIC1111's).
+const DefaultMaskBlur = 4
+
+// Blur is a Request.MaskBlur of px pixels (0: an unblurred mask).
+func Blur(px int) *int { return &px }
+
+// maskBlur is the request's mask blur in pixels, 0 when unset.
+func (r *Request) maskBlur() int {
+	if r.MaskBlur == nil {
+		return 0
+	}
+	return *r.MaskBlur
+}
 
 // FieldError names the request field that is wrong, so every front end can
 // report it the same way (the server answers 400 with the field).
@@ -236,8 +248,8 @@ func (r *Request) check(l Limits) (checked, error) {
 		return none, bad("strength", "is only meaningful with an init image")
 	case r.Mask != nil && r.InitImage == nil:
 		return none, bad("mask", "needs an init image to inpaint")
-	case r.MaskBlur < NoMaskBlur || r.MaskBlur > 64:
-		return none, bad("mask_blur", "%d must be between 0 and 64 (-1: no blur)", r.MaskBlur)
+	case r.MaskBlur != nil && (*r.MaskBlur < 0 || *r.MaskBlur > 64):
+		return none, bad("mask_blur", "%d must be between 0 and 64 (0: no blur)", *r.MaskBlur)
 	}
 	choice, err := scheduler.ParseSamplerSchedule(r.Sampler, r.Schedule)
 	if err != nil {

@@ -102,7 +102,11 @@ var flagOfField = func() map[string]string {
 		}
 	}
 	fs.VisitAll(func(f *pflag.Flag) {
-		if v := reflect.ValueOf(f.Value); v.Kind() == reflect.Pointer {
+		v := reflect.ValueOf(f.Value)
+		if o, ok := f.Value.(optionalInt); ok {
+			v = reflect.ValueOf(o.p)
+		}
+		if v.Kind() == reflect.Pointer {
 			if name, ok := byAddr[v.Pointer()]; ok {
 				m[name] = "--" + f.Name
 			}
@@ -140,25 +144,58 @@ func flagError(err error) error {
 	return fmt.Errorf("%s: %s%s", name, fe.Msg, flagHint(fe))
 }
 
+// libraryDefaults is what Request.Defaults fills into a blank img2img +
+// inpainting request: the help texts quote it, so that they follow the
+// library's defaults instead of restating them.
+func libraryDefaults() ldm.Request {
+	d := ldm.Blank()
+	d.InitImage, d.Mask = image.NewGray(image.Rect(0, 0, 1, 1)), image.NewGray(image.Rect(0, 0, 1, 1))
+	d.Defaults(0)
+	return d
+}
+
+// optionalInt is an int flag that stays nil unless given, for Request
+// fields where unset and 0 differ (MaskBlur).
+type optionalInt struct{ p **int }
+
+func (o optionalInt) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.Itoa(**o.p)
+}
+
+func (o optionalInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*o.p = &n
+	return nil
+}
+
+func (o optionalInt) Type() string { return "int" }
+
 func (r *requestFlags) register(f *pflag.FlagSet) {
 	q := &r.req
+	d := libraryDefaults()
 	f.StringVar(&q.NegativePrompt, "negative", "", "negative prompt: what the image should not show")
 	f.IntVarP(&q.Width, "width", "W", 0, "image width in pixels, a multiple of the model's VAE factor: 8 for SD, 4 for the embedded model (default: the model's size)")
 	f.IntVarP(&q.Height, "height", "H", 0, "image height in pixels, a multiple of the model's VAE factor (default: the model's size)")
-	f.IntVar(&q.Steps, "steps", 0, "denoising steps (default 20)")
-	f.Float64Var(&q.GuidanceScale, "cfg", 0, "classifier-free guidance scale; 1 skips the unconditional pass (default 7.5; alias --guidance)")
-	f.StringVar(&q.Sampler, "sampler", "", `sampler: AUTOMATIC1111 ("Euler a", "DPM++ 2M Karras"), ComfyUI ("dpmpp_2m") or diffusers class name (default DDIM)`)
+	f.IntVar(&q.Steps, "steps", 0, fmt.Sprintf("denoising steps (default %d)", d.Steps))
+	f.Float64Var(&q.GuidanceScale, "cfg", 0, fmt.Sprintf("classifier-free guidance scale; 1 skips the unconditional pass (default %g; alias --guidance)", d.GuidanceScale))
+	f.StringVar(&q.Sampler, "sampler", "", fmt.Sprintf(`sampler: AUTOMATIC1111 ("Euler a", "DPM++ 2M Karras"), ComfyUI ("dpmpp_2m") or diffusers class name (default %s)`, d.Sampler))
 	f.StringVar(&q.Schedule, "schedule", "", `sigma schedule: Automatic (the sampler's default), Uniform, Karras, Exponential, Polyexponential, SGM Uniform, KL Optimal, Align Your Steps, Simple, Normal, DDIM, Beta, Linear Quadratic, Trailing (or their ComfyUI names)`)
 	f.Int64Var(&q.Seed, "seed", ldm.Blank().Seed, "seed; -1 picks a random one (reported). Image i of a batch gets seed+i")
-	f.IntVar(&q.BatchSize, "batch-size", 0, "images per model batch (default 1)")
-	f.IntVar(&q.BatchCount, "batch-count", 0, "batches run one after another (default 1)")
+	f.IntVar(&q.BatchSize, "batch-size", 0, fmt.Sprintf("images per model batch (default %d)", d.BatchSize))
+	f.IntVar(&q.BatchCount, "batch-count", 0, fmt.Sprintf("batches run one after another (default %d)", d.BatchCount))
 	f.IntVar(&q.ClipSkip, "clip-skip", 0, "CLIP layers to skip, AUTOMATIC1111 style: 1 = last layer, 2 = penultimate")
 	f.Float64Var(&q.Eta, "eta", 0, "DDIM eta: 0 deterministic, 1 as DDPM")
-	f.StringVar(&q.Noise, "noise", "", `noise generator: "philox" (default; stable across versions and backends) or "torch" (same images as diffusers/ComfyUI on CPU)`)
+	f.StringVar(&q.Noise, "noise", "", fmt.Sprintf(`noise generator: "philox" (stable across versions and backends) or "torch" (same images as diffusers/ComfyUI on CPU) (default %s)`, d.Noise))
 	f.StringVar(&r.initImage, "init-image", "", "img2img: start from this image (PNG or JPEG)")
-	f.Float64Var(&q.Strength, "strength", 0, "img2img: how much of --init-image to repaint, (0, 1] (default 0.75)")
+	f.Float64Var(&q.Strength, "strength", 0, fmt.Sprintf("img2img: how much of --init-image to repaint, (0, 1] (default %g)", d.Strength))
 	f.StringVar(&r.maskImage, "mask", "", "inpaint: white where --init-image is repainted, black where it is kept")
-	f.IntVar(&q.MaskBlur, "mask-blur", 4, "inpaint: blur of the mask edge in pixels (0: none)")
+	f.Var(optionalInt{&q.MaskBlur}, "mask-blur", fmt.Sprintf("inpaint: blur of the mask edge in pixels, 0: none (default %d)", *d.MaskBlur))
 	f.BoolVar(&q.MaskInvert, "mask-invert", false, "inpaint: repaint the mask's black part instead of its white part")
 	f.StringVar(&q.InpaintingFill, "inpainting-fill", "", "inpaint: what the masked area starts from: original (default), fill (the colours around it), latent_noise, latent_nothing")
 	f.BoolVar(&q.InpaintFullRes, "inpaint-full-res", false, "inpaint only the mask's region at the full output size, then paste it back (A1111's \"Only masked\")")
@@ -193,9 +230,6 @@ func (r *requestFlags) request() (ldm.Request, error) {
 func (r *requestFlags) build() (ldm.Request, error) {
 	req := r.req
 	var err error
-	if req.MaskBlur == 0 {
-		req.MaskBlur = ldm.NoMaskBlur // --mask-blur 0: no blur (the flag's default is 4)
-	}
 	for _, l := range r.loras {
 		spec, err := parseLoRAFlag(l)
 		if err != nil {
