@@ -29,6 +29,7 @@ func (s *Server) a1111Routes(g *gin.RouterGroup) {
 	g.POST("/options", s.a1111SetOptions)
 	g.POST("/png-info", s.a1111PNGInfo)
 	g.GET("/sd-vae", s.a1111SDVAE)
+	s.a1111ExtraRoutes(g)
 	// Listings clients read at start-up; this server has none of these.
 	s.a1111UpscaleRoutes(g)
 	for _, p := range []string{"/hypernetworks", "/face-restorers", "/prompt-styles", "/realesrgan-models"} {
@@ -387,7 +388,7 @@ func (s *Server) a1111SetOptions(c *gin.Context) {
 			s.fail(c, http.StatusBadRequest, "sd_model_checkpoint", errors.New("must be a string"))
 			return
 		}
-		if err := s.switchModel(name); err != nil {
+		if err := s.switchModel(name); name != "" && err != nil { // "": keep the current model (Open WebUI sends it)
 			s.fail(c, http.StatusBadRequest, "sd_model_checkpoint", err)
 			return
 		}

@@ -36,7 +36,7 @@ type upscale struct{ W, H int }
 // returned upscale is the size to resize to (zero: none).
 func (s *Server) fitNative(m Model, req ldm.Request) (ldm.Request, upscale) {
 	above := s.cfg.UpscaleAbove
-	if above < 0 || req.Width <= 0 && req.Height <= 0 {
+	if above < 0 || req.Width <= 0 && req.Height <= 0 || req.Hires != nil { // a hires fix is the client's own upscale
 		return req, upscale{}
 	}
 	n, f := nativeSize(m), m.Factor()
