@@ -33,6 +33,7 @@ func (s *Server) routes() *gin.Engine {
 	api.POST("/generate", s.generateSync)
 	api.GET("/models", s.listModels)
 	api.GET("/samplers", s.listSamplers)
+	api.GET("/defaults", s.requestDefaults)
 
 	s.a1111Routes(e.Group("/sdapi/v1"))
 	s.controlNetRoutes(e.Group("/controlnet"))

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"image"
 	"net/http"
 	"strings"
 	"testing"
@@ -503,6 +505,24 @@ func TestMetricsCountJobsAndSteps(t *testing.T) {
 		f := strings.Fields(line)
 		if len(f) != 2 {
 			t.Errorf("malformed sample %q", line)
+		}
+	}
+}
+
+// GET /api/v1/defaults is Request.Defaults on the loaded model, not a copy:
+// every value equals what an absent field becomes when a job runs.
+func TestDefaultsRouteIsTheLibrarysDefaults(t *testing.T) {
+	_, ts := testServer(t, fake(), Config{})
+	got := call(t, "GET", ts.URL+"/api/v1/defaults", nil).json(t)
+	want := ldm.Blank()
+	px := image.NewGray(image.Rect(0, 0, 1, 1))
+	want.InitImage, want.Mask = px, px
+	want.Defaults(fake().Model.SampleSize())
+	for name, v := range map[string]any{"width": want.Width, "height": want.Height, "steps": want.Steps,
+		"guidance_scale": want.GuidanceScale, "sampler": want.Sampler, "seed": want.Seed, "batch_size": want.BatchSize,
+		"batch_count": want.BatchCount, "noise": want.Noise, "strength": want.Strength, "mask_blur": *want.MaskBlur} {
+		if fmt.Sprint(got[name]) != fmt.Sprint(v) {
+			t.Errorf("defaults %s = %v, want %v (all: %v)", name, got[name], v, got)
 		}
 	}
 }

@@ -69,6 +69,7 @@ func init() {
 		{Method: "POST", Path: "/api/v1/generate", Summary: "Generate and wait for the images", Body: ctJSON},
 		{Method: "GET", Path: "/api/v1/models", Summary: "Models, the loaded one marked, with native sizes"},
 		{Method: "GET", Path: "/api/v1/samplers", Summary: "Sampler names"},
+		{Method: "GET", Path: "/api/v1/defaults", Summary: "What each absent field of a native request means on the loaded model (ldm.Request JSON)"},
 		{Method: "POST", Path: "/api/v1/audio", Summary: "Generate audio (riffusion spectrogram models)", Body: ctJSON},
 		{Method: "GET", Path: "/", Summary: "The web page", Resp: ctHTML},
 		{Method: "GET", Path: "/favicon.ico", Summary: "No icon (204)", Resp: ctText},
