@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -169,4 +170,24 @@ func BenchmarkGroupNorm(b *testing.B) {
 			return Gradient(ReduceAllSum(Mul(y, y)), x, gamma, beta)
 		}, x, gamma, beta)
 	})
+}
+
+// BenchmarkConv3x3Winograd times the two paths of a 3×3 stride-1 Conv2D
+// forward at the SD VAE decoder's shapes (at 256² output), im2col and
+// Winograd F(2×2,3×3) alternating; compare their cpu-ms/op minimums.
+func BenchmarkConv3x3Winograd(b *testing.B) {
+	for _, c := range []convBench{
+		{hw: 32, cin: 512, cout: 512, k: 3, stride: 1},
+		{hw: 128, cin: 256, cout: 256, k: 3, stride: 1},
+		{hw: 256, cin: 128, cout: 128, k: 3, stride: 1},
+	} {
+		for _, path := range []struct {
+			name string
+			min  int
+		}{{"im2col", 0}, {"winograd", 1}} {
+			b.Run(fmt.Sprintf("%dx%dx%d/%s", c.hw, c.hw, c.cin, path.name), func(b *testing.B) {
+				withWinograd(path.min, func() { c.run(b, false, conv2DWith) })
+			})
+		}
+	}
 }

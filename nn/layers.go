@@ -163,6 +163,9 @@ func conv2DWith(x, weight, bias *Node, k, stride, pad int) *Node {
 	rows := max(1, convStripBytes/rowBytes)
 	n := (ho + rows - 1) / rows
 	rows = (ho + n - 1) / n // balanced strips: equal shapes reuse buffers
+	if useWinograd(k, stride, in, weight.Shape().Dim(0), ho, wo) && rows%2 == 1 && rows < ho {
+		rows++ // Winograd's 2×2 tiles: even strips waste no padded row
+	}
 	strips := make([]*Node, 0, n)
 	for r0 := 0; r0 < ho; r0 += rows {
 		r := min(rows, ho-r0)
@@ -177,6 +180,9 @@ func conv2DWith(x, weight, bias *Node, k, stride, pad int) *Node {
 func convRows(x, weight, bias *Node, k, stride, ho, wo int) *Node {
 	b, in := x.Shape().Dim(0), x.Shape().Dim(3)
 	out := weight.Shape().Dim(0)
+	if useWinograd(k, stride, in, out, ho, wo) {
+		return convWinograd(x, weight, bias, ho, wo)
+	}
 	var cols *Node
 	if k == 1 && stride == 1 {
 		cols = x
