@@ -191,3 +191,16 @@ func BenchmarkConv3x3Winograd(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConv3x3WinogradFwdBwd is BenchmarkConv3x3FwdBwd's convolution
+// (forward and the three gradients) on both paths, as a training step runs it.
+func BenchmarkConv3x3WinogradFwdBwd(b *testing.B) {
+	for _, path := range []struct {
+		name string
+		min  int
+	}{{"im2col", 0}, {"winograd", 1}} {
+		b.Run(path.name, func(b *testing.B) {
+			withWinograd(path.min, func() { conv3x3.run(b, true, conv2DWith) })
+		})
+	}
+}
