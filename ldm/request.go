@@ -74,6 +74,9 @@ type Request struct {
 
 	// Hires is AUTOMATIC1111's hires fix (nil: none; see HiresFix).
 	Hires *HiresFix `json:"hires,omitempty"`
+	// Outpaint extends the init image's canvas and inpaints the new area
+	// (nil: none; see Outpaint).
+	Outpaint *Outpaint `json:"outpaint,omitempty"`
 	// initLatents replace the init image's encoding (a latent hires pass).
 	initLatents []float32
 }
@@ -115,6 +118,7 @@ var DefaultLimits = Limits{MaxSteps: 150, MaxWidth: 2048, MaxHeight: 2048, MaxBa
 // Defaults fills unset fields. sampleSize is the model's native image size
 // in pixels (e.g. 512 for SD1.5, 64 for the embedded model).
 func (r *Request) Defaults(sampleSize int) {
+	r.applyOutpaint()
 	if r.Width == 0 {
 		r.Width = sampleSize
 	}
@@ -274,6 +278,11 @@ func (r *Request) check(l Limits) (checked, error) {
 	}
 	if err := r.checkHires(l); err != nil {
 		return none, err
+	}
+	if r.Outpaint != nil {
+		if err := r.Outpaint.check(r); err != nil {
+			return none, err
+		}
 	}
 	if tagErr != nil {
 		return none, tagErr

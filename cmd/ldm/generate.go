@@ -82,6 +82,7 @@ type requestFlags struct {
 	loras                []string
 	control              controlFlags
 	hires                hiresFlags
+	outpaint             outpaintFlags
 	previewPath          string
 }
 
@@ -205,6 +206,7 @@ func (r *requestFlags) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&r.loras, "lora", nil, "apply a LoRA file (kohya or diffusers/PEFT .safetensors) at a weight: FILE[:WEIGHT], weight 1 by default; repeatable")
 	r.control.register(f)
 	r.hires.register(f)
+	r.outpaint.register(f)
 	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		if name == "guidance" {
 			name = "cfg"
@@ -251,7 +253,7 @@ func (r *requestFlags) build() (ldm.Request, error) {
 		}
 	}
 	r.hires.apply(&req)
-	return req, nil
+	return req, r.outpaint.apply(&req)
 }
 
 // parseLoRAFlag reads --lora FILE[:WEIGHT]. The weight is what follows

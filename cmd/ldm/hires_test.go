@@ -51,3 +51,28 @@ func TestGenerateHiresFixWithoutADenoisingStep(t *testing.T) {
 		t.Errorf("got %v, want --strength: … no denoising step of the hires pass", err)
 	}
 }
+
+// TestGenerateOutpaint: --outpaint right=32 makes a 32x32 init image 64x32.
+func TestGenerateOutpaint(t *testing.T) {
+	model := tinyFolder(t)
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.png"), filepath.Join(dir, "out.png")
+	if _, _, err := runSplit("generate", "x", "--model", model, "--backend", "go", "--steps", "1", "-W", "32", "-H", "32", "-o", in); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := runSplit("generate", "x", "--model", model, "--backend", "go", "--steps", "2", "--init-image", in, "--outpaint", "right=32", "--outpaint-fill", "mean", "-o", out); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := image.DecodeConfig(f)
+	f.Close()
+	if err != nil || cfg.Width != 64 || cfg.Height != 32 {
+		t.Fatalf("wrote %dx%d (%v), want 64x32", cfg.Width, cfg.Height, err)
+	}
+	if _, _, err := runSplit("generate", "x", "--model", model, "--init-image", in, "--outpaint", "sideways=3", "-o", out); err == nil || !strings.Contains(err.Error(), "--outpaint") {
+		t.Errorf("bad side: %v, want an error naming --outpaint", err)
+	}
+}
