@@ -72,6 +72,7 @@ type a1111Request struct {
 	SendImages           *bool                      `json:"send_images"`
 	AlwaysOnScripts      map[string]json.RawMessage `json:"alwayson_scripts"`
 	a1111HiresFields
+	a1111OutpaintFields
 }
 
 // a1111Params names A1111's fields for ldm.Request's (from the ldm tags).
@@ -121,6 +122,7 @@ func (s *Server) a1111ToRequest(ar *a1111Request, img2img bool) (ldm.Request, er
 		return req, err
 	}
 	req.Strength = ar.DenoisingStrength.V
+	ar.resizeAndFill(&req)
 	if ar.Mask != "" {
 		m, err := decodeImage("mask", ar.Mask)
 		if err != nil {
