@@ -142,3 +142,60 @@ func axeViolations(t *testing.T, ctx context.Context, scheme string) []axeResult
 	}
 	return vs
 }
+
+// TestBrowserHiresFix: in txt2img the hires fix controls, listed
+// upscalers included, send the native "hires" object: a 32 px image
+// upscaled by 2 comes back 64 px with the hires parameters in its
+// infotext; the controls pass axe (light, dark) and fit 390 px.
+func TestBrowserHiresFix(t *testing.T) {
+	_, ts := testServer(t, tinyModel(t), Config{})
+	ctx, pageErrors := browser(t)
+	err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(390, 900),
+		chromedp.Navigate(ts.URL+"/"),
+		chromedp.WaitReady(`#hrup option[value="Lanczos"]`),
+		chromedp.WaitReady(`#hrup option[value="Latent (bicubic)"]`),
+		void(chromedp.Evaluate[bool](`document.getElementById("hr").click(), true`)),
+		chromedp.WaitVisible("#hrscale"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scheme := range []string{"light", "dark"} {
+		for _, v := range axeViolations(t, ctx, scheme) {
+			if v.Impact == "serious" || v.Impact == "critical" {
+				t.Errorf("%s: axe %s violation %s (%s), %d nodes", scheme, v.Impact, v.ID, v.Help, len(v.Nodes))
+			}
+		}
+	}
+	if o, err := chromedp.Run(ctx, chromedp.Evaluate[overflow](overflowJS)); err != nil || o.Scroll > o.Width || len(o.Over) > 0 {
+		t.Errorf("at 390 px with hires fix open: page %d px wide, past the edge %q (%v)", o.Scroll, o.Over, err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys("#prompt", "a lighthouse"),
+		chromedp.SetValue("#width", "32"), chromedp.SetValue("#height", "32"),
+		chromedp.SetValue("#steps", "1"), chromedp.SetValue("#seed", "5"),
+		chromedp.SetValue("#hrup", "Lanczos"), chromedp.SetValue("#hrsteps", "2"), chromedp.SetValue("#hrstrength", "0.5"),
+		void(chromedp.Evaluate[bool](`document.getElementById("form").requestSubmit(), true`)),
+		void(chromedp.Poll[bool](`document.querySelectorAll(".result img").length === 1 && !document.getElementById("generate").disabled`)),
+	)
+	if err != nil {
+		st, _ := chromedp.Run(ctx, chromedp.Text("#status"))
+		t.Fatalf("hires job: %v (status %q)", err, st)
+	}
+	res, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[String(document.querySelector(".result img").naturalWidth), document.querySelector(".result .params").textContent]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0] != "64" {
+		t.Errorf("hires by 2 of 32 px: image %s px wide, want 64", res[0])
+	}
+	for _, want := range []string{"Hires upscale: 2", "Hires upscaler: Lanczos", "Denoising strength: 0.5"} {
+		if !strings.Contains(res[1], want) {
+			t.Errorf("infotext %q lacks %q", res[1], want)
+		}
+	}
+	if errs := pageErrors(); len(errs) > 0 {
+		t.Errorf("the page logged errors: %q", errs)
+	}
+}
