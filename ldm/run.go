@@ -327,23 +327,26 @@ func (p *Pipeline) runBatch(ctx context.Context, ms []*member, b int, start time
 // every step with the steps done and the latents.
 func (p *Pipeline) denoise(ctx context.Context, s *scheduler.Scheduler, x []float32, shape []int, cond *conditioning, begin int,
 	gens []rng.Source, init *img2imgState, control *controlRun, step func(done, total int, elapsed time.Duration, x []float32)) ([]float32, error) {
-	ts := s.Timesteps()
-	total := len(ts) - begin
 	stepStart := time.Now()
 	noise := noiseFrom(gens)
-	for i := begin; i < len(ts); i++ {
+	// s.Calls() grows as DPM adaptive runs (its calls depend on the
+	// sample) and the total is then an estimate until it is done; for every
+	// other sampler both are fixed by the plan.
+	for i := begin; i < s.Calls(); i++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		total := s.ExpectedCalls() - begin
+		ti := s.Timestep(i)
 		xin := s.ScaleModelInput(x, i)
-		ctl, ctlShapes, err := control.residuals(p, xin, shape, ts[i], cond, i-begin, total)
+		ctl, ctlShapes, err := control.residuals(p, xin, shape, ti, cond, i-begin, total)
 		if err != nil {
 			return nil, err
 		}
 		if init != nil && init.unetMask != nil {
 			xin = concatChannels(shape, xin, init.unetMask, init.maskedLatents)
 		}
-		eps, err := p.predict(xin, shape, ts[i], cond, ctl, ctlShapes)
+		eps, err := p.predict(xin, shape, ti, cond, ctl, ctlShapes)
 		if err != nil {
 			return nil, err
 		}
@@ -355,7 +358,7 @@ func (p *Pipeline) denoise(ctx context.Context, s *scheduler.Scheduler, x []floa
 				return nil, err
 			}
 		}
-		step(i-begin+1, total, time.Since(stepStart), x)
+		step(i-begin+1, s.ExpectedCalls()-begin, time.Since(stepStart), x)
 	}
 	return x, nil
 }

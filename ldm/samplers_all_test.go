@@ -119,7 +119,7 @@ func stepScheduler(ch scheduler.Choice, config []byte, steps int) error {
 			dst[i] = float32(i%3) - 1
 		}
 	})
-	for i := range s.Timesteps() {
+	for i := 0; i < s.Calls(); i++ { // Calls grows as DPM adaptive runs
 		in := s.ScaleModelInput(x, i)
 		eps := make([]float32, len(in))
 		for k, v := range in {

@@ -58,6 +58,7 @@ var kFuncs = map[string]kFunc{
 	"dpm_2_ancestral":    kDPM2Ancestral,
 	"lms":                kLMS,
 	"dpm_fast":           kDPMFast,
+	"dpm_adaptive":       kDPMAdaptive,
 	"dpmpp_2s_ancestral": kDPMpp2SAncestral,
 	"dpmpp_sde":          kDPMppSDE,
 	"dpmpp_2m":           kDPMpp2M,
@@ -609,6 +610,12 @@ type kdiff struct {
 	stepCalls []int     // first call of each step of sched (-1: none)
 	run       *kRun
 	holder    *kHolder
+	// open: the model calls depend on the sample (dpm_adaptive). The plan
+	// holds the first call only; each step appends the next one to the
+	// Scheduler's timesteps and sigmas, and from is the schedule step the
+	// run starts at (img2img).
+	open bool
+	from int
 }
 
 // kRun is one coroutine run of a sampler function. The coroutine refers to
@@ -645,7 +652,7 @@ func newKDiff(s *Scheduler, ch Choice) (*kdiff, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &kdiff{s: s, name: ch.Sampler, fn: fn, kind: ch.Schedule, opts: ch.k, table: table, holder: &kHolder{}}
+	k := &kdiff{s: s, name: ch.Sampler, fn: fn, kind: ch.Schedule, opts: ch.k, table: table, holder: &kHolder{}, open: ch.Sampler == "dpm_adaptive"}
 	runtime.AddCleanup(s, func(h *kHolder) {
 		if h.run != nil {
 			h.run.stop()
@@ -686,6 +693,14 @@ func (k *kdiff) plan(n int) ([]float64, []float32, error) {
 	}
 	k.stopRun()
 	k.sched = sig
+	if k.open {
+		if len(sig) < 3 {
+			return nil, nil, fmt.Errorf("%w: DPM adaptive integrates from σ_max to the schedule's last nonzero σ: it needs at least 2 steps", ErrSteps)
+		}
+		k.from = 0
+		ts, sigmas := k.openPlan()
+		return ts, sigmas, nil
+	}
 	// A dry run on a one-element latent records the call sigmas: they
 	// depend on the schedule only, never on the sample.
 	k.calls, k.stepCalls = nil, make([]int, len(sig))
@@ -718,6 +733,19 @@ func (k *kdiff) plan(n int) ([]float64, []float32, error) {
 	return ts, sigmas, nil
 }
 
+// openPlan is an open sampler's plan from schedule step k.from: its first
+// call, at sched[from], and the final σ_min.
+func (k *kdiff) openPlan() ([]float64, []float32) {
+	first := k.sched[k.from]
+	k.calls = []float64{first}
+	k.stepCalls = make([]int, len(k.sched))
+	for i := range k.stepCalls {
+		k.stepCalls[i] = -1
+	}
+	k.stepCalls[k.from] = 0
+	return []float64{k.table.t(first)}, []float32{float32(first), float32(k.sched[len(k.sched)-2])}
+}
+
 func (k *kdiff) stopRun() {
 	if k.run != nil {
 		k.run.stop()
@@ -741,7 +769,16 @@ func (k *kdiff) x0Map(i int) (lin, error) {
 }
 
 // beginCall is the model call where step j of the schedule starts.
+//
+// An open sampler (dpm_adaptive) re-plans to start at step j, as A1111 runs
+// it in img2img (σ_max = the schedule's σ at the start step), and returns 0.
 func (k *kdiff) beginCall(j int) int {
+	if k.open && j > 0 && j < len(k.sched)-1 {
+		k.stopRun()
+		k.from = j
+		k.s.timesteps, k.s.sigmas = k.openPlan()
+		return 0
+	}
 	if j <= 0 {
 		return 0
 	}
@@ -763,9 +800,12 @@ func (k *kdiff) start(i int, x []float32) error {
 				break
 			}
 		}
-		if j < 0 || k.name == "dpm_fast" || k.name == "restart" {
+		if j < 0 || k.open || k.name == "dpm_fast" || k.name == "restart" {
 			return fmt.Errorf("%s cannot start at model call %d (img2img starts at a step)", k.name, i)
 		}
+	}
+	if k.open {
+		j = k.from
 	}
 	sig := k.sched[j:]
 	run := &kRun{start: i}
@@ -833,6 +873,17 @@ func (k *kdiff) step(i int, out, x []float32, noise Noise) ([]float32, error) {
 		err := run.err
 		k.stopRun()
 		return nil, err
+	}
+	if ok && k.open {
+		// The sampler asked for its next call: it becomes call i+1.
+		if len(k.calls) >= adaptiveMaxCalls {
+			k.stopRun()
+			return nil, errAdaptiveCap()
+		}
+		k.calls = append(k.calls, call.sigma)
+		last := k.s.sigmas[len(k.s.sigmas)-1]
+		k.s.timesteps = append(k.s.timesteps, k.table.t(call.sigma))
+		k.s.sigmas = append(k.s.sigmas[:len(k.s.sigmas)-1:len(k.s.sigmas)-1], float32(call.sigma), last)
 	}
 	if ok {
 		return call.x, nil

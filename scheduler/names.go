@@ -94,6 +94,7 @@ var samplerDefs = []samplerDef{
 	{name: "DPM2", aliases: []string{"k_dpm_2"}, comfy: []string{"dpm_2"}, k: "dpm_2", auto: "karras", a1111Discard: true, comfyDiscard: true},
 	{name: "DPM2 a", aliases: []string{"k_dpm_2_a"}, comfy: []string{"dpm_2_ancestral"}, k: "dpm_2_ancestral", auto: "karras", a1111Discard: true, comfyDiscard: true},
 	{name: "DPM fast", aliases: []string{"k_dpm_fast"}, comfy: []string{"dpm_fast"}, k: "dpm_fast"},
+	{name: "DPM adaptive", aliases: []string{"k_dpm_ad"}, comfy: []string{"dpm_adaptive"}, k: "dpm_adaptive"},
 	{name: "HeunPP2", aliases: []string{"heunpp2", "Heun++"}, comfy: []string{"heunpp2"}, k: "heunpp2"},
 	{name: "LCM", aliases: []string{"k_lcm"}, comfy: []string{"lcm"}, k: "lcm"},
 	{name: "Restart", aliases: []string{"restart"}, k: "restart", auto: "karras"},

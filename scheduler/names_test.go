@@ -27,6 +27,8 @@ func TestParseSamplerFollowsTheNamingRule(t *testing.T) {
 		{"DPM2", "", "dpm_2", "karras", true},
 		{"DPM2 a Karras", "", "dpm_2_ancestral", "karras", true},
 		{"DPM fast", "", "dpm_fast", "normal", false},
+		{"DPM adaptive", "", "dpm_adaptive", "normal", false},
+		{"k_dpm_ad", "", "dpm_adaptive", "normal", false},
 		{"LMS", "", "lms", "normal", false},
 		{"LMS Karras", "", "lms", "karras", true},
 		{"Heun", "", "heun", "normal", false},

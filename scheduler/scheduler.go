@@ -233,6 +233,28 @@ func (s *Scheduler) NumInferenceSteps() int { return s.steps }
 // with as floats.
 func (s *Scheduler) Timesteps() []float64 { return append([]float64(nil), s.timesteps...) }
 
+// Calls is the number of model calls planned so far, len(Timesteps()).
+// For every sampler but DPM adaptive it is fixed by SetTimesteps (and
+// BeginIndex). DPM adaptive's calls depend on the sample: it plans its
+// first call only, and each Step that leaves another call to make adds it,
+// so a loop runs `for i := begin; i < s.Calls(); i++` and stops when
+// the sampler is done.
+func (s *Scheduler) Calls() int { return len(s.timesteps) }
+
+// Timestep is the timestep of model call i (Timesteps()[i] without the copy).
+func (s *Scheduler) Timestep(i int) float64 { return s.timesteps[i] }
+
+// ExpectedCalls is the number of model calls a progress display should
+// show as the total: Calls() for a fixed plan; for DPM adaptive an estimate
+// (three calls per schedule step, at least one more than planned so far)
+// until it is done, then the exact count.
+func (s *Scheduler) ExpectedCalls() int {
+	if k, ok := s.alg.(*kdiff); ok && k.open && (s.next < 0 || s.next < len(s.timesteps)) {
+		return max(3*(len(k.sched)-1-k.from), len(s.timesteps)+1)
+	}
+	return len(s.timesteps)
+}
+
 // Sigmas returns the noise levels of the run, one per model call plus the
 // final one, or nil for samplers that work on alphas_cumprod (DDPM, DDIM, PNDM).
 func (s *Scheduler) Sigmas() []float32 { return append([]float32(nil), s.sigmas...) }
