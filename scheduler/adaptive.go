@@ -69,6 +69,10 @@ func dpmAdaptive(k *kCtx, x []float32, sig []float64, rtol, atol float64) []floa
 			xPrev = xLow
 			x = xHigh
 			s = t
+			// k-diffusion adds σ_up·noise on every accepted step, drawing it
+			// even at eta 0 (σ_up = 0): the draw keeps the noise stream
+			// where k-diffusion leaves it, as in kDPMFast.
+			k.burn(len(x))
 		}
 		h *= f
 	}

@@ -47,16 +47,21 @@ func TestDPMAdaptiveSolvesTheGaussianODE(t *testing.T) {
 			t.Fatalf("planned %d calls, expected %d; want 1 and %d", s.Calls(), s.ExpectedCalls(), 3*steps)
 		}
 		xi := s.InitLatents(x)
+		draws := 0 // k-diffusion draws (σ_up = 0) noise at every accepted step
+		noise := NoiseFunc(func(dst []float32) { draws++ })
 		for i := 0; i < s.Calls(); i++ {
 			if i > 3*adaptiveMaxCalls {
 				t.Fatal("runaway loop")
 			}
-			if xi, err = s.Step(gaussModel(s, i, s.ScaleModelInput(xi, i), std), i, xi, nil); err != nil {
+			if xi, err = s.Step(gaussModel(s, i, s.ScaleModelInput(xi, i), std), i, xi, noise); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if n := s.Calls(); n%3 != 0 || n < 6 || s.ExpectedCalls() != n || len(s.Sigmas()) != n+1 {
 			t.Fatalf("%d calls, expected %d, %d sigmas: want a multiple of 3 (≥ 6), exact once done, calls+1 sigmas", n, s.ExpectedCalls(), len(s.Sigmas()))
+		}
+		if draws == 0 || draws > s.Calls()/3 {
+			t.Fatalf("%d noise draws in %d calls, want one per accepted attempt of 3 calls", draws, s.Calls())
 		}
 		return xi, s
 	}
