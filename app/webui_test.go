@@ -342,7 +342,7 @@ func TestBrowserImg2ImgAndInpaint(t *testing.T) {
 	_, ts := testServer(t, tinyModel(t), Config{})
 	ctx, pageErrors := browser(t)
 	src, srcB64 := sourcePNG(t)
-	step, cancelStep := context.WithTimeout(ctx, 40*time.Second)
+	step, cancelStep := context.WithTimeout(ctx, 120*time.Second) // the first img2img compiles the encoder: minutes on a loaded machine
 	defer cancelStep()
 	err := chromedp.Do(step,
 		chromedp.EmulateViewport(1200, 900),
