@@ -218,35 +218,10 @@ func (m *Model) LoadWeights(src nn.Source) error {
 	if err != nil {
 		return err
 	}
-	missing, unexpected := nn.CompareKeys(expected, src.Keys())
-	var wrong []string
-	for key, want := range expected {
-		scope, name := nn.KeyToScope(key)
-		if v := m.Ctx.GetVariableByScopeAndName(scope, name); v != nil && !slices.Equal(v.Shape().Dimensions, want) {
-			wrong = append(wrong, fmt.Sprintf("%s %v (config wants %v)", key, v.Shape().Dimensions, want))
-		}
-	}
-	slices.Sort(wrong)
-	var problems []string
-	for _, l := range []struct {
-		what string
-		keys []string
-	}{{"missing", missing}, {"unexpected", unexpected}, {"with the wrong shape", wrong}} {
-		if len(l.keys) > 0 {
-			problems = append(problems, fmt.Sprintf("%d %s: %s", len(l.keys), l.what, abbreviate(l.keys, 8)))
-		}
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("controlnet: the weights do not match the config (wrong config.json, or not a ControlNet for this U-Net): %s", strings.Join(problems, "; "))
+	if problems := nn.WeightMismatch(m.Ctx, expected, src.Keys()); problems != "" {
+		return fmt.Errorf("controlnet: the weights do not match the config (wrong config.json, or not a ControlNet for this U-Net): %s", problems)
 	}
 	return nil
-}
-
-func abbreviate(keys []string, n int) string {
-	if len(keys) <= n {
-		return strings.Join(keys, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(keys[:n], ", "), len(keys)-n)
 }
 
 var (

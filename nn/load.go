@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 
@@ -236,4 +237,37 @@ func MaterializeWeights(b backends.Backend, ctxs ...*context.Context) error {
 		runtime.GC()
 	}
 	return nil
+}
+
+// WeightMismatch compares the weights loaded into ctx with the keys and
+// shapes a model expects (have: the source's keys) and describes what is
+// missing, unexpected or misshapen, at most 8 names of each; "" when they
+// match.
+func WeightMismatch(ctx *context.Context, expected map[string][]int, have []string) string {
+	missing, unexpected := CompareKeys(expected, have)
+	var wrong []string
+	for key, want := range expected {
+		scope, name := KeyToScope(key)
+		if v := ctx.GetVariableByScopeAndName(scope, name); v != nil && !slices.Equal(v.Shape().Dimensions, want) {
+			wrong = append(wrong, fmt.Sprintf("%s %v (config wants %v)", key, v.Shape().Dimensions, want))
+		}
+	}
+	slices.Sort(wrong)
+	var problems []string
+	for _, l := range []struct {
+		what string
+		keys []string
+	}{{"missing", missing}, {"unexpected", unexpected}, {"with the wrong shape", wrong}} {
+		if len(l.keys) > 0 {
+			problems = append(problems, fmt.Sprintf("%d %s: %s", len(l.keys), l.what, abbreviate(l.keys, 8)))
+		}
+	}
+	return strings.Join(problems, "; ")
+}
+
+func abbreviate(keys []string, n int) string {
+	if len(keys) <= n {
+		return strings.Join(keys, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(keys[:n], ", "), len(keys)-n)
 }
